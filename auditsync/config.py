@@ -1,0 +1,353 @@
+"""Settings: one frozen dataclass read from the environment (= Function App settings).
+
+Everything is validated up front and every problem is reported at once, each naming the setting and
+what to do, so an operator fixes the deployment in one pass instead of one error per restart.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from auditsync.errors import ConfigError
+
+KNOWN_SOURCES = ("keeper", "onepassword")
+ONEPASSWORD_EVENT_TYPES = ("auditevents", "itemusages", "signinattempts")
+SINKS = ("logs_ingestion", "data_collector", "file")
+CHECKPOINT_STORES = ("table", "file")
+
+ONEPASSWORD_HOSTS = (
+    "events.1password.com",
+    "events.ent.1password.com",
+    "events.1password.ca",
+    "events.1password.eu",
+)
+KEEPER_HOSTS = (
+    "keepersecurity.com",
+    "keepersecurity.eu",
+    "keepersecurity.com.au",
+    "keepersecurity.ca",
+    "keepersecurity.jp",
+    "govcloud.keepersecurity.us",
+)
+
+#: Every setting the code reads, with its default ("" = none) and a one-line meaning. README,
+#: local.settings.sample.json and the infra templates are tested against this table.
+SETTINGS: dict[str, tuple[str, str]] = {
+    "SOURCES": ("keeper,onepassword", "enabled sources"),
+    "KEEPER_BASE_URL": ("https://keepersecurity.com", "Keeper region host"),
+    "ONEPASSWORD_BASE_URL": ("https://events.1password.com", "1Password events host"),
+    "ONEPASSWORD_EVENT_TYPES": (",".join(ONEPASSWORD_EVENT_TYPES), "1Password streams"),
+    "ALLOW_CUSTOM_VENDOR_HOSTS": ("false", "accept vendor base URLs outside the known hosts"),
+    "KEY_VAULT_URL": ("", "Key Vault holding the tokens, read with the managed identity"),
+    "KEEPER_TOKEN_SECRET": ("keeper-api-token", "Key Vault secret name of the Keeper token"),
+    "ONEPASSWORD_TOKEN_SECRET": ("onepassword-api-token", "Key Vault secret name of the 1Password token"),
+    "KEEPER_TOKEN": ("", "Keeper token given directly (local runs without Key Vault)"),
+    "ONEPASSWORD_TOKEN": ("", "1Password token given directly (local runs without Key Vault)"),
+    "KEEPER_LAG": ("5m", "Keeper: do not read events younger than this (late-arrival margin)"),
+    "KEEPER_OVERLAP": ("15m", "Keeper: re-read this much before the watermark (deduplicated)"),
+    "SINK": ("file", "logs_ingestion, data_collector or file"),
+    "LOGS_INGESTION_ENDPOINT": ("", "DCE or DCR logs ingestion endpoint URL"),
+    "LOGS_INGESTION_RULE_ID": ("", "DCR immutable id (dcr-...)"),
+    "LOGS_INGESTION_AUDIENCE": ("https://monitor.azure.com", "token audience (sovereign clouds)"),
+    "WORKSPACE_ID": ("", "Log Analytics workspace id (legacy Data Collector)"),
+    "WORKSPACE_KEY": ("", "workspace shared key given directly (local runs)"),
+    "WORKSPACE_KEY_SECRET": ("", "Key Vault secret name of the workspace shared key"),
+    "DATA_COLLECTOR_URL": ("", "override of https://{WORKSPACE_ID}.ods.opinsights.azure.com"),
+    "CHECKPOINT_STORE": ("file", "table or file"),
+    "CHECKPOINT_TABLE_URL": ("", "Table service URL, used with the managed identity"),
+    "CHECKPOINT_CONNECTION_STRING": ("", "Table connection string (Azurite, local runs)"),
+    "CHECKPOINT_TABLE": ("auditsynccheckpoints", "checkpoint table name"),
+    "AUDITSYNC_DATA_DIR": (".auditsync", "where the file sink and file checkpoints live"),
+    "INITIAL_LOOKBACK": ("1d", "history pulled by a stream's first run"),
+    "RUN_TIME_BUDGET": ("8m", "a run stops by itself after this, checkpoint saved"),
+    "TIMER_SCHEDULE": ("0 */5 * * * *", "NCRONTAB schedule of the timer function (UTC)"),
+}
+
+_KV_REFERENCE = re.compile(r"@Microsoft\.KeyVault\(", re.IGNORECASE)
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_DCR_ID = re.compile(r"^dcr-[0-9a-f]{32}$")
+_TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+_SECRET_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse ``90s``, ``8m``, ``1h30m``, ``2d``. Raises ValueError on anything else."""
+    match = _DURATION.match(text.strip().lower())
+    if not text.strip() or not match or not any(match.groups()):
+        raise ValueError(text)
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """Loopback hosts are local stand-ins (simulators, Azurite) and may use plain http."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def is_loopback_url(url: str) -> bool:
+    return is_loopback_host(urlsplit(url).hostname)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings. Secret values are excluded from ``repr`` so they cannot reach a log line."""
+
+    sources: tuple[str, ...] = ("keeper", "onepassword")
+    keeper_base_url: str = "https://keepersecurity.com"
+    onepassword_base_url: str = "https://events.1password.com"
+    onepassword_event_types: tuple[str, ...] = ONEPASSWORD_EVENT_TYPES
+    allow_custom_vendor_hosts: bool = False
+    key_vault_url: str = ""
+    keeper_token_secret: str = "keeper-api-token"
+    onepassword_token_secret: str = "onepassword-api-token"
+    keeper_token: str = field(default="", repr=False)
+    onepassword_token: str = field(default="", repr=False)
+    keeper_lag: timedelta = timedelta(minutes=5)
+    keeper_overlap: timedelta = timedelta(minutes=15)
+    sink: str = "file"
+    logs_ingestion_endpoint: str = ""
+    logs_ingestion_rule_id: str = ""
+    logs_ingestion_audience: str = "https://monitor.azure.com"
+    workspace_id: str = ""
+    workspace_key: str = field(default="", repr=False)
+    workspace_key_secret: str = ""
+    data_collector_url: str = ""
+    checkpoint_store: str = "file"
+    checkpoint_table_url: str = ""
+    checkpoint_connection_string: str = field(default="", repr=False)
+    checkpoint_table: str = "auditsynccheckpoints"
+    data_dir: Path = Path(".auditsync")
+    initial_lookback: timedelta = timedelta(days=1)
+    run_time_budget: timedelta = timedelta(minutes=8)
+    timer_schedule: str = "0 */5 * * * *"
+
+    @property
+    def effective_data_collector_url(self) -> str:
+        return self.data_collector_url or f"https://{self.workspace_id}.ods.opinsights.azure.com"
+
+    def secret_values(self) -> list[str]:
+        """Every secret held directly in settings, for redaction filters and tests."""
+        return [
+            v
+            for v in (self.keeper_token, self.onepassword_token, self.workspace_key)
+            if v
+        ] + _connection_string_keys(self.checkpoint_connection_string)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every setting; raise one ConfigError listing all problems."""
+        return _Parser(os.environ if env is None else env).parse()
+
+
+def _connection_string_keys(conn: str) -> list[str]:
+    keys = []
+    for part in conn.split(";"):
+        name, _, value = part.partition("=")
+        if name.strip().lower() in ("accountkey", "sharedaccesssignature") and value:
+            keys.append(value)
+    return keys
+
+
+class _Parser:
+    """Collects problems instead of stopping at the first one."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def raw(self, name: str) -> str:
+        value = self.env.get(name)
+        if value is None or not value.strip():
+            return SETTINGS[name][0]
+        value = value.strip()
+        if _KV_REFERENCE.search(value):
+            self.problems.append(
+                f"{name}: the Key Vault reference was not resolved (the setting still holds "
+                "'@Microsoft.KeyVault(...)'). Give the Function App's managed identity the "
+                "'Key Vault Secrets User' role on the vault and check the secret URI, then restart the app."
+            )
+            return ""
+        return value
+
+    def listing(self, name: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+        items = tuple(dict.fromkeys(p.strip().lower() for p in self.raw(name).split(",") if p.strip()))
+        unknown = [i for i in items if i not in allowed]
+        if unknown:
+            self.problems.append(f"{name}: unknown value(s) {', '.join(unknown)}; use any of {', '.join(allowed)}.")
+        if not items:
+            self.problems.append(f"{name}: empty; use one or more of {', '.join(allowed)}.")
+        return tuple(i for i in items if i in allowed)
+
+    def choice(self, name: str, allowed: tuple[str, ...]) -> str:
+        value = self.raw(name).lower()
+        if value not in allowed:
+            self.problems.append(f"{name}: '{value}' is not one of {', '.join(allowed)}.")
+        return value
+
+    def duration(self, name: str) -> timedelta:
+        text = self.raw(name)
+        try:
+            value = parse_duration(text)
+        except ValueError:
+            self.problems.append(f"{name}: '{text}' is not a duration; write it like 30s, 8m, 1h30m or 2d.")
+            return parse_duration(SETTINGS[name][0])
+        if value <= timedelta(0) and name != "KEEPER_LAG":
+            self.problems.append(f"{name}: must be longer than zero.")
+        return value
+
+    def flag(self, name: str) -> bool:
+        value = self.raw(name).lower()
+        if value not in ("true", "false", "1", "0", "yes", "no"):
+            self.problems.append(f"{name}: '{value}' is not true or false.")
+        return value in ("true", "1", "yes")
+
+    def url(self, name: str, *, required: bool = False, hosts: tuple[str, ...] = (), allow_custom: bool = True) -> str:
+        value = self.raw(name).rstrip("/")
+        if not value:
+            if required:
+                self.problems.append(f"{name}: missing; set it to an https URL.")
+            return ""
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            self.problems.append(f"{name}: '{_safe_url(value)}' is not a URL; use https://host.")
+            return value
+        loopback = is_loopback_host(parts.hostname)
+        if parts.scheme != "https" and not loopback:
+            self.problems.append(f"{name}: must use https (plain http is accepted only for loopback stand-ins).")
+        if parts.query or parts.username or parts.password:
+            self.problems.append(f"{name}: must not carry credentials or a query string.")
+        if hosts and not loopback and parts.hostname.lower() not in hosts and not allow_custom:
+            self.problems.append(
+                f"{name}: '{parts.hostname}' is not a known host; use one of {', '.join(hosts)} "
+                "(or set ALLOW_CUSTOM_VENDOR_HOSTS=true if you really mean it)."
+            )
+        return value
+
+    def parse(self) -> Settings:
+        allow_custom = self.flag("ALLOW_CUSTOM_VENDOR_HOSTS")
+        sources = self.listing("SOURCES", KNOWN_SOURCES)
+        event_types = self.listing("ONEPASSWORD_EVENT_TYPES", ONEPASSWORD_EVENT_TYPES)
+        keeper_url = self.url("KEEPER_BASE_URL", hosts=KEEPER_HOSTS, allow_custom=allow_custom)
+        onepassword_url = self.url("ONEPASSWORD_BASE_URL", hosts=ONEPASSWORD_HOSTS, allow_custom=allow_custom)
+        key_vault_url = self.url("KEY_VAULT_URL")
+        secret_names = {}
+        for name in ("KEEPER_TOKEN_SECRET", "ONEPASSWORD_TOKEN_SECRET", "WORKSPACE_KEY_SECRET"):
+            secret_names[name] = self.raw(name)
+            if secret_names[name] and not _SECRET_NAME.match(secret_names[name]):
+                self.problems.append(f"{name}: '{secret_names[name]}' is not a Key Vault secret name (letters, digits, -).")
+        keeper_token = self.raw("KEEPER_TOKEN")
+        onepassword_token = self.raw("ONEPASSWORD_TOKEN")
+        for source, token, secret, token_name in (
+            ("keeper", keeper_token, "KEEPER_TOKEN_SECRET", "KEEPER_TOKEN"),
+            ("onepassword", onepassword_token, "ONEPASSWORD_TOKEN_SECRET", "ONEPASSWORD_TOKEN"),
+        ):
+            if source in sources and not token and not key_vault_url:
+                self.problems.append(
+                    f"{token_name}: no {source} token; set KEY_VAULT_URL (the token is read from the secret "
+                    f"named by {secret}) or, for local runs, {token_name}."
+                )
+
+        sink = self.choice("SINK", SINKS)
+        endpoint = self.url("LOGS_INGESTION_ENDPOINT", required=sink == "logs_ingestion")
+        rule_id = self.raw("LOGS_INGESTION_RULE_ID")
+        if sink == "logs_ingestion" and not _DCR_ID.match(rule_id):
+            self.problems.append(
+                "LOGS_INGESTION_RULE_ID: "
+                + ("missing" if not rule_id else f"'{rule_id}' is not a DCR immutable id")
+                + "; copy the DCR's immutableId (dcr- followed by 32 hex digits) from its JSON view."
+            )
+        audience = self.url("LOGS_INGESTION_AUDIENCE")
+
+        workspace_id = self.raw("WORKSPACE_ID")
+        workspace_key = self.raw("WORKSPACE_KEY")
+        data_collector_url = self.url("DATA_COLLECTOR_URL")
+        if sink == "data_collector":
+            if not _GUID.match(workspace_id):
+                self.problems.append(
+                    "WORKSPACE_ID: " + ("missing" if not workspace_id else "not a workspace id (GUID)")
+                    + "; copy it from the workspace's Agents page."
+                )
+            if workspace_key:
+                try:
+                    base64.b64decode(workspace_key, validate=True)
+                except (binascii.Error, ValueError):
+                    self.problems.append("WORKSPACE_KEY: not a base64 shared key; copy the primary key again.")
+            elif not (key_vault_url and secret_names["WORKSPACE_KEY_SECRET"]):
+                self.problems.append(
+                    "WORKSPACE_KEY_SECRET: no workspace key; set KEY_VAULT_URL and WORKSPACE_KEY_SECRET "
+                    "(or, for local runs, WORKSPACE_KEY)."
+                )
+
+        store = self.choice("CHECKPOINT_STORE", CHECKPOINT_STORES)
+        table_url = self.url("CHECKPOINT_TABLE_URL")
+        connection_string = self.raw("CHECKPOINT_CONNECTION_STRING")
+        table = self.raw("CHECKPOINT_TABLE")
+        if store == "table":
+            if not table_url and not connection_string:
+                self.problems.append(
+                    "CHECKPOINT_TABLE_URL: missing; set it to https://<account>.table.core.windows.net "
+                    "(or CHECKPOINT_CONNECTION_STRING for Azurite)."
+                )
+            if not _TABLE_NAME.match(table):
+                self.problems.append(f"CHECKPOINT_TABLE: '{table}' must be 3-63 letters and digits, starting with a letter.")
+
+        settings = Settings(
+            sources=sources,
+            keeper_base_url=keeper_url,
+            onepassword_base_url=onepassword_url,
+            onepassword_event_types=event_types,
+            allow_custom_vendor_hosts=allow_custom,
+            key_vault_url=key_vault_url,
+            keeper_token_secret=secret_names["KEEPER_TOKEN_SECRET"],
+            onepassword_token_secret=secret_names["ONEPASSWORD_TOKEN_SECRET"],
+            keeper_token=keeper_token,
+            onepassword_token=onepassword_token,
+            keeper_lag=self.duration("KEEPER_LAG"),
+            keeper_overlap=self.duration("KEEPER_OVERLAP"),
+            sink=sink,
+            logs_ingestion_endpoint=endpoint,
+            logs_ingestion_rule_id=rule_id,
+            logs_ingestion_audience=audience,
+            workspace_id=workspace_id,
+            workspace_key=workspace_key,
+            workspace_key_secret=secret_names["WORKSPACE_KEY_SECRET"],
+            data_collector_url=data_collector_url,
+            checkpoint_store=store,
+            checkpoint_table_url=table_url,
+            checkpoint_connection_string=connection_string,
+            checkpoint_table=table,
+            data_dir=Path(self.raw("AUDITSYNC_DATA_DIR")),
+            initial_lookback=self.duration("INITIAL_LOOKBACK"),
+            run_time_budget=self.duration("RUN_TIME_BUDGET"),
+            timer_schedule=self.raw("TIMER_SCHEDULE"),
+        )
+        if self.problems:
+            raise ConfigError(
+                f"{len(self.problems)} setting problem(s): " + " | ".join(self.problems),
+                hint="Fix the settings named above (Function App > Configuration, or your environment).",
+                problems=self.problems,
+            )
+        return settings
+
+
+def _safe_url(value: str) -> str:
+    """Scheme and host only: a mistyped URL may carry a key in its query."""
+    parts = urlsplit(value)
+    return f"{parts.scheme}://{parts.hostname or ''}" if parts.scheme else value[:40]

@@ -1,0 +1,266 @@
+"""One HTTP client for the vendor APIs: timeouts, bounded retries that honour Retry-After, redaction.
+
+Retries come from tenacity (not a hand-written loop): connection errors, 429, 5xx and whatever the
+caller calls throttling are retried with exponential backoff and full jitter, waiting exactly
+``Retry-After`` when the server sends it, and never past the run's deadline. Everything that leaves
+this module (exceptions, log lines) carries the method, status and a redacted URL: scheme, host and
+path only, never headers, query strings or bodies.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+import tenacity
+
+from auditsync.errors import RetryableError, ThrottledError
+from auditsync.model import Clock, Deadline
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 60.0
+MAX_ATTEMPTS = 6
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 60.0
+#: Never start a wait that would end closer than this to the deadline: the page in hand must still be saved.
+DEADLINE_MARGIN = 5.0
+
+
+def redact_url(url: str) -> str:
+    """Scheme, host, port and path: enough to tell which call failed, nothing that could be a secret."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
+
+
+class Redactor:
+    """Replaces known secret values in text. Shared by error messages and the logging filter."""
+
+    def __init__(self, secrets: Sequence[str] = ()) -> None:
+        self._secrets: list[str] = []
+        self.add(*secrets)
+
+    def add(self, *secrets: str) -> None:
+        for secret in secrets:
+            if secret and len(secret) >= 6 and secret not in self._secrets:
+                self._secrets.append(secret)
+        self._secrets.sort(key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        return text
+
+
+class RedactingFilter(logging.Filter):
+    """Defence in depth: even if a secret slipped into a log call, it leaves the process as ``***``."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = self.redactor(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+def retry_after_seconds(response: requests.Response | None, now: datetime) -> float | None:
+    """``Retry-After`` as seconds (delta-seconds or HTTP-date form), or None when absent or unreadable."""
+    if response is None:
+        return None
+    value = response.headers.get("Retry-After") or response.headers.get("retry-after-ms")
+    if not value:
+        return None
+    if "retry-after-ms" in response.headers and not response.headers.get("Retry-After"):
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def error_message(response: requests.Response, redactor: Redactor | None = None) -> str:
+    """The server's own short error text (``message``/``error`` field), truncated and redacted."""
+    text = ""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, Mapping):
+        for key in ("message", "error_description", "error", "detail"):
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                text = value
+                break
+            if isinstance(value, Mapping) and isinstance(value.get("message"), str):
+                text = value["message"]
+                break
+    text = " ".join(text.split())[:300]
+    return redactor(text) if redactor else text
+
+
+def describe(response: requests.Response, redactor: Redactor | None = None) -> str:
+    """``POST https://host/path -> 401: message``: what every error message built from a response says."""
+    request = response.request
+    method = request.method if request is not None else "GET"
+    url = redact_url(response.url or (request.url if request is not None and request.url else ""))
+    message = error_message(response, redactor)
+    return f"{method} {url} -> {response.status_code}" + (f": {message}" if message else "")
+
+
+class HttpClient:
+    """A ``requests.Session`` with the retry, timeout and redaction policy of the whole project."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        redactor: Redactor | None = None,
+        session: requests.Session | None = None,
+        max_attempts: int = MAX_ATTEMPTS,
+        verify: str | bool | None = None,
+    ) -> None:
+        self.clock = clock or Clock()
+        self.redactor = redactor or Redactor()
+        self.session = session or requests.Session()
+        self.session.headers["User-Agent"] = f"auditsync/{_version()}"
+        if verify is not None:
+            self.session.verify = verify
+        self.max_attempts = max_attempts
+        self._random = random.Random()
+
+    def close(self) -> None:
+        self.session.close()
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        deadline: Deadline,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        throttled: Callable[[requests.Response], bool] | None = None,
+    ) -> requests.Response:
+        """Send one logical request; retry transient failures within the deadline.
+
+        Returns the final response for every status that is not retried (the caller decides what a
+        401 or 400 means for its API). Raises ThrottledError when throttling outlived the retries,
+        RetryableError for 5xx and connection failures that did.
+        """
+
+        def is_throttled(response: requests.Response) -> bool:
+            return response.status_code == 429 or (throttled is not None and throttled(response))
+
+        def should_retry(state: tenacity.RetryCallState) -> bool:
+            outcome = state.outcome
+            if outcome is None:
+                return False
+            if outcome.failed:
+                return isinstance(outcome.exception(), requests.ConnectionError | requests.Timeout)
+            response = outcome.result()
+            return response.status_code in RETRY_STATUSES or is_throttled(response)
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            response = None
+            if state.outcome is not None and not state.outcome.failed:
+                response = state.outcome.result()
+            hinted = retry_after_seconds(response, self.clock.now())
+            if hinted is not None:
+                return hinted
+            ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (state.attempt_number - 1))
+            return self._random.uniform(ceiling / 2, ceiling)
+
+        def stop(state: tenacity.RetryCallState) -> bool:
+            if state.attempt_number >= self.max_attempts:
+                return True
+            return (state.upcoming_sleep or 0.0) > deadline.remaining() - DEADLINE_MARGIN
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            outcome = state.outcome
+            what = (
+                type(outcome.exception()).__name__
+                if outcome is not None and outcome.failed
+                else str(outcome.result().status_code) if outcome is not None else "?"
+            )
+            log.warning(
+                "%s %s failed (%s); retry %d in %.1fs",
+                method, redact_url(url), what, state.attempt_number, state.upcoming_sleep or 0.0,
+                extra={"status": what, "attempt": state.attempt_number},
+            )
+
+        def send() -> requests.Response:
+            remaining = max(1.0, deadline.remaining())
+            return self.session.request(
+                method,
+                url,
+                headers=dict(headers or {}),
+                json=json,
+                params=params,
+                timeout=(min(CONNECT_TIMEOUT, remaining), min(READ_TIMEOUT, remaining)),
+            )
+
+        retrying = tenacity.Retrying(
+            retry=should_retry,
+            wait=wait,
+            stop=stop,
+            sleep=self.clock.sleep,
+            before_sleep=before_sleep,
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome and not state.outcome.failed else None,
+            reraise=False,
+        )
+        try:
+            response: requests.Response | None = retrying(send)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise RetryableError(
+                f"{method} {redact_url(url)} could not be reached ({type(exc).__name__})",
+                hint="Check the host name and the outbound network; the next run retries.",
+            ) from None
+        except tenacity.RetryError as exc:  # pragma: no cover - retry_error_callback handles it
+            raise RetryableError(f"{method} {redact_url(url)} failed after retries") from exc
+        if response is None:
+            raise RetryableError(
+                f"{method} {redact_url(url)} could not be reached after {self.max_attempts} attempts",
+                hint="Check the host name and the outbound network; the next run retries.",
+            )
+        if is_throttled(response):
+            raise ThrottledError(
+                describe(response, self.redactor) + " (throttled; retries exhausted within the run's deadline)",
+                hint="The vendor is rate limiting this account; the next run resumes from the checkpoint.",
+            )
+        if response.status_code in RETRY_STATUSES:
+            raise RetryableError(
+                describe(response, self.redactor) + f" (after {self.max_attempts} attempts or the deadline)",
+                hint="The vendor service is failing; the next run resumes from the checkpoint.",
+            )
+        return response
+
+
+def _version() -> str:
+    from auditsync import __version__
+
+    return __version__

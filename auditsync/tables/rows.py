@@ -1,0 +1,151 @@
+"""Shape raw vendor events into rows of a destination table, reading only the table definition.
+
+Only declared columns are emitted, each coerced to its declared type; a value that cannot be coerced
+is not dropped silently: the row keeps what it can and the count is reported (health row Details).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from auditsync.tables import TableDef
+
+JSON = dict[str, Any]
+
+
+def parse_time(value: Any) -> datetime | None:
+    """Accept ISO-8601 (with or without fraction, ``Z`` or offset), epoch seconds or milliseconds.
+
+    Returns an aware UTC datetime, or None when the value is not a time.
+    """
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        seconds = value / 1000 if abs(value) > 1e11 else value
+        try:
+            return datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if isinstance(value, str) and value.strip():
+        text = value.strip()
+        if text.isdigit():
+            return parse_time(int(text))
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
+def format_time(value: datetime) -> str:
+    """ISO-8601 UTC with milliseconds and ``Z``: what Log Analytics parses without guessing."""
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _lookup(event: Mapping[str, Any], path: str) -> Any:
+    value: Any = event
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+class _Uncoercible(Exception):
+    pass
+
+
+def _coerce(value: Any, kind: str) -> Any:
+    if kind == "dynamic":
+        return value
+    if kind == "string":
+        if isinstance(value, str):
+            return value
+        if isinstance(value, Mapping | list):
+            return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return str(value).lower() if isinstance(value, bool) else str(value)
+    if kind in ("int", "long"):
+        if isinstance(value, bool):
+            raise _Uncoercible
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+        raise _Uncoercible
+    if kind == "real":
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise _Uncoercible from None
+    if kind == "boolean":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise _Uncoercible
+    if kind == "datetime":
+        parsed = parse_time(value)
+        if parsed is None:
+            raise _Uncoercible
+        return format_time(parsed)
+    raise ValueError(kind)
+
+
+def shape_rows(
+    table: TableDef,
+    events: Iterable[Mapping[str, Any]],
+    *,
+    now: datetime,
+    event_type: str = "",
+) -> tuple[list[JSON], Counter[str]]:
+    """Turn raw events into rows of ``table``; return the rows and counters of values we could not type.
+
+    A value that does not fit its column's type (say an unparseable timestamp) leaves the column empty
+    and, when the table has a ``$rest`` column, is kept there under its original name, so nothing is
+    lost; the counter ``uncoercible_<column>`` tells the health row.
+    """
+    counters: Counter[str] = Counter()
+    consumed = {s.split(".")[0] for c in table.columns for s in c.sources if not s.startswith("$")}
+    rest_column = next((c.name for c in table.columns if "$rest" in c.sources), None)
+    now_text = format_time(now)
+    rows = []
+    for event in events:
+        row: JSON = {}
+        kept: JSON = {}
+        for column in table.columns:
+            value: Any = None
+            for source in column.sources:
+                if source == "$now":
+                    value = now_text
+                elif source == "$event_type":
+                    value = event_type or None
+                elif source == "$rest":
+                    continue
+                else:
+                    value = _lookup(event, source)
+                if value is not None:
+                    break
+            if value is None:
+                continue
+            try:
+                row[column.name] = _coerce(value, column.type)
+            except _Uncoercible:
+                counters[f"uncoercible_{column.name}"] += 1
+                kept[column.sources[0]] = value
+        if rest_column is not None:
+            rest = {k: v for k, v in event.items() if k not in consumed}
+            rest.update(kept)
+            row[rest_column] = rest
+        rows.append(row)
+    return rows, counters
