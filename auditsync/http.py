@@ -161,12 +161,17 @@ class HttpClient:
         url: str,
         *,
         deadline: Deadline,
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
         json: Any = None,
+        data: bytes | None = None,
         params: Mapping[str, Any] | None = None,
         throttled: Callable[[requests.Response], bool] | None = None,
     ) -> requests.Response:
         """Send one logical request; retry transient failures within the deadline.
+
+        ``headers`` may be a callable, evaluated before every attempt: a request signature that carries
+        a timestamp (Data Collector ``x-ms-date``) must be fresh on each retry. ``data`` sends these
+        exact bytes (a signature may cover their length).
 
         Returns the final response for every status that is not retried (the caller decides what a
         401 or 400 means for its API). Raises ThrottledError when throttling outlived the retries,
@@ -215,11 +220,13 @@ class HttpClient:
 
         def send() -> requests.Response:
             remaining = max(1.0, deadline.remaining())
+            current = headers() if callable(headers) else headers
             return self.session.request(
                 method,
                 url,
-                headers=dict(headers or {}),
+                headers=dict(current or {}),
                 json=json,
+                data=data,
                 params=params,
                 timeout=(min(CONNECT_TIMEOUT, remaining), min(READ_TIMEOUT, remaining)),
             )
