@@ -169,6 +169,7 @@ class _Parser:
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
         self.problems: list[str] = []
+        self.unresolved: set[str] = set()
 
     def raw(self, name: str) -> str:
         value = self.env.get(name)
@@ -181,6 +182,7 @@ class _Parser:
                 "'@Microsoft.KeyVault(...)'). Give the Function App's managed identity the "
                 "'Key Vault Secrets User' role on the vault and check the secret URI, then restart the app."
             )
+            self.unresolved.add(name)
             return ""
         return value
 
@@ -264,7 +266,7 @@ class _Parser:
             ("keeper", keeper_token, "KEEPER_TOKEN_SECRET", "KEEPER_TOKEN"),
             ("onepassword", onepassword_token, "ONEPASSWORD_TOKEN_SECRET", "ONEPASSWORD_TOKEN"),
         ):
-            if source in sources and not token and not key_vault_url:
+            if source in sources and not token and not key_vault_url and token_name not in self.unresolved:
                 self.problems.append(
                     f"{token_name}: no {source} token; set KEY_VAULT_URL (the token is read from the secret "
                     f"named by {secret}) or, for local runs, {token_name}."

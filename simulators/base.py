@@ -123,7 +123,9 @@ class SimServer:
         if self._ssl_context is not None:
             server.socket = self._ssl_context.wrap_socket(server.socket, server_side=True)
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name=type(self).__name__, daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=type(self).__name__, daemon=True
+        )
         self._thread.start()
         return self
 
