@@ -27,6 +27,17 @@ def open_sink(
             credential_factory(),
             audience=settings.logs_ingestion_audience,
         )
+    if settings.sink == "data_collector":
+        from auditsync.sinks.data_collector import DataCollectorSink
+
+        # Logs the retirement warning; the key comes from WORKSPACE_KEY or the Key Vault secret.
+        return DataCollectorSink(
+            settings.workspace_id,
+            secrets.workspace_key(),
+            settings.effective_data_collector_url,
+            http,
+            clock,
+        )
     if settings.sink == "file":
         from auditsync.sinks.file import FileSink
 

@@ -66,6 +66,10 @@ def retirement_notice(today: date | None = None) -> str:
     )
 
 
+#: The notice as of import time, for ``auditsync check``; the sink logs it again when it is created.
+RETIREMENT_WARNING = retirement_notice()
+
+
 def sign(workspace_id: str, key: bytes, *, content_length: int, x_ms_date: str) -> str:
     """The ``Authorization`` header: HMAC-SHA256 with the decoded key over the documented string.
 

@@ -22,14 +22,23 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from auditsync.sinks.limits import TRUNCATION_MARKER, truncate_text
 from auditsync.tables import Column, TableDef
+
+__all__ = [
+    "FIELD_LIMIT_BYTES",
+    "TRUNCATION_MARKER",
+    "LegacyShaper",
+    "fit_field",
+    "legacy_columns",
+    "legacy_name",
+]
 
 JSON = dict[str, Any]
 
 #: The service keeps at most 32 KB of a field. We read "KB" as 1,000 bytes (the stricter of the two
 #: readings) so no value we send is ever cut by the service without our marker.
 FIELD_LIMIT_BYTES = 32_000
-TRUNCATION_MARKER = "…[truncated by auditsync]"
 
 #: Suffix the service appends for a value of each declared column type (a string that looks like a
 #: GUID or an ISO datetime gets ``_g``/``_t`` instead; see docs/data-collector.md).
@@ -67,14 +76,11 @@ def legacy_columns(table: TableDef) -> list[tuple[str, str]]:
     return result
 
 
-def truncate_text(text: str, limit: int = FIELD_LIMIT_BYTES) -> tuple[str, bool]:
-    """``text`` cut so that it plus the marker fits ``limit`` UTF-8 bytes; True when it was cut."""
-    encoded = text.encode("utf-8")
-    if len(encoded) <= limit:
+def fit_field(text: str, limit: int = FIELD_LIMIT_BYTES) -> tuple[str, bool]:
+    """``text`` itself when it fits ``limit`` UTF-8 bytes, else cut and marked; True when it was cut."""
+    if len(text.encode("utf-8")) <= limit:
         return text, False
-    room = limit - len(TRUNCATION_MARKER.encode("utf-8"))
-    # errors="ignore" drops a multi-byte character split by the cut instead of corrupting it.
-    return encoded[:room].decode("utf-8", errors="ignore") + TRUNCATION_MARKER, True
+    return truncate_text(text, limit), True
 
 
 class LegacyShaper:
@@ -118,7 +124,7 @@ class LegacyShaper:
             value = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
         elif not isinstance(value, str):
             value = str(value)
-        text, cut = truncate_text(value, self.field_limit)
+        text, cut = fit_field(value, self.field_limit)
         if cut:
             self.truncated_fields += 1
             self.truncated_columns.add(name)

@@ -10,7 +10,7 @@ import pytest
 
 from auditsync.errors import SinkError
 from auditsync.sinks.data_collector import MAX_POST_BYTES, batches, encode_records, retirement_notice
-from auditsync.sinks.legacy_rows import FIELD_LIMIT_BYTES, TRUNCATION_MARKER, legacy_columns, truncate_text
+from auditsync.sinks.legacy_rows import FIELD_LIMIT_BYTES, TRUNCATION_MARKER, fit_field, legacy_columns
 from auditsync.tables import HEALTH_TABLE, KEEPER_TABLE, ONEPASSWORD_TABLE, TABLES
 
 DOC = Path(__file__).parents[2] / "docs" / "data-collector.md"
@@ -42,11 +42,11 @@ def test_the_docs_list_every_legacy_column(table: str) -> None:
 
 
 def test_truncation_cuts_on_a_character_boundary_and_fits_the_limit() -> None:
-    text, cut = truncate_text("東" * 20_000)  # 60,000 bytes
+    text, cut = fit_field("東" * 20_000)  # 60,000 bytes
     assert cut and text.endswith(TRUNCATION_MARKER)
     assert len(text.encode("utf-8")) <= FIELD_LIMIT_BYTES
     assert set(text[: -len(TRUNCATION_MARKER)]) == {"東"}
-    assert truncate_text("short") == ("short", False)
+    assert fit_field("short") == ("short", False)
 
 
 def test_posts_fill_up_to_the_exact_byte_limit() -> None:
