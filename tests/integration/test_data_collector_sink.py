@@ -12,7 +12,11 @@ from typing import Any
 import pytest
 import requests
 
+from auditsync.config import Settings
 from auditsync.errors import AuthError, SinkError
+from auditsync.http import HttpClient, Redactor
+from auditsync.secrets import Secrets
+from auditsync.sinks import open_sink
 from auditsync.sinks.data_collector import MAX_POST_BYTES, DataCollectorSink, sign
 from auditsync.sinks.legacy_rows import FIELD_LIMIT_BYTES, TRUNCATION_MARKER
 from auditsync.tables import HEALTH_TABLE, KEEPER_TABLE, ONEPASSWORD_TABLE, TABLES
@@ -339,3 +343,42 @@ def test_creating_the_sink_warns_that_the_api_is_retired(
     (record,) = [r for r in caplog.records if "Data Collector" in r.getMessage()]
     assert record.levelno == logging.WARNING
     assert "2026-09-14" in record.getMessage() and "SINK=logs_ingestion" in record.getMessage()
+
+
+# -- the factory ------------------------------------------------------------------------------------
+
+
+def test_open_sink_builds_the_data_collector_sink_from_settings(
+    dc_sim: DataCollectorSim, dc_workspace: Workspace, dc_time: FakeTime, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = Settings.from_env(
+        {
+            "SOURCES": "onepassword",
+            "ONEPASSWORD_TOKEN": "op-token-for-tests",
+            "SINK": "data_collector",
+            "WORKSPACE_ID": dc_workspace.id,
+            "WORKSPACE_KEY": dc_workspace.key,
+            "DATA_COLLECTOR_URL": dc_sim.url,
+        }
+    )
+    redactor = Redactor()
+    http = HttpClient(clock=dc_time.clock, redactor=redactor)
+    caplog.set_level(logging.WARNING)
+
+    def no_credential() -> Any:
+        raise AssertionError("the direct key must not need a credential")
+
+    sink = open_sink(
+        settings,
+        credential_factory=no_credential,
+        secrets=Secrets(settings, no_credential, redactor),
+        http=http,
+        clock=dc_time.clock,
+    )
+    sink.send(KEEPER_TABLE, keeper_rows(2))
+
+    assert sink.name == "data_collector"
+    assert len(dc_sim.rows("Keeper_CL")) == 2
+    assert any("2026-09-14" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert redactor(f"x {dc_workspace.key} y") == "x *** y"
+    http.close()
