@@ -150,7 +150,7 @@ class OnePasswordSim(SimServer):
         self,
         *,
         now: Callable[[], datetime] = _utcnow,
-        host: str = DEFAULT_HOST,
+        host: str = DEFAULT_HOST,  # the events host named in token audiences, not where the server listens
         seed: int = 0,
         account_uuid: str | None = None,
     ) -> None:
@@ -214,7 +214,10 @@ class OnePasswordSim(SimServer):
         """Append ``events`` in arrival order (whatever their timestamps); returns the new total."""
         log = self._logs[event_type]
         batch = [dict(e) for e in events]
-        times = [_parse_rfc3339(e.get("timestamp"), "timestamp") for e in batch]
+        try:
+            times = [_parse_rfc3339(e.get("timestamp"), "timestamp") for e in batch]
+        except _BadRequest as exc:
+            raise ValueError(f"cannot add {event_type} events: {exc}") from None
         with self._data_lock:
             log.events.extend(batch)
             log.times.extend(times)
@@ -315,6 +318,8 @@ class OnePasswordSim(SimServer):
         with self._data_lock:
             events, times = log.events, log.times
             total = len(times)
+            if cursor.position > total or cursor.last > total:
+                raise _BadRequest("invalid cursor")
             picked: list[int] = []
             has_more = False
             i = cursor.position

@@ -8,6 +8,7 @@ If these pass, a collector test that runs against the simulators exercises the s
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import random
 from datetime import UTC, datetime, timedelta
@@ -292,6 +293,29 @@ def test_sdk_chunks_of_many_small_rows_overshoot_one_mebibyte(logs_ingestion_sim
     )
 
 
+def test_bodies_that_are_not_a_json_array_of_objects_are_400(logs_ingestion_sim: LogsIngestionSim) -> None:
+    token = DefaultAzureCredential().get_token("https://monitor.azure.com/.default").token
+    url = f"{logs_ingestion_sim.url}/dataCollectionRules/{logs_ingestion_sim.dcr_id}/streams/{OP_STREAM}"
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Content-Type": "application/json",
+        "Content-Encoding": "gzip",
+    }
+
+    def post(body: bytes) -> int:
+        answer = requests.post(
+            url, params={"api-version": "2023-01-01"}, data=body, headers=headers, timeout=5
+        )
+        return answer.status_code
+
+    assert post(gzip.compress(b'{"uuid_s": "not in an array"}')) == 400
+    assert post(gzip.compress(b"[1, 2]")) == 400
+    assert post(gzip.compress(b"[{broken")) == 400
+    assert post(b"not gzip at all") == 400
+    assert post(gzip.compress(b'[{"uuid_s": "ok"}]')) == 204
+    assert logs_ingestion_sim.rows(ONEPASSWORD_TABLE) == [{"uuid_s": "ok"}]
+
+
 # -- 1Password Events API --------------------------------------------------------------------------------
 
 
@@ -435,6 +459,11 @@ def test_only_the_last_120_days_are_served(onepassword_sim: OnePasswordSim, fake
         {"start_time": "last tuesday"},
         {"start_time": "2026-01-01T00:00:00"},
         {"cursor": "not-a-cursor"},
+        {
+            "cursor": base64.urlsafe_b64encode(
+                b'{"t":"auditevents","p":99,"d":99,"s":0,"e":null,"l":10}'
+            ).decode()
+        },
         ["not", "an", "object"],
     ],
 )
@@ -443,6 +472,11 @@ def test_bad_requests_are_400_with_a_message(onepassword_sim: OnePasswordSim, bo
 
     assert answer.status_code == 400
     assert answer.json()["status"] == 400 and answer.json()["message"]
+
+
+def test_events_without_a_timestamp_are_refused_when_added(onepassword_sim: OnePasswordSim) -> None:
+    with pytest.raises(ValueError, match="timestamp"):
+        onepassword_sim.add("auditevents", [{"uuid": "X"}])
 
 
 def test_cursor_of_another_endpoint_and_invalid_json_are_400(onepassword_sim: OnePasswordSim) -> None:
