@@ -123,7 +123,6 @@ class SimServer:
         if self._ssl_context is not None:
             server.socket = self._ssl_context.wrap_socket(server.socket, server_side=True)
         self._server = server
-        # A short poll interval makes stop() return in ~50 ms instead of 0.5 s: per-test servers stay cheap.
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=type(self).__name__, daemon=True
         )
