@@ -58,13 +58,8 @@ def test_secret_is_read_through_the_challenge_with_a_managed_identity_token(
     assert identity_sim.requested == ["https://vault.azure.net"]
     first, second = keyvault_sim.requests[:2]
     assert first.header("authorization") is None  # the SDK's challenge probe
-    assert (
-        second.header(
-            "authorization",
-        )
-        is not None
-    )
-    assert identity_sim.valid(second.header("authorization").split()[1], "https://vault.azure.net")
+    scheme, _, token = (second.header("authorization") or "").partition(" ")
+    assert scheme == "Bearer" and identity_sim.valid(token, "https://vault.azure.net")
 
 
 def test_secret_versions_are_served_by_id(keyvault_sim: KeyVaultSim) -> None:
@@ -149,7 +144,8 @@ def _ingestion_client(sim: LogsIngestionSim, credential: Any = None, **kwargs: A
 def test_uploaded_rows_land_in_the_output_table_gzipped_and_typed(
     logs_ingestion_sim: LogsIngestionSim, identity_sim: ManagedIdentitySim
 ) -> None:
-    rows = [*_onepassword_rows(3, "auditevents"), *_onepassword_rows(3, "signinattempts")]
+    rows = [*_onepassword_rows(3, "auditevents"), *_onepassword_rows(3, "itemusages")]
+    rows += _onepassword_rows(3, "signinattempts")
 
     _ingestion_client(logs_ingestion_sim).upload(
         logs_ingestion_sim.dcr_id, OP_STREAM, rows, enforce_https=False
