@@ -23,6 +23,7 @@ import json
 import random
 import secrets
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -39,6 +40,7 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 DEFAULT_WINDOW = timedelta(hours=1)
 UNAUTHORIZED = {"status": 401, "message": "Unauthorized"}
+TOO_MANY = {"status": 429, "message": "Too Many Requests"}
 
 
 class _Audience(Enum):
@@ -144,6 +146,8 @@ class OnePasswordSim(SimServer):
     Knobs: ``repeat_cursor_once`` answers the next cursor request with the cursor it was sent and
     ``has_more: true`` (a loop guard must notice); ``repeat_cursor_forever`` does so every time;
     ``duplicate_at_resume`` starts every cursor page with the last event the previous page delivered.
+    ``limit_per_minute`` / ``limit_per_hour`` (None: off) answer 429 without ``Retry-After`` once the
+    account made that many requests in the sliding window, timed by the injected clock.
     """
 
     def __init__(
@@ -162,6 +166,9 @@ class OnePasswordSim(SimServer):
         self.repeat_cursor_once = False
         self.repeat_cursor_forever = False
         self.duplicate_at_resume = False
+        self.limit_per_minute: int | None = None
+        self.limit_per_hour: int | None = None
+        self._request_times: deque[datetime] = deque()
         self._tokens: dict[str, TokenInfo] = {}
         self._logs: dict[str, _Log] = {t: _Log() for t in EVENT_TYPES}
         self._data_lock = threading.Lock()
@@ -254,7 +261,26 @@ class OnePasswordSim(SimServer):
             info = self._tokens.get(token.strip())
         return None if info is None or info.revoked else info
 
+    def _throttled(self) -> bool:
+        """Count this request against the account's windows; True when it is over a limit."""
+        if self.limit_per_minute is None and self.limit_per_hour is None:
+            return False
+        now = self.now()
+        with self._data_lock:
+            times = self._request_times
+            while times and times[0] <= now - timedelta(hours=1):
+                times.popleft()
+            last_minute = sum(1 for t in times if t > now - timedelta(minutes=1))
+            if (self.limit_per_minute is not None and last_minute >= self.limit_per_minute) or (
+                self.limit_per_hour is not None and len(times) >= self.limit_per_hour
+            ):
+                return True
+            times.append(now)
+            return False
+
     def handle(self, request: Request) -> Response:
+        if self._throttled():
+            return Response(429, TOO_MANY)
         path = request.path.rstrip("/")
         if path == "/api/v2/auth/introspect" and request.method == "GET":
             info = self._token(request)

@@ -522,6 +522,23 @@ def test_duplicate_at_resume_repeats_the_previous_last_event(
     assert len(seen) == len(events) + 2
 
 
+def test_rate_limit_answers_429_until_the_window_moves(
+    onepassword_sim: OnePasswordSim, fake_clock: FakeClock
+) -> None:
+    token = onepassword_sim.issue_token()
+    onepassword_sim.limit_per_minute = 3
+
+    statuses = [_post(onepassword_sim, token, "auditevents", {}).status_code for _ in range(4)]
+    throttled = _post(onepassword_sim, token, "auditevents", {})
+    fake_clock.advance(timedelta(seconds=61))
+    after = _post(onepassword_sim, token, "auditevents", {})
+
+    assert statuses == [200, 200, 200, 429]
+    assert throttled.json() == {"status": 429, "message": "Too Many Requests"}
+    assert "Retry-After" not in throttled.headers
+    assert after.status_code == 200
+
+
 @pytest.mark.parametrize("event_type", EVENT_TYPES)
 def test_generated_events_have_the_v2_fields(event_type: str) -> None:
     events = make_events(event_type, 500, datetime(2026, 1, 1, tzinfo=UTC), timedelta(0), random.Random(1))
