@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 
 #: Log Analytics truncates field values over 64 KB; we cut a little below, visibly.
 MAX_FIELD_BYTES = 64_000
+ROLE_HINT = (
+    "Grant the Function App's managed identity the 'Monitoring Metrics Publisher' role on the data "
+    "collection rule; new role assignments can take up to 30 minutes to apply."
+)
 #: The service refuses bodies over 1 MiB (uncompressed); stay clearly below it, counting every byte.
 MAX_BATCH_BYTES = 1_000_000
 #: zlib's default level, as the SDK uses: the benchmark compares like with like.
