@@ -58,6 +58,8 @@ class FileCheckpointStore:
             raise self._os_error(exc, "create the checkpoint directory", self.directory) from None
         with self._locked():
             current = self._read(path)
+            if current is not None:
+                self._checkpoint(current, path, checkpoint.stream)  # damaged: say so, never overwrite
             current_etag = None if current is None else current.get("etag")
             if checkpoint.etag != current_etag:
                 raise CheckpointConflict(_conflict_message(checkpoint, current_etag), hint=CONFLICT_HINT)
