@@ -24,7 +24,6 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
-    HttpResponseError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
@@ -49,10 +48,14 @@ log = logging.getLogger(__name__)
 
 PARTITION = "checkpoint"
 DEFAULT_TABLE = "auditsynccheckpoints"
-AUTH_HINT = (
+ROLE_HINT = (
     "Give the Function App's managed identity the 'Storage Table Data Contributor' role on the storage "
-    "account (role assignments take a few minutes to apply), or check the key in "
-    "CHECKPOINT_CONNECTION_STRING."
+    "account (role assignments take a few minutes to apply) and check CHECKPOINT_TABLE_URL."
+)
+KEY_HINT = (
+    "The storage account refused CHECKPOINT_CONNECTION_STRING: copy the connection string again from the "
+    "account's Access keys page (keys may have been rotated), or use CHECKPOINT_TABLE_URL with the managed "
+    "identity and the 'Storage Table Data Contributor' role."
 )
 UNREACHABLE_HINT = (
     "Check CHECKPOINT_TABLE_URL / CHECKPOINT_CONNECTION_STRING and that the storage account's firewall "
@@ -77,8 +80,13 @@ class TableCheckpointStore:
     """CheckpointStore on one Azure table; build it with ``from_url`` or ``from_connection_string``."""
 
     def __init__(
-        self, service: TableServiceClient, table: str = DEFAULT_TABLE, *, secrets: tuple[str, ...] = ()
-    ):
+        self,
+        service: TableServiceClient,
+        table: str = DEFAULT_TABLE,
+        *,
+        secrets: tuple[str, ...] = (),
+        auth_hint: str = ROLE_HINT,
+    ) -> None:
         if not _TABLE_NAME.match(table):
             raise ConfigError(
                 f"CHECKPOINT_TABLE: '{table}' must be 3-63 letters and digits, starting with a letter."
@@ -88,6 +96,7 @@ class TableCheckpointStore:
         self.location = redact_url(service.url)
         self._table: TableClient = service.get_table_client(table)
         self._redact = Redactor(secrets)
+        self._auth_hint = auth_hint
 
     @classmethod
     def from_url(
@@ -97,7 +106,20 @@ class TableCheckpointStore:
 
         ``client_kwargs`` go to the SDK client (e.g. ``retry_total=0`` in tests).
         """
-        return cls(TableServiceClient(endpoint=url, credential=credential, **client_kwargs), table)
+        try:
+            service = TableServiceClient(endpoint=url, credential=credential, **client_kwargs)
+        except ValueError as exc:
+            https = "HTTPS" in str(exc)
+            raise ConfigError(
+                f"CHECKPOINT_TABLE_URL: '{redact_url(url)}' "
+                + (
+                    "must use https to carry a managed identity token."
+                    if https
+                    else "is not a table service URL."
+                ),
+                hint="Set it to the account's Table endpoint, https://<account>.table.core.windows.net.",
+            ) from None
+        return cls(service, table)
 
     @classmethod
     def from_connection_string(
@@ -112,7 +134,7 @@ class TableCheckpointStore:
                 "CHECKPOINT_CONNECTION_STRING: not a valid storage connection string.",
                 hint="Copy it again from the storage account's Access keys page (or use the Azurite one).",
             ) from None
-        return cls(service, table, secrets=secrets)
+        return cls(service, table, secrets=secrets, auth_hint=KEY_HINT)
 
     def __repr__(self) -> str:
         return f"TableCheckpointStore({self.location!r}, {self.table_name!r})"
@@ -124,7 +146,7 @@ class TableCheckpointStore:
         except ResourceNotFoundError:
             return Checkpoint(stream)  # no entity, or no table yet: the stream never ran
         except AzureError as exc:
-            raise self._error(exc, f"loading the checkpoint of {stream}") from None
+            raise self._error(exc, f"Loading the checkpoint of {stream}") from None
         return self._checkpoint(entity, stream)
 
     def save(self, checkpoint: Checkpoint) -> Checkpoint:
@@ -157,7 +179,7 @@ class TableCheckpointStore:
                 hint=CONFLICT_HINT,
             ) from None
         except AzureError as exc:
-            raise self._error(exc, f"saving the checkpoint of {stream}") from None
+            raise self._error(exc, f"Saving the checkpoint of {stream}") from None
         log.debug("saved checkpoint of %s to table %s", stream, self.table_name)
         return _with_etag(prepared, metadata)
 
@@ -167,7 +189,7 @@ class TableCheckpointStore:
         except ResourceNotFoundError:
             return []
         except AzureError as exc:
-            raise self._error(exc, "listing checkpoints") from None
+            raise self._error(exc, "Listing checkpoints") from None
         return sorted((self._checkpoint(e, None) for e in entities), key=lambda c: c.stream)
 
     def _create(self, entity: dict[str, Any]) -> dict[str, Any]:
@@ -202,33 +224,37 @@ class TableCheckpointStore:
 
     def _error(self, exc: AzureError, action: str) -> AuditSyncError:
         """Classify an SDK failure; the message names the table and status, nothing that could be a secret."""
-        where = f"checkpoint table {self.table_name} at {self.location}"
+        where = f"{action} in checkpoint table {self.table_name} at {self.location}"
         status = getattr(exc, "status_code", None)
-        code = getattr(exc, "error_code", None)
-        code_text = getattr(code, "value", code)
-        detail = f"HTTP {status}" + (f" {code_text}" if code_text else "") if status else type(exc).__name__
+        detail = f"HTTP {status} {_service_code(exc)}".rstrip() if status else type(exc).__name__
+        reason = self._first_line(exc)
+        if not reason.startswith("Operation returned an invalid status"):  # adds nothing to the status
+            detail = f"{detail}: {reason}"
         if isinstance(exc, ClientAuthenticationError) or status in (401, 403):
-            reason = "" if status else f": {self._first_line(exc)}"
-            message = f"{action} in {where} was refused ({detail}){reason}."
-            return AuthError(message, hint=AUTH_HINT)
+            return AuthError(f"{where} was refused ({detail}).", hint=self._auth_hint)
         if isinstance(exc, ServiceRequestError | ServiceResponseError):
             return CheckpointError(
-                f"{action} in {where} failed: the service is unreachable ({self._first_line(exc)}).",
-                hint=UNREACHABLE_HINT,
+                f"{where} failed: the service is unreachable ({reason}).", hint=UNREACHABLE_HINT
             )
-        if isinstance(exc, HttpResponseError):
-            return CheckpointError(f"{action} in {where} failed ({detail}).", hint=UNREACHABLE_HINT)
-        return CheckpointError(f"{action} in {where} failed ({type(exc).__name__}).", hint=UNREACHABLE_HINT)
+        return CheckpointError(f"{where} failed ({detail}).", hint=UNREACHABLE_HINT)
 
     def _first_line(self, exc: BaseException) -> str:
         """The SDK's own reason, first line only, cut short, URLs reduced and known secrets removed."""
-        text = str(getattr(exc, "message", None) or exc).strip().splitlines()
-        line = text[0] if text else type(exc).__name__
+        lines = str(getattr(exc, "message", None) or exc).strip().splitlines()
+        line = lines[0] if lines else type(exc).__name__
         line = re.sub(r"https?://\S+", lambda m: redact_url(m.group(0)), line)
-        line = re.sub(
-            r"(url: \S+?)\?\S*", r"\1", line
-        )  # urllib3 'Max retries exceeded with url: /path?sig=...'
+        # urllib3 names the path it failed on: 'Max retries exceeded with url: /path?sig=...'
+        line = re.sub(r"(url: [^\s?]*)\?\S*", r"\1", line)
         return self._redact(line)[:300]
+
+
+def _service_code(exc: AzureError) -> str:
+    """The storage error code (``AuthorizationFailure``, ...): decoded by the SDK, or its response header."""
+    code = getattr(exc, "error_code", None)
+    if code is None:
+        response = getattr(exc, "response", None)
+        code = response.headers.get("x-ms-error-code") if response is not None else None
+    return str(getattr(code, "value", code) or "")
 
 
 def connection_string_secrets(connection_string: str) -> tuple[str, ...]:
