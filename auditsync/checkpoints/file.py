@@ -76,7 +76,7 @@ class FileCheckpointStore:
             record = self._read(path)
             if record is not None:
                 checkpoints.append(self._checkpoint(record, path, None))
-        return checkpoints
+        return sorted(checkpoints, key=lambda c: c.stream)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
