@@ -256,3 +256,8 @@ def test_refused_token_is_an_auth_error_naming_the_role(
     assert "HTTP 403 AuthenticationFailed" in str(caught.value)
     assert azurite_oauth.url in str(caught.value)
     assert token not in _all_text(caplog, [caught.value])
+
+
+def test_open_store_table_without_a_location_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="CHECKPOINT_TABLE_URL: missing"):
+        open_store(Settings(checkpoint_store="table"), no_credential)

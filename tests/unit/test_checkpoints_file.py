@@ -21,8 +21,9 @@ from auditsync.checkpoints import claim, open_store
 from auditsync.checkpoints.codec import stream_key
 from auditsync.checkpoints.file import FileCheckpointStore
 from auditsync.config import Settings
-from auditsync.errors import CheckpointConflict, CheckpointError
+from auditsync.errors import CheckpointError
 from auditsync.model import Checkpoint
+from tests.unit.checkpoint_racers import race_claims, race_saves
 
 STREAM = "onepassword/auditevents"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -116,32 +117,6 @@ ROUNDS = 25
 PROCESSES = 4
 
 
-def _race_saves(directory: str, owner: str, seen: list[Checkpoint], start: Any, results: Any) -> None:
-    """One process: in every round, save its own version of the same loaded checkpoint at once."""
-    store = FileCheckpointStore(directory)
-    for number, checkpoint in enumerate(seen):
-        start.wait()
-        try:
-            store.save(replace(checkpoint, lease_owner=owner, position={"by": owner}))
-            results.put((number, owner, "won"))
-        except CheckpointConflict:
-            results.put((number, owner, "conflict"))
-        except BaseException as exc:
-            results.put((number, owner, f"error: {exc!r}"))
-
-
-def _race_claims(directory: str, owner: str, rounds: int, start: Any, results: Any) -> None:
-    """One process: in every round, claim a fresh stream at the same moment as the others."""
-    store = FileCheckpointStore(directory)
-    for number in range(rounds):
-        start.wait()
-        try:
-            leased = claim(store, f"race/{number}", owner, T0, timedelta(minutes=5))
-            results.put((number, owner, "won" if leased is not None else "none"))
-        except BaseException as exc:
-            results.put((number, owner, f"error: {exc!r}"))
-
-
 def _run_race(target: Any, args_for: Any) -> dict[int, dict[str, str]]:
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Barrier(PROCESSES, timeout=60)
@@ -169,7 +144,7 @@ def test_processes_racing_on_one_etag_have_exactly_one_winner(tmp_path: Path) ->
     store = FileCheckpointStore(tmp_path)
     seen = [store.save(Checkpoint(f"race/{n}", position={"by": "nobody"})) for n in range(ROUNDS)]
 
-    outcome = _run_race(_race_saves, lambda owner: (str(tmp_path), owner, seen))
+    outcome = _run_race(race_saves, lambda owner: (str(tmp_path), owner, seen))
 
     for number in range(ROUNDS):
         results = outcome[number]
@@ -181,7 +156,7 @@ def test_processes_racing_on_one_etag_have_exactly_one_winner(tmp_path: Path) ->
 
 
 def test_processes_claiming_one_stream_have_exactly_one_winner(tmp_path: Path) -> None:
-    outcome = _run_race(_race_claims, lambda owner: (str(tmp_path), owner, ROUNDS))
+    outcome = _run_race(race_claims, lambda owner: (str(tmp_path), owner, ROUNDS))
 
     store = FileCheckpointStore(tmp_path)
     for number in range(ROUNDS):
@@ -189,3 +164,13 @@ def test_processes_claiming_one_stream_have_exactly_one_winner(tmp_path: Path) -
         winners = [owner for owner, what in results.items() if what == "won"]
         assert sorted(results.values()) == ["none"] * (PROCESSES - 1) + ["won"], results
         assert store.load(f"race/{number}").lease_owner == winners[0]
+
+
+@pytest.mark.parametrize(("owner", "ttl"), [("", timedelta(minutes=5)), ("runner-a", timedelta(0))])
+def test_claim_needs_an_owner_and_a_positive_ttl(tmp_path: Path, owner: str, ttl: timedelta) -> None:
+    store = FileCheckpointStore(tmp_path)
+
+    with pytest.raises(ValueError):
+        claim(store, STREAM, owner, T0, ttl)
+
+    assert store.list() == []
