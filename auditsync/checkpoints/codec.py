@@ -27,6 +27,8 @@ CONFLICT_HINT = (
     "run resumes from the stored checkpoint."
 )
 
+#: Table Storage's Edm.DateTime starts at 1601-01-01 UTC.
+MIN_YEAR = 1601
 _KEY_SAFE = frozenset(string.ascii_letters + string.digits + "-_")
 
 DATETIME_FIELDS = ("last_success", "newest_event_time", "last_run", "lease_until")
@@ -64,6 +66,11 @@ def prepare(checkpoint: Checkpoint) -> tuple[Checkpoint, str | None]:
         if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
             raise CheckpointError(
                 f"Checkpoint of {checkpoint.stream}: {name} must be a timezone-aware datetime, got {value!r}."
+            )
+        if value.astimezone(UTC).year < MIN_YEAR:
+            raise CheckpointError(
+                f"Checkpoint of {checkpoint.stream}: {name} {value.isoformat()} is before {MIN_YEAR}, "
+                "which Table Storage cannot hold."
             )
         changes[name] = value.astimezone(UTC)
     if not isinstance(checkpoint.total_events, int) or checkpoint.total_events < 0:

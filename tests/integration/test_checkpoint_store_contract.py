@@ -151,6 +151,7 @@ def test_list_returns_every_stream_by_name(store_factory: StoreFactory) -> None:
     ("change", "complaint"),
     [
         ({"last_run": datetime(2026, 3, 1, 12, 0)}, "last_run must be a timezone-aware datetime"),
+        ({"last_success": datetime(1600, 12, 31, tzinfo=UTC)}, "before 1601"),
         ({"position": {"when": datetime(2026, 3, 1, tzinfo=UTC)}}, "not JSON-serialisable"),
         ({"position": {"x": float("nan")}}, "not JSON-serialisable"),
         ({"position": ["not", "a", "dict"]}, "must be a JSON object"),
@@ -188,6 +189,37 @@ def test_overlong_message_is_cut_to_a_bound(store_factory: StoreFactory) -> None
     assert loaded == saved
     assert len(loaded.last_message) == MAX_MESSAGE_CHARS
     assert loaded.last_message.startswith("eee") and loaded.last_message.endswith("…")
+
+
+def test_one_store_serves_concurrent_streams(store_factory: StoreFactory) -> None:
+    """The runner shares one store instance between the threads that collect different streams."""
+    store = store_factory()
+    streams = STREAMS[:4]
+    errors: list[BaseException] = []
+
+    def collect(stream: str) -> None:
+        try:
+            checkpoint = claim(store, stream, f"run/{stream}", T0, TTL)
+            assert checkpoint is not None
+            for page in range(1, 6):
+                checkpoint = store.save(replace(checkpoint, position={"page": page}, total_events=page * 10))
+            release(store, replace(checkpoint, last_status="ok", last_run=T0))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=collect, args=(s,)) for s in streams]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    final = {c.stream: c for c in store_factory().list()}
+    assert sorted(final) == sorted(streams)
+    for stream in streams:
+        assert final[stream].position == {"page": 5}
+        assert final[stream].total_events == 50
+        assert (final[stream].lease_owner, final[stream].last_status) == ("", "ok")
 
 
 # --- the lease ---------------------------------------------------------------------------------
