@@ -6,6 +6,7 @@ Asserts what a SOC engineer would see in the legacy ``_CL`` tables and the healt
 from __future__ import annotations
 
 import base64
+import io
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from auditsync.checkpoints.file import FileCheckpointStore
+from auditsync.cli import cmd_check
 from auditsync.http import HttpClient
 from auditsync.runner import run_cycle
 from auditsync.sinks.data_collector import DataCollectorSink
@@ -237,3 +239,29 @@ def test_health_rows_keep_their_timestamps_as_datetimes(
     assert beat["NewestEventTime_t"].endswith("Z")
     assert beat["NewestEventTime_t"] <= format_time(fake_clock.now())
     assert beat["EventsIngested_d"] == 3.0 == float(len(events))
+
+
+def test_check_prints_the_retirement_warning_and_probes_the_key(
+    onepassword_sim: OnePasswordSim,
+    collector: DataCollectorSim,
+    workspace: tuple[str, str],
+    fake_clock: FakeClock,
+    data_dir: Path,
+) -> None:
+    env = env_for(onepassword_sim, collector, data_dir, workspace[1])
+    out = io.StringIO()
+
+    assert cmd_check(settings_for(env), out, clock=still(fake_clock)) == 0
+
+    text = out.getvalue()
+    assert "! SINK=data_collector uses the legacy HTTP Data Collector API" in text
+    assert "2026-09-14" in text and "SINK=logs_ingestion" in text
+    assert f"ok sink data_collector: Data Collector API at {collector.url}: workspace key accepted" in text
+    assert collector.rows("AuditSyncHealth_CL") == []  # the probe writes nothing
+
+    wrong = base64.b64encode(os.urandom(64)).decode("ascii")
+    out = io.StringIO()
+    assert cmd_check(settings_for({**env, "WORKSPACE_KEY": wrong}), out, clock=still(fake_clock)) == 1
+    text = out.getvalue()
+    assert "x sink data_collector:" in text and "403" in text and "WORKSPACE_ID" in text
+    assert wrong not in text
