@@ -75,7 +75,8 @@ def tables_content() -> JSON:
             for t in tables.values()
         ],
         "streamDeclarations": {
-            t.stream: {"columns": [{"name": c.name, "type": c.type} for c in t.columns]} for t in tables.values()
+            t.stream: {"columns": [{"name": c.name, "type": c.type} for c in t.columns]}
+            for t in tables.values()
         },
         "dataFlows": [
             {
@@ -116,7 +117,11 @@ def parameters() -> JSON:
             "that receives the events.",
         ),
         "namePrefix": _param(
-            "string", "Short prefix for resource names (letters and digits).", "auditsync", minLength=3, maxLength=9
+            "string",
+            "Short prefix for resource names (letters and digits).",
+            "auditsync",
+            minLength=3,
+            maxLength=9,
         ),
         "sources": _param(
             "string",
@@ -182,7 +187,10 @@ def parameters() -> JSON:
             "string", "History pulled by a stream's very first run (for example 1d, 12h).", "1d"
         ),
         "lagThresholdMinutes": _param(
-            "int", "Raise the lag alert when delivered events are older than this many minutes.", 60, minValue=5
+            "int",
+            "Raise the lag alert when delivered events are older than this many minutes.",
+            60,
+            minValue=5,
         ),
         "alertEmail": _param(
             "string", "Email address for connector health alerts; empty = alerts without notification.", ""
@@ -298,7 +306,9 @@ def dcr() -> JSON:
             "description": "auditsync: Keeper and 1Password audit events and connector health",
             "streamDeclarations": "[variables('tableContent').streamDeclarations]",
             "destinations": {
-                "logAnalytics": [{"name": "workspace", "workspaceResourceId": "[parameters('workspaceResourceId')]"}]
+                "logAnalytics": [
+                    {"name": "workspace", "workspaceResourceId": "[parameters('workspaceResourceId')]"}
+                ]
             },
             "dataFlows": "[variables('tableContent').dataFlows]",
         },
@@ -400,7 +410,9 @@ def key_vault() -> list[JSON]:
             },
         },
         _secret(
-            "keeperTokenSecretName", "[parameters('keeperApiToken')]", "[not(empty(parameters('keeperApiToken')))]"
+            "keeperTokenSecretName",
+            "[parameters('keeperApiToken')]",
+            "[not(empty(parameters('keeperApiToken')))]",
         ),
         _secret(
             "onePasswordTokenSecretName",
@@ -418,7 +430,10 @@ def key_vault() -> list[JSON]:
 APP_SETTINGS: list[tuple[str, str]] = [
     ("AzureWebJobsStorage__accountName", "[variables('storageAccountName')]"),
     ("AzureWebJobsStorage__credential", "managedidentity"),
-    ("APPLICATIONINSIGHTS_CONNECTION_STRING", f"[reference({AI_ID}, '{API['components']}').ConnectionString]"),
+    (
+        "APPLICATIONINSIGHTS_CONNECTION_STRING",
+        f"[reference({AI_ID}, '{API['components']}').ConnectionString]",
+    ),
     ("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", "Authorization=AAD"),
     ("SOURCES", "[parameters('sources')]"),
     ("KEEPER_BASE_URL", "[parameters('keeperBaseUrl')]"),
@@ -514,7 +529,13 @@ def function_app() -> list[JSON]:
 
 #: (symbolic name, role key, scope resource type, scope name variable, scope id expression)
 ROLE_ASSIGNMENTS = [
-    ("dcrPublisher", "monitoringMetricsPublisher", "Microsoft.Insights/dataCollectionRules", "dcrName", DCR_ID),
+    (
+        "dcrPublisher",
+        "monitoringMetricsPublisher",
+        "Microsoft.Insights/dataCollectionRules",
+        "dcrName",
+        DCR_ID,
+    ),
     ("vaultSecretsUser", "keyVaultSecretsUser", "Microsoft.KeyVault/vaults", "keyVaultName", VAULT_ID),
     (
         "storageBlobOwner",
@@ -530,7 +551,13 @@ ROLE_ASSIGNMENTS = [
         "storageAccountName",
         STORAGE_ID,
     ),
-    ("appInsightsPublisher", "monitoringMetricsPublisher", "Microsoft.Insights/components", "appInsightsName", AI_ID),
+    (
+        "appInsightsPublisher",
+        "monitoringMetricsPublisher",
+        "Microsoft.Insights/components",
+        "appInsightsName",
+        AI_ID,
+    ),
 ]
 
 PRINCIPAL = f"reference({SITE_ID}, '{API['web']}', 'full').identity.principalId"
@@ -596,7 +623,7 @@ HEALTH_ALERTS = [
         "auditsync: a stream is behind",
         "Events delivered by a run were older than the lag threshold: the connector is catching up or throttled.",
         3,
-        "[format('AuditSyncHealth_CL | where Status in (\"ok\", \"behind\") and LagSeconds > {0} "
+        '[format(\'AuditSyncHealth_CL | where Status in ("ok", "behind") and LagSeconds > {0} '
         "| project TimeGenerated, Stream, LagSeconds', variables('lagThresholdSeconds'))]",
         None,
     ),
@@ -618,7 +645,11 @@ def alerts() -> list[JSON]:
                 "groupShortName": "auditsync",
                 "enabled": True,
                 "emailReceivers": [
-                    {"name": "operator", "emailAddress": "[parameters('alertEmail')]", "useCommonAlertSchema": True}
+                    {
+                        "name": "operator",
+                        "emailAddress": "[parameters('alertEmail')]",
+                        "useCommonAlertSchema": True,
+                    }
                 ],
             },
         }
@@ -650,7 +681,9 @@ def alerts() -> list[JSON]:
                     ]
                 },
                 "autoMitigate": True,
-                "actions": {"actionGroups": f"[if(variables('notify'), createArray({ACTION_GROUP_ID}), createArray())]"},
+                "actions": {
+                    "actionGroups": f"[if(variables('notify'), createArray({ACTION_GROUP_ID}), createArray())]"
+                },
             }
         )
         out.append(

@@ -37,7 +37,11 @@ def runtime_files(root: Path = ROOT) -> Iterator[Path]:
     for package in RUNTIME_PACKAGES:
         for path in (root / package).rglob("*"):
             rel = path.relative_to(root)
-            if path.is_file() and not EXCLUDED_PARTS & set(rel.parts) and path.suffix not in EXCLUDED_SUFFIXES:
+            if (
+                path.is_file()
+                and not EXCLUDED_PARTS & set(rel.parts)
+                and path.suffix not in EXCLUDED_SUFFIXES
+            ):
                 found.append(rel)
     return iter(sorted(found, key=lambda p: p.as_posix()))
 

@@ -22,11 +22,18 @@ WORKSPACE_CUSTOMER_ID = "4d2c7f3e-1b2a-4c5d-9e8f-0a1b2c3d4e5f"
 WORKSPACE_KEY = "c2hhcmVkLWtleS1ub3QtYS1yZWFsLW9uZQ=="
 REGION = "westeurope"
 
-_TOKEN = re.compile(r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>-?\d+)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op>[().,\[\]]))")
+_TOKEN = re.compile(
+    r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>-?\d+)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op>[().,\[\]]))"
+)
 
 
 def is_expression(value: Any) -> bool:
-    return isinstance(value, str) and value.startswith("[") and value.endswith("]") and not value.startswith("[[")
+    return (
+        isinstance(value, str)
+        and value.startswith("[")
+        and value.endswith("]")
+        and not value.startswith("[[")
+    )
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
@@ -93,7 +100,7 @@ class ArmContext:
             "or": lambda *a: any(a),
             "empty": lambda a: not a,
             "format": lambda f, *a: re.sub(r"\{(\d+)\}", lambda m: str(a[int(m.group(1))]), f),
-            "concat": lambda *a: "".join(map(str, a)) if all(isinstance(x, str) for x in a) else sum(a, []),
+            "concat": lambda *a: "".join(map(str, a)),
             "split": lambda s, d: s.split(d),
             "last": lambda a: a[-1],
             "take": lambda a, n: a[:n],
@@ -113,7 +120,9 @@ class ArmContext:
             },
             "subscription": lambda: {"subscriptionId": SUBSCRIPTION, "tenantId": TENANT},
             "resourceId": self._resource_id,
-            "subscriptionResourceId": lambda t, *n: f"/subscriptions/{SUBSCRIPTION}/providers/{t}/{'/'.join(n)}",
+            "subscriptionResourceId": lambda t, *n: (
+                f"/subscriptions/{SUBSCRIPTION}/providers/{t}/{'/'.join(n)}"
+            ),
             "extensionResourceId": lambda scope, t, *n: f"{scope}/providers/{t}/{'/'.join(n)}",
             "reference": self._reference,
             "listKeys": lambda rid, api: {"primarySharedKey": WORKSPACE_KEY},
@@ -141,7 +150,11 @@ class ArmContext:
     def _reference(self, resource_id: str, api_version: str = "", full: str = "") -> dict[str, Any]:
         properties = _runtime(resource_id)
         if full.lower() == "full":
-            return {"location": REGION, "properties": properties, "identity": {"principalId": str(uuid.uuid4())}}
+            return {
+                "location": REGION,
+                "properties": properties,
+                "identity": {"principalId": str(uuid.uuid4())},
+            }
         return properties
 
     def evaluate(self, value: Any) -> Any:
