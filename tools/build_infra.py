@@ -730,7 +730,12 @@ def sentinel_deployment() -> JSON:
                 "properties": {},
             },
             {
-                "copy": {"name": "parsers", "count": "[length(variables('content').parsers)]"},
+                "copy": {
+                    "name": "parsers",
+                    "count": "[length(variables('content').parsers)]",
+                    "mode": "serial",
+                    "batchSize": 1,
+                },
                 "type": "Microsoft.OperationalInsights/workspaces/savedSearches",
                 "apiVersion": API["savedSearches"],
                 "name": "[format('{0}/{1}', parameters('workspaceName'), "

@@ -17,6 +17,8 @@ resource onboarding 'Microsoft.SecurityInsights/onboardingStates@2024-03-01' = i
   properties: {}
 }
 
+// One at a time, in file order: later parsers (ASIM) call earlier ones (KeeperEvents, OnePasswordEvents).
+@batchSize(1)
 resource parsers 'Microsoft.OperationalInsights/workspaces/savedSearches@2020-08-01' = [for parser in content.parsers: {
   parent: workspace
   name: parser.name

@@ -330,6 +330,9 @@ def test_sentinel_content_is_embedded_and_switchable(arm_template: dict[str, Any
     deployment = next(r for r in arm_template["resources"] if r["name"] == "auditsync-sentinel")
     assert deployment["properties"]["template"]["variables"]["content"] == content
     assert deployment["condition"] == "[parameters('deploySentinelContent')]"
+    parsers = deployment["properties"]["template"]["resources"][1]
+    assert parsers["type"] == "Microsoft.OperationalInsights/workspaces/savedSearches"
+    assert parsers["copy"]["mode"] == "serial" and parsers["copy"]["batchSize"] == 1  # parsers call parsers
     kinds = {r["type"] for r in deployment["properties"]["template"]["resources"]}
     assert kinds == {
         "Microsoft.SecurityInsights/onboardingStates",
@@ -348,6 +351,7 @@ def test_sentinel_bicep_loads_the_built_content(bicep: dict[str, Any]) -> None:
     content = json.loads(Path(target).read_text(encoding="utf-8"))
     assert set(content) >= {"parsers", "huntingQueries", "alertRules", "workbook", "dataConnector"}
     parsers = module["resources"]["parsers"]["config"]
+    assert {"type": "batchSize", "argument": 1} in module["resources"]["parsers"]["decorators"]
     assert parsers["loop_type"]["detail"]["array_name"] == "content.parsers"
     assert parsers["config"]["properties"]["functionAlias"] == "parser.name"
     hunting = bicep_body(module["resources"]["huntingQueries"])
