@@ -110,7 +110,9 @@ def test_failures_are_per_stream_and_the_invocation_fails_at_the_end(
     # The token lacks itemusages; auditevents answers 401; signinattempts works.
     onepassword_sim.generate("auditevents", 50)
     signins = onepassword_sim.generate("signinattempts", 40)
-    onepassword_sim.inject(401, {"status": 401, "message": "Unauthorized"}, times=100, path="/api/v2/auditevents")
+    onepassword_sim.inject(
+        401, {"status": 401, "message": "Unauthorized"}, times=100, path="/api/v2/auditevents"
+    )
     with caplog.at_level(logging.INFO), pytest.raises(function_app.CollectionFailed) as caught:
         collect_function().get_user_function()(timer())
     assert "onepassword/auditevents (auth)" in str(caught.value)
@@ -124,7 +126,11 @@ def test_failures_are_per_stream_and_the_invocation_fails_at_the_end(
     assert "Events Reporting" in rows["onepassword/auditevents"]["Hint"]
     assert "itemusages" in rows["onepassword/itemusages"]["Hint"]
     assert uuid_counts(event_rows(logs_ingestion_sim)) == Counter(e["uuid"] for e in signins)
-    heartbeat = {r["details"]["stream"]: r for r in logs_ingestion_sim.rows("OnePasswordEventLogs_CL") if r.get("log_source") == "healthevents"}
+    heartbeat = {
+        r["details"]["stream"]: r
+        for r in logs_ingestion_sim.rows("OnePasswordEventLogs_CL")
+        if r.get("log_source") == "healthevents"
+    }
     assert heartbeat["onepassword/auditevents"]["category"] == "credentials_failed"
     assert heartbeat["onepassword/auditevents"]["action_type"] == "API Key Invalid"
 
@@ -139,7 +145,12 @@ def test_secrets_never_leave_the_process(
     token = deployed["_token"]
     onepassword_sim.generate("auditevents", 20)
     # A server that echoes the token in its error must not get it into our messages either.
-    onepassword_sim.inject(400, {"status": 400, "message": f"bad request for token {token}"}, times=100, path="/api/v2/signinattempts")
+    onepassword_sim.inject(
+        400,
+        {"status": 400, "message": f"bad request for token {token}"},
+        times=100,
+        path="/api/v2/signinattempts",
+    )
     env = {k: v for k, v in deployed.items() if not k.startswith("_")}
     outputs = []
     with caplog.at_level(logging.DEBUG):
@@ -155,7 +166,9 @@ def test_secrets_never_leave_the_process(
         "log records": caplog.text + "".join(str(r.__dict__) for r in caplog.records),
         "health rows": json.dumps(logs_ingestion_sim.rows("AuditSyncHealth_CL")),
         "1Password health events": json.dumps(logs_ingestion_sim.rows("OnePasswordEventLogs_CL")),
-        "checkpoints": "".join(p.read_text() for p in Path(env["AUDITSYNC_DATA_DIR"]).rglob("*") if p.is_file()),
+        "checkpoints": "".join(
+            p.read_text() for p in Path(env["AUDITSYNC_DATA_DIR"]).rglob("*") if p.is_file()
+        ),
         "cli output": "".join(outputs),
         "stdout/stderr": captured.out + captured.err,
     }

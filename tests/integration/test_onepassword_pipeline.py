@@ -17,7 +17,15 @@ from simulators.clock import FakeClock
 from simulators.identity import ManagedIdentitySim
 from simulators.logs_ingestion import LogsIngestionSim
 from simulators.onepassword import OnePasswordSim
-from tests.fixtures.pipeline import event_rows, health, onepassword_env, settings_for, still, ticking, uuid_counts
+from tests.fixtures.pipeline import (
+    event_rows,
+    health,
+    onepassword_env,
+    settings_for,
+    still,
+    ticking,
+    uuid_counts,
+)
 
 STREAMS = ("onepassword/auditevents", "onepassword/itemusages", "onepassword/signinattempts")
 
@@ -40,7 +48,9 @@ def test_25000_events_over_several_runs_arrive_exactly_once(
         "signinattempts": onepassword_sim.generate("signinattempts", 7_000, step=step),
     }
     token = onepassword_sim.issue_token()
-    settings = settings_for(onepassword_env(onepassword_sim, logs_ingestion_sim, data_dir, token, RUN_TIME_BUDGET="40s"))
+    settings = settings_for(
+        onepassword_env(onepassword_sim, logs_ingestion_sim, data_dir, token, RUN_TIME_BUDGET="40s")
+    )
 
     statuses = []
     for _ in range(30):
@@ -53,7 +63,9 @@ def test_25000_events_over_several_runs_arrive_exactly_once(
     assert any("behind" in s.values() for s in statuses)
 
     # Item usages arrive late: timestamps from an hour ago, handed out behind the cursors already issued.
-    late = onepassword_sim.generate("itemusages", 500, start=fake_clock.now() - timedelta(hours=1), step=timedelta(seconds=1))
+    late = onepassword_sim.generate(
+        "itemusages", 500, start=fake_clock.now() - timedelta(hours=1), step=timedelta(seconds=1)
+    )
     sent["itemusages"] += late
     report = run_cycle(settings, clock=still(fake_clock))
     assert {r.stream: (r.status, r.events) for r in report.reports} == {
@@ -85,18 +97,30 @@ def test_25000_events_over_several_runs_arrive_exactly_once(
     rows_now = health(logs_ingestion_sim, report.run_id)
     assert {s: r["Status"] for s, r in rows_now.items()} == dict.fromkeys(STREAMS, "idle")
     assert all(r["EventsIngested"] == 0 and "ErrorKind" not in r for r in rows_now.values())
-    heartbeat = [r for r in logs_ingestion_sim.rows("OnePasswordEventLogs_CL") if r.get("log_source") == "healthevents"]
+    heartbeat = [
+        r for r in logs_ingestion_sim.rows("OnePasswordEventLogs_CL") if r.get("log_source") == "healthevents"
+    ]
     assert Counter(r["category"] for r in heartbeat[-3:]) == {"success": 3}
     assert len(event_rows(logs_ingestion_sim)) == 25_500
 
 
 def test_events_repeated_at_the_resume_point_are_dropped(
-    onepassword_sim: OnePasswordSim, logs_ingestion_sim: LogsIngestionSim, identity_sim: ManagedIdentitySim, fake_clock: FakeClock, data_dir: Path
+    onepassword_sim: OnePasswordSim,
+    logs_ingestion_sim: LogsIngestionSim,
+    identity_sim: ManagedIdentitySim,
+    fake_clock: FakeClock,
+    data_dir: Path,
 ) -> None:
     onepassword_sim.duplicate_at_resume = True
     first = onepassword_sim.generate("signinattempts", 2_500, step=timedelta(seconds=2))
     settings = settings_for(
-        onepassword_env(onepassword_sim, logs_ingestion_sim, data_dir, onepassword_sim.issue_token(), ONEPASSWORD_EVENT_TYPES="signinattempts")
+        onepassword_env(
+            onepassword_sim,
+            logs_ingestion_sim,
+            data_dir,
+            onepassword_sim.issue_token(),
+            ONEPASSWORD_EVENT_TYPES="signinattempts",
+        )
     )
     run_cycle(settings, clock=still(fake_clock))
     second = onepassword_sim.generate("signinattempts", 10, step=timedelta(seconds=1))
@@ -106,15 +130,36 @@ def test_events_repeated_at_the_resume_point_are_dropped(
 
 
 def test_sink_failing_on_page_n_keeps_the_checkpoint_and_loses_nothing(
-    onepassword_sim: OnePasswordSim, logs_ingestion_sim: LogsIngestionSim, identity_sim: ManagedIdentitySim, fake_clock: FakeClock, data_dir: Path
+    onepassword_sim: OnePasswordSim,
+    logs_ingestion_sim: LogsIngestionSim,
+    identity_sim: ManagedIdentitySim,
+    fake_clock: FakeClock,
+    data_dir: Path,
 ) -> None:
     events = onepassword_sim.generate("signinattempts", 5_000, step=timedelta(seconds=2))
     settings = settings_for(
-        onepassword_env(onepassword_sim, logs_ingestion_sim, data_dir, onepassword_sim.issue_token(), ONEPASSWORD_EVENT_TYPES="signinattempts")
+        onepassword_env(
+            onepassword_sim,
+            logs_ingestion_sim,
+            data_dir,
+            onepassword_sim.issue_token(),
+            ONEPASSWORD_EVENT_TYPES="signinattempts",
+        )
     )
-    sink = LogsIngestionSink(logs_ingestion_sim.url, logs_ingestion_sim.dcr_id, DefaultAzureCredential(), retry_total=2, retry_backoff_factor=0.01)
+    sink = LogsIngestionSink(
+        logs_ingestion_sim.url,
+        logs_ingestion_sim.dcr_id,
+        DefaultAzureCredential(),
+        retry_total=2,
+        retry_backoff_factor=0.01,
+    )
     # Page 3's upload (one batch per page of sign-in attempts) fails with 503 on the first try and both retries.
-    logs_ingestion_sim.inject(503, {"error": {"code": "ServiceUnavailable"}}, times=3, when=lambda r: logs_ingestion_sim.uploads in (3, 4, 5))
+    logs_ingestion_sim.inject(
+        503,
+        {"error": {"code": "ServiceUnavailable"}},
+        times=3,
+        when=lambda r: logs_ingestion_sim.uploads in (3, 4, 5),
+    )
     report = run_cycle(settings, clock=still(fake_clock), sink=sink)
     (stream,) = report.reports
     assert (stream.status, stream.error_kind) == ("error", "sink")
@@ -127,17 +172,31 @@ def test_sink_failing_on_page_n_keeps_the_checkpoint_and_loses_nothing(
 
     report = run_cycle(settings, clock=still(fake_clock), sink=sink)
     assert report.reports[0].status == "ok"
-    assert uuid_counts(event_rows(logs_ingestion_sim)) == Counter(e["uuid"] for e in events), "no loss, no duplicate"
+    assert uuid_counts(event_rows(logs_ingestion_sim)) == Counter(e["uuid"] for e in events), (
+        "no loss, no duplicate"
+    )
 
 
 def test_one_failed_chunk_fails_the_page_and_the_rerun_fills_the_gap(
-    onepassword_sim: OnePasswordSim, logs_ingestion_sim: LogsIngestionSim, identity_sim: ManagedIdentitySim, fake_clock: FakeClock, data_dir: Path
+    onepassword_sim: OnePasswordSim,
+    logs_ingestion_sim: LogsIngestionSim,
+    identity_sim: ManagedIdentitySim,
+    fake_clock: FakeClock,
+    data_dir: Path,
 ) -> None:
     events = onepassword_sim.generate("auditevents", 3_000, step=timedelta(seconds=2))
     settings = settings_for(
-        onepassword_env(onepassword_sim, logs_ingestion_sim, data_dir, onepassword_sim.issue_token(), ONEPASSWORD_EVENT_TYPES="auditevents")
+        onepassword_env(
+            onepassword_sim,
+            logs_ingestion_sim,
+            data_dir,
+            onepassword_sim.issue_token(),
+            ONEPASSWORD_EVENT_TYPES="auditevents",
+        )
     )
-    sink = LogsIngestionSink(logs_ingestion_sim.url, logs_ingestion_sim.dcr_id, DefaultAzureCredential(), retry_total=0)
+    sink = LogsIngestionSink(
+        logs_ingestion_sim.url, logs_ingestion_sim.dcr_id, DefaultAzureCredential(), retry_total=0
+    )
     # A page of 1,000 audit events is more than 1 MB, so it goes in two chunks; the 2nd chunk of page 2 fails.
     logs_ingestion_sim.inject(500, times=1, when=logs_ingestion_sim.nth_upload(4))
     report = run_cycle(settings, clock=still(fake_clock), sink=sink)
@@ -149,16 +208,28 @@ def test_one_failed_chunk_fails_the_page_and_the_rerun_fills_the_gap(
     run_cycle(settings, clock=still(fake_clock), sink=sink)
     counts = uuid_counts(event_rows(logs_ingestion_sim))
     assert set(counts) == {e["uuid"] for e in events}, "nothing lost"
-    assert sum(counts.values()) - len(events) == accepted_of_page_2, "the only duplicates are the accepted chunk of the failed page"
+    assert sum(counts.values()) - len(events) == accepted_of_page_2, (
+        "the only duplicates are the accepted chunk of the failed page"
+    )
 
 
 def test_looping_cursor_is_an_upstream_error_not_an_endless_loop(
-    onepassword_sim: OnePasswordSim, logs_ingestion_sim: LogsIngestionSim, identity_sim: ManagedIdentitySim, fake_clock: FakeClock, data_dir: Path
+    onepassword_sim: OnePasswordSim,
+    logs_ingestion_sim: LogsIngestionSim,
+    identity_sim: ManagedIdentitySim,
+    fake_clock: FakeClock,
+    data_dir: Path,
 ) -> None:
     onepassword_sim.generate("auditevents", 2_500)
     onepassword_sim.repeat_cursor_forever = True
     settings = settings_for(
-        onepassword_env(onepassword_sim, logs_ingestion_sim, data_dir, onepassword_sim.issue_token(), ONEPASSWORD_EVENT_TYPES="auditevents")
+        onepassword_env(
+            onepassword_sim,
+            logs_ingestion_sim,
+            data_dir,
+            onepassword_sim.issue_token(),
+            ONEPASSWORD_EVENT_TYPES="auditevents",
+        )
     )
     report = run_cycle(settings, clock=still(fake_clock))
     assert (report.reports[0].status, report.reports[0].error_kind) == ("error", "upstream")
@@ -166,18 +237,31 @@ def test_looping_cursor_is_an_upstream_error_not_an_endless_loop(
 
 
 def test_first_run_lookback_is_clamped_to_120_days(
-    onepassword_sim: OnePasswordSim, logs_ingestion_sim: LogsIngestionSim, identity_sim: ManagedIdentitySim, fake_clock: FakeClock, data_dir: Path
+    onepassword_sim: OnePasswordSim,
+    logs_ingestion_sim: LogsIngestionSim,
+    identity_sim: ManagedIdentitySim,
+    fake_clock: FakeClock,
+    data_dir: Path,
 ) -> None:
-    old = onepassword_sim.generate("auditevents", 10, start=fake_clock.now() - timedelta(days=119), step=timedelta(hours=1))
+    old = onepassword_sim.generate(
+        "auditevents", 10, start=fake_clock.now() - timedelta(days=119), step=timedelta(hours=1)
+    )
     settings = settings_for(
         onepassword_env(
-            onepassword_sim, logs_ingestion_sim, data_dir, onepassword_sim.issue_token(),
-            ONEPASSWORD_EVENT_TYPES="auditevents", INITIAL_LOOKBACK="365d",
+            onepassword_sim,
+            logs_ingestion_sim,
+            data_dir,
+            onepassword_sim.issue_token(),
+            ONEPASSWORD_EVENT_TYPES="auditevents",
+            INITIAL_LOOKBACK="365d",
         )
     )
     report = run_cycle(settings, clock=still(fake_clock))
     assert report.reports[0].status == "ok"
-    body = onepassword_sim.requests[-1].json()
-    first = [r.json() for r in onepassword_sim.requests if r.path == "/api/v2/auditevents"][0]
-    assert "start_time" in first and "cursor" in body
+    first = next(r.json() for r in onepassword_sim.requests if r.path == "/api/v2/auditevents")
+    expected_start = fake_clock.now() - timedelta(days=120) + timedelta(minutes=1)
+    assert first == {
+        "limit": 1000,
+        "start_time": expected_start.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    }
     assert uuid_counts(event_rows(logs_ingestion_sim)) == Counter(e["uuid"] for e in old)
