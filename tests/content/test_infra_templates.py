@@ -343,6 +343,15 @@ def test_sentinel_content_is_embedded_and_switchable(arm_template: dict[str, Any
     }
 
 
+def test_saved_search_names_are_unique() -> None:
+    """Parsers and hunting queries are both saved searches of one workspace: a shared name overwrites."""
+    content = json.loads((ROOT / "sentinel" / "build" / "content.json").read_text(encoding="utf-8"))
+    names = [p["name"] for p in content["parsers"]] + [h["name"] for h in content["huntingQueries"]]
+    assert len(names) == len(set(names))
+    rule_ids = [r["id"] for r in content["alertRules"]]
+    assert len(rule_ids) == len(set(rule_ids))
+
+
 def test_sentinel_bicep_loads_the_built_content(bicep: dict[str, Any]) -> None:
     module = bicep["modules/sentinelContent.bicep"]
     load = module["variables"]["content"]["value"]["function"]
