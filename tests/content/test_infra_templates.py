@@ -368,3 +368,55 @@ def test_sentinel_bicep_loads_the_built_content(bicep: dict[str, Any]) -> None:
     assert {t["name"] for t in hunting["properties"]["tags"]} == {"description", "tactics", "techniques"}
     connector = module["resources"]["dataConnector"]
     assert bicep_body(connector)["kind"] == "GenericUI"
+
+
+def test_health_alert_rules_agree(bicep: dict[str, Any], arm_template: dict[str, Any]) -> None:
+    """Same rules, same queries, thresholds and windows in both templates (default lag threshold)."""
+    ctx = ArmContext(arm_template, {"workspaceResourceId": WORKSPACE_ID})
+    lag_seconds = str(ctx.evaluate("[variables('lagThresholdSeconds')]"))
+    compared = ("displayName", "description", "severity", "evaluationFrequency", "windowSize", "autoMitigate")
+
+    def comparable(props: dict[str, Any]) -> dict[str, Any]:
+        out = {k: props[k] for k in compared}
+        out["overrideQueryTimeRange"] = props.get("overrideQueryTimeRange")
+        out["criteria"] = props["criteria"]
+        return out
+
+    in_bicep = {}
+    for resource in bicep["modules/alerts.bicep"]["resources"].values():
+        if resource["type"] == "Microsoft.Insights/scheduledQueryRules":
+            body = bicep_body(resource)
+            text = json.dumps(comparable(body["properties"])).replace("${lagThresholdSeconds}", lag_seconds)
+            in_bicep[body["name"].replace("${namePrefix}", "auditsync")] = json.loads(text)
+    in_arm = {
+        ctx.evaluate(r["name"]): comparable(ctx.evaluate(r["properties"]))
+        for r in _arm_of(arm_template, "Microsoft.Insights/scheduledQueryRules")
+    }
+    assert len(in_arm) == 3
+    assert in_bicep == in_arm
+
+
+@pytest.mark.parametrize(
+    ("kind", "path", "ignored"),
+    [
+        ("Microsoft.Storage/storageAccounts", "properties", ()),
+        ("Microsoft.Storage/storageAccounts", "sku", ()),
+        ("Microsoft.Storage/storageAccounts/blobServices", "properties", ()),
+        ("Microsoft.KeyVault/vaults", "properties", ("tenantId",)),
+        ("Microsoft.Web/serverfarms", "sku", ()),
+        ("Microsoft.Web/sites", "properties.functionAppConfig.scaleAndConcurrency", ()),
+        ("Microsoft.Web/sites", "properties.siteConfig", ("appSettings",)),
+        ("Microsoft.Insights/components", "properties", ("WorkspaceResourceId",)),
+    ],
+)
+def test_literal_settings_agree(
+    bicep: dict[str, Any], arm_template: dict[str, Any], kind: str, path: str, ignored: tuple[str, ...]
+) -> None:
+    def pick(doc: dict[str, Any]) -> dict[str, Any]:
+        for key in path.split("."):
+            doc = doc[key]
+        return {k: v for k, v in doc.items() if k not in ignored}
+
+    (bicep_body_,) = _bicep_body_of(bicep, kind)
+    (arm_body,) = _arm_of(arm_template, kind)
+    assert pick(bicep_body_) == pick(arm_body)
