@@ -326,7 +326,7 @@ def storage() -> list[JSON]:
             "location": "[parameters('location')]",
             "tags": "[parameters('tags')]",
             "kind": "StorageV2",
-            "sku": {"name": "Standard_ZRS"},
+            "sku": {"name": "Standard_LRS"},
             "properties": {
                 "accessTier": "Hot",
                 "allowBlobPublicAccess": False,

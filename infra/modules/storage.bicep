@@ -12,8 +12,9 @@ resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   location: location
   tags: tags
   kind: 'StorageV2'
+  // LRS: available in every Flex Consumption region (ZRS is not); it holds only host state and checkpoints.
   sku: {
-    name: 'Standard_ZRS'
+    name: 'Standard_LRS'
   }
   properties: {
     accessTier: 'Hot'
