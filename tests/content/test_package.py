@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.infra import ROOT
+from tools.package import build
 
 
 def _build(out: Path) -> bytes:
@@ -32,9 +35,16 @@ def _tracked_runtime_files() -> set[str]:
 
 def test_two_builds_are_byte_identical(tmp_path: Path) -> None:
     first = _build(tmp_path / "a.zip")
-    (ROOT / "auditsync" / "__init__.py").touch()  # a newer mtime must not change the bytes
-    second = _build(tmp_path / "b.zip")
-    assert first == second
+    # The same sources with other timestamps and another checkout path must give the same bytes.
+    copy = tmp_path / "checkout"
+    for name in _tracked_runtime_files():
+        target = copy / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / name, target)
+        os.utime(target, (1_900_000_000, 1_900_000_000))
+    second = tmp_path / "b.zip"
+    build(second, root=copy)
+    assert first == second.read_bytes()
 
 
 def test_zip_holds_exactly_the_runtime_files(tmp_path: Path) -> None:
