@@ -2,8 +2,9 @@
 checks any number of queries in a single node process (tools/kql_check.js).
 
 The schema comes from the table definitions (``auditsync/tables/*.json``) and, for the legacy HTTP Data
-Collector tables, from the Data Collector column rules applied to the same definitions: ``_s`` string,
-``_d`` number, ``_b`` bool, ``_t`` datetime, nested objects as JSON strings in ``_s`` columns.
+Collector tables, from the column rules the Data Collector sink follows (docs/data-collector.md) applied to
+the same definitions: ``_s`` string, ``_d`` number, ``_b`` bool, ``_t`` datetime, nested objects as JSON
+text in ``_s`` columns, Keeper's event-specific fields flattened into their own columns, no doubled suffix.
 """
 
 from __future__ import annotations
@@ -87,7 +88,9 @@ def legacy_columns(table: TableDef) -> Columns:
             columns += [(f"{n}_d", "real") for n in KEEPER_EVENT_FIELDS_NUMBER]
             continue
         suffix = LEGACY_SUFFIX[c.type]
-        columns.append((f"{c.name}{suffix}", LEGACY_TYPE[suffix]))
+        # The sink strips a suffix the declared name already has (uuid_s arrives as uuid_s, not uuid_s_s).
+        name = c.name if c.name.endswith(suffix) else f"{c.name}{suffix}"
+        columns.append((name, LEGACY_TYPE[suffix]))
     return columns
 
 
