@@ -12,6 +12,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -42,8 +43,16 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
 
 
+#: Anything shaped like a JWT or a bearer credential is masked even when we do not know the value.
+_TOKEN_SHAPES = re.compile(r"eyJ[\w-]{4,}\.[\w-]{4,}\.?[\w-]*|(?i:bearer)\s+[\w.~+/=-]{8,}")
+
+
 class Redactor:
-    """Replaces known secret values in text. Shared by error messages and the logging filter."""
+    """Replaces known secret values, and anything shaped like a token, in text.
+
+    Shared by error messages and the logging filter. Always redact before truncating: a cut-off secret
+    no longer matches its full value.
+    """
 
     def __init__(self, secrets: Sequence[str] = ()) -> None:
         self._secrets: list[str] = []
@@ -59,7 +68,7 @@ class Redactor:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, "***")
-        return text
+        return _TOKEN_SHAPES.sub("***", text)
 
 
 class RedactingFilter(logging.Filter):
@@ -118,8 +127,8 @@ def error_message(response: requests.Response, redactor: Redactor | None = None)
             if isinstance(value, Mapping) and isinstance(value.get("message"), str):
                 text = value["message"]
                 break
-    text = " ".join(text.split())[:300]
-    return redactor(text) if redactor else text
+    text = " ".join(text.split())
+    return (redactor or Redactor())(text)[:300]
 
 
 def describe(response: requests.Response, redactor: Redactor | None = None) -> str:
@@ -205,11 +214,17 @@ class HttpClient:
             what = (
                 type(outcome.exception()).__name__
                 if outcome is not None and outcome.failed
-                else str(outcome.result().status_code) if outcome is not None else "?"
+                else str(outcome.result().status_code)
+                if outcome is not None
+                else "?"
             )
             log.warning(
                 "%s %s failed (%s); retry %d in %.1fs",
-                method, redact_url(url), what, state.attempt_number, state.upcoming_sleep or 0.0,
+                method,
+                redact_url(url),
+                what,
+                state.attempt_number,
+                state.upcoming_sleep or 0.0,
                 extra={"status": what, "attempt": state.attempt_number},
             )
 
@@ -230,7 +245,9 @@ class HttpClient:
             stop=stop,
             sleep=self.clock.sleep,
             before_sleep=before_sleep,
-            retry_error_callback=lambda state: state.outcome.result() if state.outcome and not state.outcome.failed else None,
+            retry_error_callback=lambda state: (
+                state.outcome.result() if state.outcome and not state.outcome.failed else None
+            ),
             reraise=False,
         )
         try:
@@ -249,7 +266,8 @@ class HttpClient:
             )
         if is_throttled(response):
             raise ThrottledError(
-                describe(response, self.redactor) + " (throttled; retries exhausted within the run's deadline)",
+                describe(response, self.redactor)
+                + " (throttled; retries exhausted within the run's deadline)",
                 hint="The vendor is rate limiting this account; the next run resumes from the checkpoint.",
             )
         if response.status_code in RETRY_STATUSES:

@@ -123,7 +123,9 @@ class SimServer:
         if self._ssl_context is not None:
             server.socket = self._ssl_context.wrap_socket(server.socket, server_side=True)
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name=type(self).__name__, daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=type(self).__name__, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -167,7 +169,9 @@ class SimServer:
     def _dispatch(self, request: Request) -> Response:
         with self.lock:
             self.requests.append(
-                request if self.record_bodies else Request(request.method, request.path, request.query, request.headers, b"")
+                request
+                if self.record_bodies
+                else Request(request.method, request.path, request.query, request.headers, b"")
             )
             for fault in self.faults:
                 if fault.matches(request):
