@@ -116,3 +116,12 @@ def test_build_rejects_malformed_sources(tmp_path: Path) -> None:
     )
     with pytest.raises(build_sentinel.ContentError, match=r"broken.yaml: missing description"):
         build_sentinel.compile_rule(rule)
+
+
+def test_docs_list_every_rule_and_hunting_query() -> None:
+    doc = (build_sentinel.ROOT / "docs" / "sentinel.md").read_text(encoding="utf-8")
+    content = committed_content()
+    names = [r["properties"]["displayName"].split(" - ", 1)[1] for r in content["alertRules"]]
+    names += [h["displayName"] for h in content["huntingQueries"]]
+    missing = [n for n in names if f"| {n} |" not in doc]
+    assert not missing, f"docs/sentinel.md does not list {missing}"
