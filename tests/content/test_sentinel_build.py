@@ -125,3 +125,18 @@ def test_docs_list_every_rule_and_hunting_query() -> None:
     names += [h["displayName"] for h in content["huntingQueries"]]
     missing = [n for n in names if f"| {n} |" not in doc]
     assert not missing, f"docs/sentinel.md does not list {missing}"
+
+
+def test_parsers_are_ordered_by_what_they_call_and_cycles_are_refused() -> None:
+    a = {"name": "A", "query": "B | union C"}
+    b = {"name": "B", "query": "C | take 1"}
+    c = {"name": "C", "query": "T_CL"}
+    assert [p["name"] for p in build_sentinel._order_by_dependency([a, b, c])] == ["C", "B", "A"]
+    with pytest.raises(build_sentinel.ContentError, match="cycle"):
+        build_sentinel._order_by_dependency([{"name": "X", "query": "Y"}, {"name": "Y", "query": "X"}])
+
+
+def test_techniques_are_split_into_parents_and_sub_techniques() -> None:
+    parents, subs = build_sentinel._split_techniques(["T1110.001", "T1110.003", "T1078"])
+    assert parents == ["T1110", "T1078"]
+    assert subs == ["T1110.001", "T1110.003"]
