@@ -67,6 +67,19 @@ class _Uncoercible(Exception):
     pass
 
 
+_UNCOERCIBLE = object()
+
+
+def _coerced(value: Any, kind: str) -> Any:
+    """``_coerce`` for a value known before the events are read; ``_UNCOERCIBLE`` when it does not fit."""
+    if value is None:
+        return None
+    try:
+        return _coerce(value, kind)
+    except _Uncoercible:
+        return _UNCOERCIBLE
+
+
 def _coerce(value: Any, kind: str) -> Any:
     if kind == "dynamic":
         return value
@@ -125,17 +138,16 @@ def shape_rows(
     rest_column = next((c.name for c in table.columns if "$rest" in c.sources), None)
     now_text = format_time(now)
     # Each column's sources, resolved once per call instead of once per event: a constant for
-    # ``$now``/``$event_type``, the split path otherwise; ``$rest`` contributes nothing here.
-    plan: list[tuple[Column, list[tuple[Any, tuple[str, ...] | None]]]] = []
+    # ``$now``/``$event_type`` (coerced once too), the split path otherwise; ``$rest`` adds nothing.
+    plan: list[tuple[Column, list[tuple[Any, Any, tuple[str, ...] | None]]]] = []
     for column in table.columns:
-        steps: list[tuple[Any, tuple[str, ...] | None]] = []
+        steps: list[tuple[Any, Any, tuple[str, ...] | None]] = []
         for source in column.sources:
-            if source == "$now":
-                steps.append((now_text, None))
-            elif source == "$event_type":
-                steps.append((event_type or None, None))
+            if source in ("$now", "$event_type"):
+                constant = now_text if source == "$now" else event_type or None
+                steps.append((constant, _coerced(constant, column.type), None))
             elif source != "$rest":
-                steps.append((None, tuple(source.split("."))))
+                steps.append((None, None, tuple(source.split("."))))
         plan.append((column, steps))
     rows = []
     for event in events:
@@ -143,14 +155,22 @@ def shape_rows(
         kept: JSON = {}
         for column, steps in plan:
             value: Any = None
-            for constant, parts in steps:
+            found = None
+            for step in steps:
+                constant, _, parts = step
                 value = constant if parts is None else _lookup_parts(event, parts)
                 if value is not None:
+                    found = step
                     break
-            if value is None:
+            if found is None:
                 continue
             try:
-                row[column.name] = _coerce(value, column.type)
+                _, coerced, parts = found
+                if parts is not None:
+                    coerced = _coerce(value, column.type)
+                elif coerced is _UNCOERCIBLE:
+                    raise _Uncoercible
+                row[column.name] = coerced
             except _Uncoercible:
                 counters[f"uncoercible_{column.name}"] += 1
                 kept[column.sources[0]] = value
