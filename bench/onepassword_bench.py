@@ -111,7 +111,7 @@ def _measurement(
         mean_body_bytes=tally.mean_body_bytes,
         oversize_bodies=tally.oversize_bodies,
         delivered=tally.rows,
-        duplicates=tally.duplicates + len(tally.uuids - expected),
+        duplicates=tally.duplicates + len(tally.uuids - expected),  # repeated, or not from the backlog
         missing=len(expected - tally.uuids),
         sim_cpu_seconds=sim_cpu,
         **extra,
@@ -164,7 +164,7 @@ def _drain(backlog: Backlog, sims: BenchSims) -> tuple[dict[str, Any], Measureme
         sim_cpu,
         onepassword_requests=sims.onepassword_requests() - before,
     )
-    return report, measurement
+    return report, _delivered(measurement, "drain")
 
 
 def _sdk(backlog: Backlog, sims: BenchSims) -> Measurement:
@@ -175,6 +175,17 @@ def _sdk(backlog: Backlog, sims: BenchSims) -> Measurement:
     child = run_child(CHILD, [*args, "--rule-id", sims.ingestion.dcr_id], sims.identity.env())
     measurement = _measurement(child, sims.ingestion.reset_tally(), sims.expected, cpu_seconds() - cpu)
     sims.ingestion.max_body = MAX_BODY
+    return _delivered(measurement, "bare SDK upload")
+
+
+def _delivered(measurement: Measurement, what: str) -> Measurement:
+    """A figure for a run that lost or repeated events would be meaningless: refuse it."""
+    if not measurement.exactly_once or measurement.delivered != measurement.events:
+        raise RuntimeError(
+            f"the {what} did not deliver every event exactly once: {measurement.events} sent, "
+            f"{measurement.delivered} rows received, {measurement.duplicates} duplicate or unknown, "
+            f"{measurement.missing} missing"
+        )
     return measurement
 
 

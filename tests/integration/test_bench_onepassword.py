@@ -8,7 +8,10 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections import Counter
+from dataclasses import replace
 from typing import Any
+
+import pytest
 
 from auditsync.tables import HEALTH_TABLE, ONEPASSWORD_TABLE
 from bench.__main__ import benchmarks
@@ -90,3 +93,13 @@ def test_child_peak_rss_is_its_own_not_the_parents() -> None:
 def test_benchmarks_are_found_by_module_name_and_unknown_names_refused() -> None:
     assert benchmarks()["onepassword"] == "bench.onepassword_bench"
     assert run_bench(["no-such-benchmark"]) == 2
+
+
+def test_a_run_that_lost_or_repeated_events_gives_no_figures() -> None:
+    from bench.onepassword_bench import Measurement, _delivered
+
+    good = Measurement(10, 1.0, 0.5, 30.0, 60.0, 3, 2, 1000.0, 0, 10, 0, 0, 0.2)
+    assert _delivered(good, "drain") is good
+    for broken in (replace(good, missing=1, delivered=9), replace(good, duplicates=1, delivered=11)):
+        with pytest.raises(RuntimeError, match="exactly once"):
+            _delivered(broken, "drain")
