@@ -87,6 +87,15 @@ class KeeperSim(SimServer):
         self._cursors: dict[str, _Cursor] = {}
         self._data_lock = threading.Lock()
 
+    def reset(self) -> None:
+        """Forget events, cursors, faults and the request log (reuse one server across many examples)."""
+        with self._data_lock:
+            self._events.clear()
+            self._cursors.clear()
+        with self.lock:
+            self.faults.clear()
+            self.requests.clear()
+
     # -- data ----------------------------------------------------------------------------------------
     def add(self, events: Iterable[dict[str, Any]], *, at_ms: int | None = None) -> None:
         """Make events visible from now on. ``at_ms`` is the server-side time of events whose own
