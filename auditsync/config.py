@@ -145,9 +145,7 @@ class Settings:
     def secret_values(self) -> list[str]:
         """Every secret held directly in settings, for redaction filters and tests."""
         return [
-            v
-            for v in (self.keeper_token, self.onepassword_token, self.workspace_key)
-            if v
+            v for v in (self.keeper_token, self.onepassword_token, self.workspace_key) if v
         ] + _connection_string_keys(self.checkpoint_connection_string)
 
     @classmethod
@@ -171,6 +169,7 @@ class _Parser:
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
         self.problems: list[str] = []
+        self.unresolved: set[str] = set()
 
     def raw(self, name: str) -> str:
         value = self.env.get(name)
@@ -183,6 +182,7 @@ class _Parser:
                 "'@Microsoft.KeyVault(...)'). Give the Function App's managed identity the "
                 "'Key Vault Secrets User' role on the vault and check the secret URI, then restart the app."
             )
+            self.unresolved.add(name)
             return ""
         return value
 
@@ -190,7 +190,9 @@ class _Parser:
         items = tuple(dict.fromkeys(p.strip().lower() for p in self.raw(name).split(",") if p.strip()))
         unknown = [i for i in items if i not in allowed]
         if unknown:
-            self.problems.append(f"{name}: unknown value(s) {', '.join(unknown)}; use any of {', '.join(allowed)}.")
+            self.problems.append(
+                f"{name}: unknown value(s) {', '.join(unknown)}; use any of {', '.join(allowed)}."
+            )
         if not items:
             self.problems.append(f"{name}: empty; use one or more of {', '.join(allowed)}.")
         return tuple(i for i in items if i in allowed)
@@ -218,7 +220,9 @@ class _Parser:
             self.problems.append(f"{name}: '{value}' is not true or false.")
         return value in ("true", "1", "yes")
 
-    def url(self, name: str, *, required: bool = False, hosts: tuple[str, ...] = (), allow_custom: bool = True) -> str:
+    def url(
+        self, name: str, *, required: bool = False, hosts: tuple[str, ...] = (), allow_custom: bool = True
+    ) -> str:
         value = self.raw(name).rstrip("/")
         if not value:
             if required:
@@ -230,7 +234,9 @@ class _Parser:
             return value
         loopback = is_loopback_host(parts.hostname)
         if parts.scheme != "https" and not loopback:
-            self.problems.append(f"{name}: must use https (plain http is accepted only for loopback stand-ins).")
+            self.problems.append(
+                f"{name}: must use https (plain http is accepted only for loopback stand-ins)."
+            )
         if parts.query or parts.username or parts.password:
             self.problems.append(f"{name}: must not carry credentials or a query string.")
         if hosts and not loopback and parts.hostname.lower() not in hosts and not allow_custom:
@@ -251,14 +257,16 @@ class _Parser:
         for name in ("KEEPER_TOKEN_SECRET", "ONEPASSWORD_TOKEN_SECRET", "WORKSPACE_KEY_SECRET"):
             secret_names[name] = self.raw(name)
             if secret_names[name] and not _SECRET_NAME.match(secret_names[name]):
-                self.problems.append(f"{name}: '{secret_names[name]}' is not a Key Vault secret name (letters, digits, -).")
+                self.problems.append(
+                    f"{name}: '{secret_names[name]}' is not a Key Vault secret name (letters, digits, -)."
+                )
         keeper_token = self.raw("KEEPER_TOKEN")
         onepassword_token = self.raw("ONEPASSWORD_TOKEN")
         for source, token, secret, token_name in (
             ("keeper", keeper_token, "KEEPER_TOKEN_SECRET", "KEEPER_TOKEN"),
             ("onepassword", onepassword_token, "ONEPASSWORD_TOKEN_SECRET", "ONEPASSWORD_TOKEN"),
         ):
-            if source in sources and not token and not key_vault_url:
+            if source in sources and not token and not key_vault_url and token_name not in self.unresolved:
                 self.problems.append(
                     f"{token_name}: no {source} token; set KEY_VAULT_URL (the token is read from the secret "
                     f"named by {secret}) or, for local runs, {token_name}."
@@ -281,14 +289,17 @@ class _Parser:
         if sink == "data_collector":
             if not _GUID.match(workspace_id):
                 self.problems.append(
-                    "WORKSPACE_ID: " + ("missing" if not workspace_id else "not a workspace id (GUID)")
+                    "WORKSPACE_ID: "
+                    + ("missing" if not workspace_id else "not a workspace id (GUID)")
                     + "; copy it from the workspace's Agents page."
                 )
             if workspace_key:
                 try:
                     base64.b64decode(workspace_key, validate=True)
                 except (binascii.Error, ValueError):
-                    self.problems.append("WORKSPACE_KEY: not a base64 shared key; copy the primary key again.")
+                    self.problems.append(
+                        "WORKSPACE_KEY: not a base64 shared key; copy the primary key again."
+                    )
             elif not (key_vault_url and secret_names["WORKSPACE_KEY_SECRET"]):
                 self.problems.append(
                     "WORKSPACE_KEY_SECRET: no workspace key; set KEY_VAULT_URL and WORKSPACE_KEY_SECRET "
@@ -306,7 +317,9 @@ class _Parser:
                     "(or CHECKPOINT_CONNECTION_STRING for Azurite)."
                 )
             if not _TABLE_NAME.match(table):
-                self.problems.append(f"CHECKPOINT_TABLE: '{table}' must be 3-63 letters and digits, starting with a letter.")
+                self.problems.append(
+                    f"CHECKPOINT_TABLE: '{table}' must be 3-63 letters and digits, starting with a letter."
+                )
 
         settings = Settings(
             sources=sources,

@@ -205,11 +205,17 @@ class HttpClient:
             what = (
                 type(outcome.exception()).__name__
                 if outcome is not None and outcome.failed
-                else str(outcome.result().status_code) if outcome is not None else "?"
+                else str(outcome.result().status_code)
+                if outcome is not None
+                else "?"
             )
             log.warning(
                 "%s %s failed (%s); retry %d in %.1fs",
-                method, redact_url(url), what, state.attempt_number, state.upcoming_sleep or 0.0,
+                method,
+                redact_url(url),
+                what,
+                state.attempt_number,
+                state.upcoming_sleep or 0.0,
                 extra={"status": what, "attempt": state.attempt_number},
             )
 
@@ -230,7 +236,9 @@ class HttpClient:
             stop=stop,
             sleep=self.clock.sleep,
             before_sleep=before_sleep,
-            retry_error_callback=lambda state: state.outcome.result() if state.outcome and not state.outcome.failed else None,
+            retry_error_callback=lambda state: (
+                state.outcome.result() if state.outcome and not state.outcome.failed else None
+            ),
             reraise=False,
         )
         try:
@@ -249,7 +257,8 @@ class HttpClient:
             )
         if is_throttled(response):
             raise ThrottledError(
-                describe(response, self.redactor) + " (throttled; retries exhausted within the run's deadline)",
+                describe(response, self.redactor)
+                + " (throttled; retries exhausted within the run's deadline)",
                 hint="The vendor is rate limiting this account; the next run resumes from the checkpoint.",
             )
         if response.status_code in RETRY_STATUSES:

@@ -80,12 +80,16 @@ class Page:
 
     ``counters`` carries per-page facts the health row reports (e.g. ``unparsed_timestamps``).
     ``newest_event_time`` is the newest event time seen on this page (None if none parsed).
+    ``has_more`` says the source knows there is more after this page; when the run stops after such a
+    page (deadline), the stream reports ``behind``. A page may have no events: its position is still
+    saved (a cursor or watermark that moved over an empty window).
     """
 
     events: list[JSON]
     position: JSON
     newest_event_time: datetime | None = None
     counters: Mapping[str, int] = field(default_factory=dict)
+    has_more: bool = False
 
 
 class Stream(Protocol):

@@ -173,7 +173,9 @@ class SimServer:
     def _dispatch(self, request: Request) -> Response:
         with self.lock:
             self.requests.append(
-                request if self.record_bodies else Request(request.method, request.path, request.query, request.headers, b"")
+                request
+                if self.record_bodies
+                else Request(request.method, request.path, request.query, request.headers, b"")
             )
             for fault in self.faults:
                 if fault.matches(request):

@@ -44,7 +44,7 @@ def source_module(name: str) -> SourceModule:
     if name == "onepassword":
         from auditsync.sources import onepassword as module
     elif name == "keeper":
-        from auditsync.sources import keeper as module  # type: ignore[no-redef]
+        from auditsync.sources import keeper as module  # type: ignore[no-redef,attr-defined,unused-ignore]
     else:  # pragma: no cover - Settings validates names
         raise KeyError(name)
     return SourceModule(module.stream_names, module.open_streams, module.probe)

@@ -56,8 +56,12 @@ def _load(path: Path) -> TableDef:
             raise ValueError(f"{path.name}: column {c['name']} has unknown type {c['type']}")
         source = c.get("from", c["name"])
         columns.append(
-            Column(c["name"], c["type"], tuple(source) if isinstance(source, list) else (source,),
-                   c.get("description", ""))
+            Column(
+                c["name"],
+                c["type"],
+                tuple(source) if isinstance(source, list) else (source,),
+                c.get("description", ""),
+            )
         )
     table_columns = tuple((c["name"], c["type"]) for c in doc.get("tableColumns", doc["columns"]))
     return TableDef(

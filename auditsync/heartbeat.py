@@ -1,0 +1,75 @@
+"""StreamReport -> health rows: one AuditSyncHealth_CL row per stream per run, and for 1Password the
+``log_source == "healthevents"`` row that 1Password's own Sentinel content expects every run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from auditsync import __version__
+from auditsync.model import JSON, STATUS_ERROR, STATUS_SKIPPED, StreamReport
+from auditsync.tables.rows import format_time
+
+#: What 1Password's content reads from a health row: category and action_type.
+_ONEPASSWORD_HEALTH = {
+    "auth": ("credentials_failed", "API Key Invalid"),
+    "config": ("configuration_failed", "Configuration Error"),
+    "throttled": ("rate_limited", "Rate Limited"),
+    "sink": ("ingestion_failed", "Log Analytics Error"),
+    "checkpoint": ("checkpoint_failed", "Checkpoint Error"),
+    "upstream": ("api_failed", "API Error"),
+}
+
+
+def health_rows(reports: Iterable[StreamReport], *, now: datetime, run_id: str) -> list[JSON]:
+    """Rows for AuditSyncHealth_CL, already in its column names (its transform is ``source``)."""
+    rows = []
+    for report in reports:
+        if report.status == STATUS_SKIPPED:
+            continue  # the runner that holds the stream writes its heartbeat
+        row: JSON = {
+            "TimeGenerated": format_time(now),
+            "Source": report.source,
+            "Stream": report.stream,
+            "Status": report.status,
+            "EventsIngested": report.events,
+            "Pages": report.pages,
+            "DurationMs": report.duration_ms,
+            "NewestEventTime": format_time(report.newest_event_time) if report.newest_event_time else None,
+            "LagSeconds": report.lag_seconds,
+            "ErrorKind": report.error_kind or None,
+            "Message": report.message or None,
+            "Hint": report.hint or None,
+            "Details": dict(report.counters) if report.counters else None,
+            "Version": __version__,
+            "RunId": run_id,
+        }
+        rows.append({k: v for k, v in row.items() if v is not None})
+    return rows
+
+
+def onepassword_health_events(reports: Iterable[StreamReport], *, now: datetime, run_id: str) -> list[JSON]:
+    """Raw events for OnePasswordEventLogs_CL with ``log_source = healthevents`` (shaped by the table file)."""
+    events = []
+    for report in reports:
+        if report.source != "onepassword" or report.status == STATUS_SKIPPED:
+            continue
+        if report.status == STATUS_ERROR:
+            category, action_type = _ONEPASSWORD_HEALTH.get(report.error_kind, ("api_failed", "API Error"))
+        else:
+            category, action_type = "success", "Events Collected"
+        events.append(
+            {
+                "uuid": f"{run_id}-{report.stream.split('/')[-1]}",
+                "timestamp": format_time(now),
+                "category": category,
+                "type": action_type,
+                "details": {
+                    "value": report.message or f"{report.events} events",
+                    "stream": report.stream,
+                    "status": report.status,
+                    "events_ingested": report.events,
+                },
+            }
+        )
+    return events

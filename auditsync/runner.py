@@ -1,0 +1,396 @@
+"""One collection cycle: every enabled stream, concurrently, under one deadline.
+
+This is the only place that orders send-then-save: a page's position is saved only after the sink
+accepted every row of it, so the checkpoint never moves past data Log Analytics does not have. A
+crash between the two re-delivers at most that one page of that one stream (at-least-once).
+
+Streams fail alone: each gets its own checkpoint, lease, heartbeat and error. Health rows are sent
+for every stream every run (also when nothing was new, also on failure); when the sink itself is the
+problem, the outcome still reaches the logs at ERROR level.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from auditsync.checkpoints import claim, open_store, release
+from auditsync.config import Settings
+from auditsync.errors import AuditSyncError, CheckpointConflict
+from auditsync.heartbeat import health_rows, onepassword_health_events
+from auditsync.http import HttpClient, Redactor
+from auditsync.logs import redacting_logs
+from auditsync.model import (
+    STATUS_BEHIND,
+    STATUS_ERROR,
+    STATUS_IDLE,
+    STATUS_OK,
+    STATUS_SKIPPED,
+    CheckpointStore,
+    Clock,
+    Deadline,
+    Sink,
+    Stream,
+    StreamReport,
+)
+from auditsync.secrets import CredentialFactory, Secrets, default_credential
+from auditsync.sinks import open_sink
+from auditsync.sources import SourceContext, source_module
+from auditsync.tables import HEALTH_TABLE, ONEPASSWORD_TABLE, TABLES
+from auditsync.tables.rows import shape_rows
+
+log = logging.getLogger(__name__)
+
+#: A lease outlives the run's budget by this much, so a crashed runner's streams free themselves.
+LEASE_SLACK = timedelta(minutes=2)
+
+ProgressCallback = Callable[[str, int], None]
+
+
+@dataclass(frozen=True)
+class CycleReport:
+    """Everything one run did: a StreamReport per stream, and whether the heartbeat reached the sink."""
+
+    run_id: str
+    started: datetime
+    finished: datetime
+    reports: list[StreamReport]
+    heartbeat_error: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return any(r.status == STATUS_ERROR for r in self.reports) or bool(self.heartbeat_error)
+
+
+@dataclass
+class _Run:
+    """The shared parts of one run."""
+
+    settings: Settings
+    clock: Clock
+    deadline: Deadline
+    run_id: str
+    redactor: Redactor
+    http: HttpClient
+    secrets: Secrets
+    store: CheckpointStore
+    sink: Sink
+    progress: ProgressCallback | None
+
+
+def run_cycle(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    credential_factory: CredentialFactory | None = None,
+    sink: Sink | None = None,
+    store: CheckpointStore | None = None,
+    http: HttpClient | None = None,
+    redactor: Redactor | None = None,
+    progress: ProgressCallback | None = None,
+    run_id: str | None = None,
+) -> CycleReport:
+    """Run every enabled stream once. Never raises for a stream's failure: read the report."""
+    redactor = redactor or Redactor()
+    redactor.add(*settings.secret_values())
+    with redacting_logs(redactor):
+        return _run_cycle(settings, clock, credential_factory, sink, store, http, redactor, progress, run_id)
+
+
+def _run_cycle(
+    settings: Settings,
+    clock: Clock | None,
+    credential_factory: CredentialFactory | None,
+    sink: Sink | None,
+    store: CheckpointStore | None,
+    http: HttpClient | None,
+    redactor: Redactor,
+    progress: ProgressCallback | None,
+    run_id: str | None,
+) -> CycleReport:
+    clock = clock or Clock()
+    started = clock.now()
+    run_id = run_id or uuid.uuid4().hex[:12]
+    deadline = Deadline.after(clock, settings.run_time_budget)
+    credential = functools.cache(credential_factory or default_credential)
+    http = http or HttpClient(clock=clock, redactor=redactor)
+    secrets = Secrets(settings, credential, redactor)
+    names = [
+        (source, name) for source in settings.sources for name in source_module(source).stream_names(settings)
+    ]
+
+    def all_failed(error: AuditSyncError) -> list[StreamReport]:
+        return [_error_report(source, name, error, 0) for source, name in names]
+
+    try:
+        store = store or open_store(settings, credential)
+    except AuditSyncError as error:
+        return _finish(settings, clock, run_id, started, all_failed(error), None, redactor)
+    try:
+        sink = sink or open_sink(
+            settings, credential_factory=credential, secrets=secrets, http=http, clock=clock
+        )
+    except AuditSyncError as error:
+        return _finish(settings, clock, run_id, started, all_failed(error), None, redactor)
+
+    run = _Run(settings, clock, deadline, run_id, redactor, http, secrets, store, sink, progress)
+    log.info(
+        "auditsync run %s: streams %s, sink %s, budget %s",
+        run_id,
+        ", ".join(n for _, n in names),
+        sink.name,
+        settings.run_time_budget,
+        extra={"run_id": run_id},
+    )
+    with ThreadPoolExecutor(max_workers=max(1, len(settings.sources)), thread_name_prefix="source") as pool:
+        futures = [pool.submit(_run_source, run, source) for source in settings.sources]
+        reports = [report for future in futures for report in future.result()]
+    return _finish(settings, clock, run_id, started, reports, sink, redactor)
+
+
+def _run_source(run: _Run, source: str) -> list[StreamReport]:
+    """Token, then the source's streams (each in its own thread). A failure here fails all its streams."""
+    module = source_module(source)
+    names = module.stream_names(run.settings)
+    started = run.clock.now()
+    try:
+        token = run.secrets.token(source)
+        context = SourceContext(run.settings, token, run.http, run.clock, started)
+        streams = module.open_streams(context)
+    except AuditSyncError as error:
+        elapsed = _ms(run.clock.now() - started)
+        return [_error_report(source, name, error, elapsed, run.redactor) for name in names]
+    except Exception as error:  # a bug must not take the other source down
+        log.exception("unexpected failure opening %s", source)
+        wrapped = AuditSyncError(f"unexpected {type(error).__name__} opening {source}", hint=_BUG_HINT)
+        return [_error_report(source, name, wrapped, 0, run.redactor) for name in names]
+    with ThreadPoolExecutor(max_workers=max(1, len(streams)), thread_name_prefix=source) as pool:
+        return list(pool.map(lambda s: _run_stream(run, s), streams))
+
+
+_BUG_HINT = "This is a bug in auditsync: report it with the log lines of this run; the next run retries."
+
+
+def _run_stream(run: _Run, stream: Stream) -> StreamReport:
+    """The loop of the design: pages -> rows -> sink -> checkpoint, until caught up or out of time."""
+    started = run.clock.now()
+    try:
+        checkpoint = claim(
+            run.store, stream.name, run.run_id, started, run.settings.run_time_budget + LEASE_SLACK
+        )
+    except AuditSyncError as claim_error:
+        return _error_report(stream.source, stream.name, claim_error, 0, run.redactor)
+    if checkpoint is None:
+        log.warning(
+            "%s is being collected by another runner; skipped", stream.name, extra={"stream": stream.name}
+        )
+        return StreamReport(
+            stream.source, stream.name, STATUS_SKIPPED, message="another runner holds this stream"
+        )
+
+    table = TABLES[stream.table]
+    event_type = stream.name.split("/", 1)[1]
+    events = pages = 0
+    counters: Counter[str] = Counter()
+    newest = checkpoint.newest_event_time
+    newest_this_run: datetime | None = None
+    stopped_with_more = False
+    failure: AuditSyncError | None = None
+    try:
+        for page in stream.pages(checkpoint.position, run.deadline):
+            counters.update(page.counters)
+            if page.events:
+                rows, shaping = shape_rows(table, page.events, now=run.clock.now(), event_type=event_type)
+                counters.update(shaping)
+                result = run.sink.send(stream.table, rows)
+                counters.update(result.counters)
+                events += len(rows)
+                pages += 1
+            if page.newest_event_time is not None:
+                newest_this_run = max(filter(None, (newest_this_run, page.newest_event_time)))
+                newest = max(filter(None, (newest, page.newest_event_time)))
+            checkpoint = run.store.save(
+                replace(
+                    checkpoint,
+                    position=page.position,
+                    newest_event_time=newest,
+                    total_events=checkpoint.total_events + len(page.events),
+                )
+            )
+            stopped_with_more = page.has_more
+            if run.progress is not None:
+                run.progress(stream.name, events)
+            if run.deadline.near():
+                break
+    except AuditSyncError as caught:
+        failure = caught
+    except Exception as caught:  # a bug must fail this stream only, with a clear report
+        log.exception("unexpected failure in %s", stream.name, extra={"stream": stream.name})
+        failure = AuditSyncError(f"unexpected {type(caught).__name__} in {stream.name}", hint=_BUG_HINT)
+
+    finished = run.clock.now()
+    if failure is not None:
+        report = _error_report(
+            stream.source,
+            stream.name,
+            failure,
+            _ms(finished - started),
+            run.redactor,
+            events=events,
+            pages=pages,
+            newest=newest,
+            counters=counters,
+        )
+    else:
+        status = STATUS_BEHIND if stopped_with_more else STATUS_OK if events else STATUS_IDLE
+        lag = None
+        if status == STATUS_IDLE:
+            lag = 0
+        elif newest_this_run is not None:
+            lag = max(0, int((finished - newest_this_run).total_seconds()))
+        report = StreamReport(
+            stream.source,
+            stream.name,
+            status,
+            events,
+            pages,
+            _ms(finished - started),
+            newest,
+            lag,
+            message="stopped at the run's deadline; the next run continues"
+            if status == STATUS_BEHIND
+            else "",
+            hint="If this persists, shorten the timer schedule or raise RUN_TIME_BUDGET."
+            if status == STATUS_BEHIND
+            else "",
+            counters=dict(counters),
+        )
+    _close(run, checkpoint, report, finished)
+    return report
+
+
+def _close(run: _Run, checkpoint: Any, report: StreamReport, finished: datetime) -> None:
+    """Record the outcome on the checkpoint and free the lease (position untouched on error)."""
+    try:
+        release(
+            run.store,
+            replace(
+                checkpoint,
+                last_status=report.status,
+                last_error_kind=report.error_kind,
+                last_message=report.message,
+                last_run=finished,
+                last_success=finished if report.status != STATUS_ERROR else checkpoint.last_success,
+            ),
+        )
+    except CheckpointConflict:
+        log.error(
+            "%s: another runner took over the stream's checkpoint",
+            report.stream,
+            extra={"stream": report.stream},
+        )
+    except AuditSyncError as error:
+        log.error("%s: could not record the outcome: %s", report.stream, run.redactor(str(error)))
+
+
+def _error_report(
+    source: str,
+    stream: str,
+    error: AuditSyncError,
+    duration_ms: int,
+    redactor: Redactor | None = None,
+    *,
+    events: int = 0,
+    pages: int = 0,
+    newest: datetime | None = None,
+    counters: Counter[str] | None = None,
+) -> StreamReport:
+    clean = redactor or Redactor()
+    return StreamReport(
+        source,
+        stream,
+        STATUS_ERROR,
+        events,
+        pages,
+        duration_ms,
+        newest,
+        None,
+        error_kind=error.kind,
+        message=clean(str(error)),
+        hint=clean(error.hint),
+        counters=dict(counters or {}),
+    )
+
+
+def _finish(
+    settings: Settings,
+    clock: Clock,
+    run_id: str,
+    started: datetime,
+    reports: list[StreamReport],
+    sink: Sink | None,
+    redactor: Redactor,
+) -> CycleReport:
+    """Log every outcome and send the heartbeat rows; a failed heartbeat is logged at ERROR with the outcomes."""
+    finished = clock.now()
+    for report in reports:
+        level = logging.ERROR if report.status == STATUS_ERROR else logging.INFO
+        log.log(
+            level,
+            "%s: %s, %d events in %d pages%s%s",
+            report.stream,
+            report.status,
+            report.events,
+            report.pages,
+            f", {report.error_kind}: {report.message}" if report.error_kind else "",
+            f" (hint: {report.hint})" if report.hint else "",
+            extra={
+                "run_id": run_id,
+                "stream": report.stream,
+                "status": report.status,
+                "error_kind": report.error_kind,
+            },
+        )
+    heartbeat_error = ""
+    if sink is None:
+        heartbeat_error = "no sink: health rows could not be sent"
+    else:
+        try:
+            sink.send(HEALTH_TABLE, health_rows(reports, now=finished, run_id=run_id))
+            health_events = onepassword_health_events(reports, now=finished, run_id=run_id)
+            if health_events:
+                rows, _ = shape_rows(
+                    TABLES[ONEPASSWORD_TABLE], health_events, now=finished, event_type="healthevents"
+                )
+                sink.send(ONEPASSWORD_TABLE, rows)
+        except AuditSyncError as error:
+            heartbeat_error = redactor(str(error))
+    if heartbeat_error:
+        log.error(
+            "health rows of run %s did not reach the sink: %s",
+            run_id,
+            heartbeat_error,
+            extra={"run_id": run_id},
+        )
+        for report in reports:
+            log.error(
+                "health %s: status=%s events=%d error_kind=%s message=%s",
+                report.stream,
+                report.status,
+                report.events,
+                report.error_kind or "-",
+                report.message or "-",
+                extra={"run_id": run_id, "stream": report.stream, "status": report.status},
+            )
+    return CycleReport(run_id, started, finished, reports, heartbeat_error)
+
+
+def _ms(delta: timedelta) -> int:
+    return int(delta.total_seconds() * 1000)

@@ -1,0 +1,56 @@
+"""Field-size limits applied before sending, so the service never truncates or rejects silently.
+
+Log Analytics truncates field values over 64 KB (Logs Ingestion) or 32 KB (Data Collector) without
+telling anyone, and a single record over 1 MiB is refused with 413, which would block a stream
+forever. We truncate first, with a visible marker, and count it for the health row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+TRUNCATION_MARKER = "…[truncated by auditsync]"
+
+
+def _encoded(value: Any) -> bytes:
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def truncate_text(text: str, max_bytes: int) -> str:
+    """Cut ``text`` so that it plus the marker fits in ``max_bytes`` UTF-8 bytes, on a character boundary."""
+    room = max_bytes - len(TRUNCATION_MARKER.encode("utf-8"))
+    return text.encode("utf-8")[: max(0, room)].decode("utf-8", errors="ignore") + TRUNCATION_MARKER
+
+
+def truncate_fields(rows: list[dict[str, Any]], max_field_bytes: int) -> tuple[list[dict[str, Any]], int]:
+    """Return rows whose every field fits ``max_field_bytes`` and the number of fields cut.
+
+    A string is cut and marked. A nested object (dynamic column) that is too big becomes its JSON text,
+    cut and marked: the reader sees a string where an object was, and the marker says why.
+    """
+    truncated = 0
+    out = []
+    for row in rows:
+        fixed: dict[str, Any] | None = None
+        for name, value in row.items():
+            if value is None or isinstance(value, bool | int | float):
+                continue
+            encoded = _encoded(value)
+            if len(encoded) <= max_field_bytes:
+                continue
+            if fixed is None:
+                fixed = dict(row)
+            text = value if isinstance(value, str) else encoded.decode("utf-8")
+            fixed[name] = truncate_text(text, max_field_bytes)
+            truncated += 1
+        out.append(fixed if fixed is not None else row)
+    return out, truncated
+
+
+def row_bytes(row: Mapping[str, Any]) -> int:
+    """Size of a row as the SDKs serialise it (compact JSON, UTF-8)."""
+    return len(json.dumps(row, separators=(",", ":")).encode("utf-8"))

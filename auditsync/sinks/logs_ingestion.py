@@ -1,0 +1,117 @@
+"""The Logs Ingestion API sink (DCR-based), through azure-monitor-ingestion.
+
+The SDK splits rows into chunks of at most 1 MiB, gzips them and uploads them one after another,
+retrying 408/429/5xx with azure-core's policy (honouring Retry-After). Without ``on_error`` it raises on
+the first chunk that still fails, which is what we want: a page counts as sent only when every chunk
+was accepted, and nothing after a failed chunk is sent, which keeps the re-delivered part small.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
+from azure.monitor.ingestion import LogsIngestionClient
+
+from auditsync.config import is_loopback_url
+from auditsync.errors import AuthError, SinkError
+from auditsync.http import redact_url
+from auditsync.model import SendResult
+from auditsync.sinks.limits import truncate_fields
+from auditsync.tables import TABLES
+
+log = logging.getLogger(__name__)
+
+#: Log Analytics truncates field values over 64 KB; we cut a little below, visibly.
+MAX_FIELD_BYTES = 64_000
+ROLE_HINT = (
+    "Grant the Function App's managed identity the 'Monitoring Metrics Publisher' role on the data "
+    "collection rule; new role assignments can take up to 30 minutes to apply."
+)
+
+
+class LogsIngestionSink:
+    """Sends rows to a DCR stream; the stream name comes from the table definition."""
+
+    name = "logs_ingestion"
+
+    def __init__(
+        self,
+        endpoint: str,
+        rule_id: str,
+        credential: Any,
+        *,
+        audience: str = "https://monitor.azure.com",
+        retry_total: int = 5,
+        retry_backoff_factor: float = 0.8,
+        retry_backoff_max: int = 30,
+    ) -> None:
+        self.endpoint = endpoint
+        self.rule_id = rule_id
+        # Loopback stand-ins (the simulator) speak plain http; anything else must be https.
+        self.enforce_https = not is_loopback_url(endpoint)
+        self.client = LogsIngestionClient(
+            endpoint,
+            credential,
+            credential_scopes=[audience.rstrip("/") + "/.default"],
+            retry_total=retry_total,
+            retry_backoff_factor=retry_backoff_factor,
+            retry_backoff_max=retry_backoff_max,
+        )
+
+    def send(self, table: str, rows: list[dict[str, Any]]) -> SendResult:
+        if not rows:
+            return SendResult(0)
+        definition = TABLES[table]
+        rows, truncated = truncate_fields(rows, MAX_FIELD_BYTES)
+        where = f"stream {definition.stream} of DCR {self.rule_id} at {redact_url(self.endpoint)}"
+        try:
+            self.client.upload(self.rule_id, definition.stream, list(rows), enforce_https=self.enforce_https)
+        except ClientAuthenticationError as exc:
+            status = getattr(exc, "status_code", None)
+            if status in (401, 403):
+                raise AuthError(f"Logs Ingestion refused {where} ({status})", hint=ROLE_HINT) from None
+            raise AuthError(
+                f"no Entra token for Logs Ingestion ({type(exc).__name__})",
+                hint="Enable the Function App's managed identity (or 'az login' locally).",
+            ) from None
+        except HttpResponseError as exc:
+            raise _classify(exc.status_code, where, definition.stream) from None
+        except ServiceRequestError as exc:
+            raise SinkError(
+                f"Logs Ingestion endpoint {redact_url(self.endpoint)} could not be reached ({type(exc).__name__})",
+                hint="Check LOGS_INGESTION_ENDPOINT and the outbound network; the next run resends the page.",
+            ) from None
+        return SendResult(len(rows), {"truncated_fields": truncated} if truncated else {})
+
+    def probe(self) -> str:
+        """Send an empty-looking but valid check: nothing is uploaded, we only get a token."""
+        credential = self.client._config.credential  # the same credential the uploads use
+        credential.get_token(*self.client._config.credential_scopes)
+        return f"logs ingestion to DCR {self.rule_id} at {redact_url(self.endpoint)} (token acquired)"
+
+
+def _classify(status: int | None, where: str, stream: str) -> Exception:
+    if status in (401, 403):
+        return AuthError(f"Logs Ingestion refused {where} ({status})", hint=ROLE_HINT)
+    if status == 404:
+        return SinkError(
+            f"Logs Ingestion does not know {where} (404)",
+            hint=f"Check LOGS_INGESTION_RULE_ID (the DCR immutableId) and that the DCR declares {stream}; "
+            "redeploy the template if the DCR is older than this version.",
+        )
+    if status == 413:
+        return SinkError(
+            f"Logs Ingestion rejected a chunk for {where} as too large (413)",
+            hint="An event is larger than 1 MiB even after field truncation; report it to the maintainers.",
+        )
+    if status == 429:
+        return SinkError(
+            f"Logs Ingestion kept throttling {where} (429) after retries",
+            hint="The DCR is over 12,000 requests or 2 GB per minute; the next run resends the page.",
+        )
+    return SinkError(
+        f"Logs Ingestion failed for {where} ({status}) after retries",
+        hint="A transient Azure Monitor failure; the next run resends the page.",
+    )

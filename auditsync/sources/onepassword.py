@@ -1,0 +1,230 @@
+"""1Password Events API (v2): audit events, item usages and sign-in attempts.
+
+Introspect once per run to learn which event types the token may read; then each enabled type is a
+stream that resumes from its stored cursor. Resuming from the cursor, not from a timestamp, is what
+keeps item usages that arrive 10+ minutes late: the API hands them out behind the cursor. A small
+``uuid`` guard drops events re-sent at the resume point.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from auditsync.config import ONEPASSWORD_HOSTS, Settings, is_loopback_url
+from auditsync.errors import AuthError, ConfigError, UpstreamError
+from auditsync.http import HttpClient, describe
+from auditsync.model import JSON, Deadline, Page, Stream
+from auditsync.sources import SourceContext
+from auditsync.tables import ONEPASSWORD_TABLE
+from auditsync.tables.rows import format_time, parse_time
+
+log = logging.getLogger(__name__)
+
+PAGE_LIMIT = 1000
+HORIZON = timedelta(days=120)
+#: Keep the uuids of the last events delivered, to drop them if the API repeats them at the resume point.
+RESUME_GUARD_SIZE = 100
+AUTH_HINT = (
+    "The 1Password Events API token was refused (revoked, expired or mistyped). In 1Password, open "
+    "Integrations > Events Reporting, issue a new token, and store it in the Key Vault secret "
+    "(ONEPASSWORD_TOKEN_SECRET) or ONEPASSWORD_TOKEN."
+)
+
+
+def stream_names(settings: Settings) -> list[str]:
+    return [f"onepassword/{t}" for t in settings.onepassword_event_types]
+
+
+def token_audience_hosts(token: str) -> list[str]:
+    """Events hosts named in the JWT ``aud`` claim (decoded without verification: we only read it)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError, binascii.Error, UnicodeDecodeError):
+        return []
+    aud = claims.get("aud") if isinstance(claims, dict) else None
+    values = aud if isinstance(aud, list) else [aud]
+    return [v.lower() for v in values if isinstance(v, str) and v.lower() in ONEPASSWORD_HOSTS]
+
+
+def check_token_host(token: str, base_url: str) -> None:
+    """A token names the events host it belongs to; a different configured host would answer 401."""
+    if is_loopback_url(base_url):
+        return
+    configured = (urlsplit(base_url).hostname or "").lower()
+    hosts = token_audience_hosts(token)
+    if hosts and configured not in hosts:
+        raise ConfigError(
+            f"the 1Password token belongs to {hosts[0]}, but ONEPASSWORD_BASE_URL is https://{configured}",
+            hint=f"Set ONEPASSWORD_BASE_URL=https://{hosts[0]}.",
+        )
+
+
+def _headers(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+
+def introspect(ctx: SourceContext, deadline: Deadline) -> list[str]:
+    """The event types the token may read."""
+    base = ctx.settings.onepassword_base_url
+    check_token_host(ctx.token, base)
+    response = ctx.http.request(
+        "GET", f"{base}/api/v2/auth/introspect", headers=_headers(ctx.token), deadline=deadline
+    )
+    _raise_for(response, ctx.http)
+    body = _json(response, ctx.http)
+    features = body.get("features") if isinstance(body, dict) else None
+    if not isinstance(features, list):
+        raise UpstreamError(f"{describe(response)}: introspect answer has no features list")
+    return [str(f) for f in features]
+
+
+def open_streams(ctx: SourceContext) -> list[Stream]:
+    deadline = Deadline.after(ctx.clock, ctx.settings.run_time_budget)
+    features = introspect(ctx, deadline)
+    return [
+        OnePasswordStream(ctx, event_type, granted=event_type in features)
+        for event_type in ctx.settings.onepassword_event_types
+    ]
+
+
+def probe(ctx: SourceContext) -> str:
+    deadline = Deadline.after(ctx.clock, timedelta(seconds=60))
+    features = introspect(ctx, deadline)
+    wanted = ctx.settings.onepassword_event_types
+    missing = [t for t in wanted if t not in features]
+    text = f"1Password token reads {', '.join(features) or 'nothing'}"
+    if missing:
+        raise ConfigError(
+            f"{text}; missing {', '.join(missing)}",
+            hint="Enable those event types on the Events Reporting integration, or remove them from "
+            "ONEPASSWORD_EVENT_TYPES.",
+        )
+    return text
+
+
+def _raise_for(response: requests.Response, http: HttpClient) -> None:
+    if response.status_code == 200:
+        return
+    if response.status_code == 401:
+        raise AuthError(describe(response, http.redactor), hint=AUTH_HINT)
+    if response.status_code == 403:
+        raise AuthError(
+            describe(response, http.redactor),
+            hint="The token may not read this event type; check the Events Reporting integration's scope.",
+        )
+    raise UpstreamError(
+        describe(response, http.redactor),
+        hint="1Password refused the request; if this persists, report it with the message above.",
+    )
+
+
+def _json(response: requests.Response, http: HttpClient) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise UpstreamError(f"{describe(response, http.redactor)}: the answer is not JSON") from None
+
+
+@dataclass
+class OnePasswordStream:
+    """One event type. Position: ``{"cursor": str, "recent_uuids": [...]}``."""
+
+    ctx: SourceContext = field(repr=False)
+    event_type: str
+    granted: bool = True
+
+    @property
+    def name(self) -> str:
+        return f"onepassword/{self.event_type}"
+
+    @property
+    def source(self) -> str:
+        return "onepassword"
+
+    @property
+    def table(self) -> str:
+        return ONEPASSWORD_TABLE
+
+    def first_request(self) -> JSON:
+        """The ResetCursor of a stream's first run: INITIAL_LOOKBACK, clamped to what the API serves."""
+        now = self.ctx.run_start
+        lookback = self.ctx.settings.initial_lookback
+        if lookback > HORIZON:
+            log.warning(
+                "INITIAL_LOOKBACK %s is beyond the 1Password Events API's 120 days; %s starts 120 days back",
+                lookback,
+                self.name,
+                extra={"stream": self.name},
+            )
+            # A minute less than the horizon so the request is not refused as it travels.
+            lookback = HORIZON - timedelta(minutes=1)
+        return {"limit": PAGE_LIMIT, "start_time": format_time(now - lookback)}
+
+    def pages(self, position: JSON | None, deadline: Deadline) -> Iterator[Page]:
+        if not self.granted:
+            raise ConfigError(
+                f"the 1Password token may not read {self.event_type}",
+                hint=f"Enable {self.event_type} on the Events Reporting integration (then issue a new token), "
+                f"or remove it from ONEPASSWORD_EVENT_TYPES.",
+            )
+        url = f"{self.ctx.settings.onepassword_base_url}/api/v2/{self.event_type}"
+        cursor = position.get("cursor") if position else None
+        body: JSON = {"cursor": cursor} if cursor else self.first_request()
+        recent: list[str] = list(position.get("recent_uuids", [])) if position else []
+        while True:
+            response = self.ctx.http.request(
+                "POST", url, headers=_headers(self.ctx.token), json=body, deadline=deadline
+            )
+            _raise_for(response, self.ctx.http)
+            items, next_cursor, has_more = self._parse(response)
+            if has_more and next_cursor == body.get("cursor"):
+                raise UpstreamError(
+                    f"{describe(response)}: the cursor did not advance although has_more is true",
+                    hint="1Password returned the same cursor again; the stream stops to avoid an endless loop. "
+                    "If it persists, report it to 1Password support.",
+                )
+            guard = set(recent)
+            events = [e for e in items if e["uuid"] not in guard]
+            recent = (recent + [e["uuid"] for e in events])[-RESUME_GUARD_SIZE:]
+            times = [t for t in (parse_time(e.get("timestamp")) for e in events) if t is not None]
+            yield Page(
+                events=events,
+                position={"cursor": next_cursor, "recent_uuids": recent},
+                newest_event_time=max(times) if times else None,
+                counters={"duplicates_dropped": len(items) - len(events)}
+                if len(items) != len(events)
+                else {},
+                has_more=has_more,
+            )
+            if not has_more or deadline.near():
+                return
+            body = {"cursor": next_cursor}
+
+    def _parse(self, response: requests.Response) -> tuple[list[JSON], str, bool]:
+        body = _json(response, self.ctx.http)
+        where = describe(response)
+        if not isinstance(body, dict):
+            raise UpstreamError(f"{where}: expected a JSON object")
+        cursor, has_more, items = body.get("cursor"), body.get("has_more"), body.get("items")
+        if not isinstance(cursor, str) or not cursor:
+            raise UpstreamError(f"{where}: the answer has no cursor")
+        if not isinstance(has_more, bool):
+            raise UpstreamError(f"{where}: the answer has no has_more flag")
+        if items is None:
+            items = []
+        if not isinstance(items, list) or not all(
+            isinstance(i, dict) and isinstance(i.get("uuid"), str) for i in items
+        ):
+            raise UpstreamError(f"{where}: items must be a list of events that each have a uuid")
+        return items, cursor, has_more
