@@ -188,11 +188,11 @@ class KeeperStream:
                         hint="The Keeper API does not keep its paging tokens; report it to Keeper support.",
                     ) from None
                 state.restart_pass()
-                yield Page([], state.dump(), None, {"window_restarts": 1})
+                yield Page([], state.dump(), None, {"window_restarts": 1}, has_more=True)
                 continue
-            yield self._page(state, body, sent_token)
+            yield self._page(state, body, sent_token, target_end_ms)
 
-    def _page(self, state: KeeperPosition, body: JSON, sent_token: str | None) -> Page:
+    def _page(self, state: KeeperPosition, body: JSON, sent_token: str | None, target_end_ms: int) -> Page:
         window = state.window
         assert window is not None
         counters: Counter[str] = Counter()
@@ -228,4 +228,5 @@ class KeeperStream:
                     "Keeper overlap held more than the fingerprint bound; %d oldest forgotten", evicted
                 )
         counters["events_read"] += len(body["events"])
-        return Page(delivered, state.dump(), newest, {k: v for k, v in counters.items() if v})
+        more = state.window is not None or state.watermark_ms < target_end_ms
+        return Page(delivered, state.dump(), newest, {k: v for k, v in counters.items() if v}, has_more=more)
