@@ -36,10 +36,15 @@ MAX_SPAN = timedelta(days=1)
 MAX_CARRIED_FINGERPRINTS = 20_000
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def fingerprint(event: dict[str, Any]) -> str:
-    """64-bit BLAKE2b of the event's canonical JSON (sorted keys, no whitespace), as 16 hex digits."""
-    canonical = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.blake2b(canonical.encode("utf-8"), digest_size=8).hexdigest()
+    """64-bit BLAKE2b of the event's canonical JSON (sorted keys, no whitespace), as 16 hex digits.
+
+    64 bits: a collision inside one window's few thousand events has odds below 1 in 10^12.
+    """
+    return hashlib.blake2b(_CANONICAL.encode(event).encode("utf-8"), digest_size=8).hexdigest()
 
 
 def to_ms(value: datetime) -> int:
