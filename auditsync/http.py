@@ -12,6 +12,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -42,8 +43,16 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
 
 
+#: Anything shaped like a JWT or a bearer credential is masked even when we do not know the value.
+_TOKEN_SHAPES = re.compile(r"eyJ[\w-]{4,}\.[\w-]{4,}\.?[\w-]*|(?i:bearer)\s+[\w.~+/=-]{8,}")
+
+
 class Redactor:
-    """Replaces known secret values in text. Shared by error messages and the logging filter."""
+    """Replaces known secret values, and anything shaped like a token, in text.
+
+    Shared by error messages and the logging filter. Always redact before truncating: a cut-off secret
+    no longer matches its full value.
+    """
 
     def __init__(self, secrets: Sequence[str] = ()) -> None:
         self._secrets: list[str] = []
@@ -59,7 +68,7 @@ class Redactor:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, "***")
-        return text
+        return _TOKEN_SHAPES.sub("***", text)
 
 
 class RedactingFilter(logging.Filter):
@@ -118,8 +127,8 @@ def error_message(response: requests.Response, redactor: Redactor | None = None)
             if isinstance(value, Mapping) and isinstance(value.get("message"), str):
                 text = value["message"]
                 break
-    text = " ".join(text.split())[:300]
-    return redactor(text) if redactor else text
+    text = " ".join(text.split())
+    return (redactor or Redactor())(text)[:300]
 
 
 def describe(response: requests.Response, redactor: Redactor | None = None) -> str:

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -83,7 +83,7 @@ class SimServer:
         self._thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> SimServer:
+    def start(self) -> Self:
         sim = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -139,7 +139,7 @@ class SimServer:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> SimServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

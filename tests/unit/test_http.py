@@ -134,3 +134,10 @@ def test_retry_after_date_form() -> None:
 
 def test_redact_url_keeps_only_where() -> None:
     assert redact_url("https://user:pw@host.example:8443/a/b?sig=1#f") == "https://host.example:8443/a/b"
+
+
+def test_unknown_tokens_are_masked_by_shape() -> None:
+    redact = Redactor()
+    assert redact("token eyJhbGciOi.eyJzdWIiOi.c2ln here") == "token *** here"
+    assert redact("Authorization: Bearer abcdefghijkl") == "Authorization: ***"
+    assert redact("nothing secret") == "nothing secret"

@@ -1,0 +1,294 @@
+"""Checkpoints in Azure Table Storage, one entity per stream, every save guarded by the entity's ETag.
+
+Layout: PartitionKey ``checkpoint``, RowKey = ``codec.stream_key(stream)`` (``onepassword~2Fauditevents``),
+the stream name itself in ``Stream``, the source's position as compact JSON text in ``Position``,
+datetimes as ``Edm.DateTime`` (UTC), ``TotalEvents`` as ``Edm.Int64``. The table is created on the
+first save that finds it missing, so a role scoped to an existing table is enough.
+
+Errors leave this module classified: a lost compare-and-swap is CheckpointConflict, refused
+credentials are AuthError (with the role to grant), anything else is CheckpointError. Messages carry
+the table, the account endpoint (no query) and the service's status/code, never the connection string,
+its key or a SAS token.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.data.tables import (
+    EdmType,
+    EntityProperty,
+    TableClient,
+    TableEntity,
+    TableServiceClient,
+    UpdateMode,
+)
+
+from auditsync.checkpoints.codec import CONFLICT_HINT, parse_position, prepare, stream_key, utc
+from auditsync.errors import AuditSyncError, AuthError, CheckpointConflict, CheckpointError, ConfigError
+from auditsync.http import Redactor, redact_url
+from auditsync.model import Checkpoint
+
+log = logging.getLogger(__name__)
+
+PARTITION = "checkpoint"
+DEFAULT_TABLE = "auditsynccheckpoints"
+ROLE_HINT = (
+    "Give the Function App's managed identity the 'Storage Table Data Contributor' role on the storage "
+    "account (role assignments take a few minutes to apply) and check CHECKPOINT_TABLE_URL."
+)
+KEY_HINT = (
+    "The storage account refused CHECKPOINT_CONNECTION_STRING: copy the connection string again from the "
+    "account's Access keys page (keys may have been rotated), or use CHECKPOINT_TABLE_URL with the managed "
+    "identity and the 'Storage Table Data Contributor' role."
+)
+UNREACHABLE_HINT = (
+    "Check CHECKPOINT_TABLE_URL / CHECKPOINT_CONNECTION_STRING and that the storage account's firewall "
+    "lets the Function App in; the next run retries."
+)
+_TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+_DATETIMES = {
+    "last_success": "LastSuccess",
+    "newest_event_time": "NewestEventTime",
+    "last_run": "LastRun",
+    "lease_until": "LeaseUntil",
+}
+_STRINGS = {
+    "last_status": "LastStatus",
+    "last_error_kind": "LastErrorKind",
+    "last_message": "LastMessage",
+    "lease_owner": "LeaseOwner",
+}
+
+
+class TableCheckpointStore:
+    """CheckpointStore on one Azure table; build it with ``from_url`` or ``from_connection_string``."""
+
+    def __init__(
+        self,
+        service: TableServiceClient,
+        table: str = DEFAULT_TABLE,
+        *,
+        secrets: tuple[str, ...] = (),
+        auth_hint: str = ROLE_HINT,
+    ) -> None:
+        if not _TABLE_NAME.match(table):
+            raise ConfigError(
+                f"CHECKPOINT_TABLE: '{table}' must be 3-63 letters and digits, starting with a letter."
+            )
+        self.service = service
+        self.table_name = table
+        self.location = redact_url(service.url)
+        self._table: TableClient = service.get_table_client(table)
+        self._redact = Redactor(secrets)
+        self._auth_hint = auth_hint
+
+    @classmethod
+    def from_url(
+        cls, url: str, credential: TokenCredential, table: str = DEFAULT_TABLE, **client_kwargs: Any
+    ) -> TableCheckpointStore:
+        """The production path: ``https://<account>.table.core.windows.net`` and the managed identity.
+
+        ``client_kwargs`` go to the SDK client (e.g. ``retry_total=0`` in tests).
+        """
+        try:
+            service = TableServiceClient(endpoint=url, credential=credential, **client_kwargs)
+        except ValueError as exc:
+            https = "HTTPS" in str(exc)
+            raise ConfigError(
+                f"CHECKPOINT_TABLE_URL: '{redact_url(url)}' "
+                + (
+                    "must use https to carry a managed identity token."
+                    if https
+                    else "is not a table service URL."
+                ),
+                hint="Set it to the account's Table endpoint, https://<account>.table.core.windows.net.",
+            ) from None
+        return cls(service, table)
+
+    @classmethod
+    def from_connection_string(
+        cls, connection_string: str, table: str = DEFAULT_TABLE, **client_kwargs: Any
+    ) -> TableCheckpointStore:
+        """Local runs and tests (Azurite), or an account key where managed identity is not available."""
+        secrets = connection_string_secrets(connection_string)
+        try:
+            service = TableServiceClient.from_connection_string(connection_string, **client_kwargs)
+        except (ValueError, AzureError):
+            raise ConfigError(
+                "CHECKPOINT_CONNECTION_STRING: not a valid storage connection string.",
+                hint="Copy it again from the storage account's Access keys page (or use the Azurite one).",
+            ) from None
+        return cls(service, table, secrets=secrets, auth_hint=KEY_HINT)
+
+    def __repr__(self) -> str:
+        return f"TableCheckpointStore({self.location!r}, {self.table_name!r})"
+
+    def load(self, stream: str) -> Checkpoint:
+        key = stream_key(stream)
+        try:
+            entity = self._table.get_entity(PARTITION, key)
+        except ResourceNotFoundError:
+            return Checkpoint(stream)  # no entity, or no table yet: the stream never ran
+        except AzureError as exc:
+            raise self._error(exc, f"Loading the checkpoint of {stream}") from None
+        return self._checkpoint(entity, stream)
+
+    def save(self, checkpoint: Checkpoint) -> Checkpoint:
+        prepared, position = prepare(checkpoint)
+        entity = _entity(prepared, position)
+        stream = checkpoint.stream
+        try:
+            if checkpoint.etag is None:
+                metadata = self._create(entity)
+            else:
+                metadata = self._table.update_entity(
+                    entity,
+                    mode=UpdateMode.REPLACE,
+                    etag=checkpoint.etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+        except ResourceExistsError:
+            raise CheckpointConflict(
+                f"Checkpoint of {stream} already exists; it was created since it was loaded.",
+                hint=CONFLICT_HINT,
+            ) from None
+        except ResourceModifiedError:
+            raise CheckpointConflict(
+                f"Checkpoint of {stream} was saved by someone else since it was loaded (stale ETag).",
+                hint=CONFLICT_HINT,
+            ) from None
+        except ResourceNotFoundError:
+            raise CheckpointConflict(
+                f"Checkpoint of {stream} no longer exists; it was removed since it was loaded.",
+                hint=CONFLICT_HINT,
+            ) from None
+        except AzureError as exc:
+            raise self._error(exc, f"Saving the checkpoint of {stream}") from None
+        log.debug("saved checkpoint of %s to table %s", stream, self.table_name)
+        return _with_etag(prepared, metadata)
+
+    def list(self) -> list[Checkpoint]:
+        try:
+            entities = list(self._table.query_entities("PartitionKey eq @pk", parameters={"pk": PARTITION}))
+        except ResourceNotFoundError:
+            return []
+        except AzureError as exc:
+            raise self._error(exc, "Listing checkpoints") from None
+        return sorted((self._checkpoint(e, None) for e in entities), key=lambda c: c.stream)
+
+    def _create(self, entity: dict[str, Any]) -> dict[str, Any]:
+        """Create the entity; on a missing table create the table (another runner may race us) and retry."""
+        try:
+            return self._table.create_entity(entity)
+        except ResourceNotFoundError:
+            pass
+        try:
+            self.service.create_table(self.table_name)
+            log.info("created checkpoint table %s at %s", self.table_name, self.location)
+        except ResourceExistsError:
+            pass
+        return self._table.create_entity(entity)
+
+    def _checkpoint(self, entity: TableEntity, stream: str | None) -> Checkpoint:
+        name = str(entity.get("Stream") or stream or entity.get("RowKey"))
+        where = f"table {self.table_name}"
+        total = entity.get("TotalEvents", 0)
+        values: dict[str, Any] = {
+            field: utc(entity.get(prop)) if isinstance(entity.get(prop), datetime) else None
+            for field, prop in _DATETIMES.items()
+        }
+        values.update({field: str(entity.get(prop) or "") for field, prop in _STRINGS.items()})
+        return Checkpoint(
+            stream=name,
+            position=parse_position(name, entity.get("Position"), where),
+            total_events=int(total.value if isinstance(total, EntityProperty) else total or 0),
+            etag=entity.metadata["etag"],
+            **values,
+        )
+
+    def _error(self, exc: AzureError, action: str) -> AuditSyncError:
+        """Classify an SDK failure; the message names the table and status, nothing that could be a secret."""
+        where = f"{action} in checkpoint table {self.table_name} at {self.location}"
+        status = getattr(exc, "status_code", None)
+        detail = f"HTTP {status} {_service_code(exc)}".rstrip() if status else type(exc).__name__
+        reason = self._first_line(exc)
+        if not reason.startswith("Operation returned an invalid status"):  # adds nothing to the status
+            detail = f"{detail}: {reason}"
+        if isinstance(exc, ClientAuthenticationError) or status in (401, 403):
+            return AuthError(f"{where} was refused ({detail}).", hint=self._auth_hint)
+        if isinstance(exc, ServiceRequestError | ServiceResponseError):
+            return CheckpointError(
+                f"{where} failed: the service is unreachable ({reason}).", hint=UNREACHABLE_HINT
+            )
+        return CheckpointError(f"{where} failed ({detail}).", hint=UNREACHABLE_HINT)
+
+    def _first_line(self, exc: BaseException) -> str:
+        """The SDK's own reason, first line only, cut short, URLs reduced and known secrets removed."""
+        lines = str(getattr(exc, "message", None) or exc).strip().splitlines()
+        line = lines[0] if lines else type(exc).__name__
+        line = re.sub(r"https?://\S+", lambda m: redact_url(m.group(0)), line)
+        # urllib3 names the path it failed on: 'Max retries exceeded with url: /path?sig=...'
+        line = re.sub(r"(url: [^\s?]*)\?\S*", r"\1", line)
+        return self._redact(line)[:300]
+
+
+def _service_code(exc: AzureError) -> str:
+    """The storage error code (``AuthorizationFailure``, ...): decoded by the SDK, or its response header."""
+    code = getattr(exc, "error_code", None)
+    if code is None:
+        response = getattr(exc, "response", None)
+        code = response.headers.get("x-ms-error-code") if response is not None else None
+    return str(getattr(code, "value", code) or "")
+
+
+def connection_string_secrets(connection_string: str) -> tuple[str, ...]:
+    """The parts of a storage connection string that must never be shown (account key, SAS token)."""
+    secrets = []
+    for part in connection_string.split(";"):
+        name, _, value = part.partition("=")
+        if name.strip().lower() in ("accountkey", "sharedaccesssignature") and value.strip():
+            secrets.append(value.strip())
+    return tuple(secrets)
+
+
+def _entity(checkpoint: Checkpoint, position: str | None) -> dict[str, Any]:
+    entity: dict[str, Any] = {
+        "PartitionKey": PARTITION,
+        "RowKey": stream_key(checkpoint.stream),
+        "Stream": checkpoint.stream,
+        "TotalEvents": EntityProperty(checkpoint.total_events, EdmType.INT64),
+    }
+    if position is not None:
+        entity["Position"] = position
+    for field, prop in _DATETIMES.items():
+        value = getattr(checkpoint, field)
+        if value is not None:
+            entity[prop] = value
+    for field, prop in _STRINGS.items():
+        entity[prop] = getattr(checkpoint, field)
+    return entity
+
+
+def _with_etag(checkpoint: Checkpoint, metadata: dict[str, Any]) -> Checkpoint:
+    etag = metadata.get("etag")
+    if not etag:
+        raise CheckpointError(
+            f"Checkpoint of {checkpoint.stream}: the service returned no ETag after the save."
+        )
+    return replace(checkpoint, etag=str(etag))

@@ -1,0 +1,230 @@
+// auditsync: the whole connector in one deployment (the Deploy to Azure button deploys azuredeploy.json,
+// which tests keep in step with this file). See docs/deployment.md.
+targetScope = 'resourceGroup'
+
+@description('Region of the connector (Function App, storage, Key Vault, Application Insights). The data collection rule always goes to the workspace region.')
+param location string = resourceGroup().location
+
+@description('Resource id of the existing Log Analytics workspace (optionally Sentinel-enabled) that receives the events.')
+param workspaceResourceId string
+
+@description('Short prefix for resource names (letters and digits).')
+@minLength(3)
+@maxLength(9)
+param namePrefix string = 'auditsync'
+
+@description('Sources to collect.')
+@allowed([
+  'keeper,onepassword'
+  'keeper'
+  'onepassword'
+])
+param sources string = 'keeper,onepassword'
+
+@description('Keeper region host.')
+@allowed([
+  'https://keepersecurity.com'
+  'https://keepersecurity.eu'
+  'https://keepersecurity.com.au'
+  'https://keepersecurity.ca'
+  'https://keepersecurity.jp'
+  'https://govcloud.keepersecurity.us'
+])
+param keeperBaseUrl string = 'https://keepersecurity.com'
+
+@description('1Password Events API host of your account region.')
+@allowed([
+  'https://events.1password.com'
+  'https://events.ent.1password.com'
+  'https://events.1password.ca'
+  'https://events.1password.eu'
+])
+param onePasswordBaseUrl string = 'https://events.1password.com'
+
+@description('1Password event types to collect (comma separated: auditevents, itemusages, signinattempts).')
+param onePasswordEventTypes string = 'auditevents,itemusages,signinattempts'
+
+@description('Keeper Admin REST API token. Stored only in Key Vault; leave empty to add the secret later.')
+@secure()
+param keeperApiToken string = ''
+
+@description('1Password Events API bearer token. Stored only in Key Vault; leave empty to add the secret later.')
+@secure()
+param onePasswordApiToken string = ''
+
+@description('logs_ingestion (DCR-based tables, recommended) or data_collector (legacy HTTP Data Collector API, retired by Microsoft on 2026-09-14).')
+@allowed([
+  'logs_ingestion'
+  'data_collector'
+])
+param sinkMode string = 'logs_ingestion'
+
+@description('URL of the function package zip (built by tools/package.py, published as a release asset).')
+param packageUrl string = 'https://github.com/auditsync/auditsync/releases/latest/download/auditsync.zip'
+
+@description('NCRONTAB schedule of the collection timer (UTC, seconds first).')
+param timerSchedule string = '0 */5 * * * *'
+
+@description('History pulled by a stream\'s very first run (for example 1d, 12h).')
+param initialLookback string = '1d'
+
+@description('Raise the lag alert when delivered events are older than this many minutes.')
+@minValue(5)
+param lagThresholdMinutes int = 60
+
+@description('Email address for connector health alerts; empty = alerts without notification.')
+param alertEmail string = ''
+
+@description('Deploy the Sentinel content: parsers, hunting queries, analytics rules, workbook, data connector card.')
+param deploySentinelContent bool = true
+
+@description('Enable Microsoft Sentinel on the workspace (leave off if it is already enabled).')
+param onboardSentinel bool = false
+
+@description('Tags for every resource the template creates.')
+param tags object = {}
+
+var workspaceIdParts = split(workspaceResourceId, '/')
+var workspaceSubscriptionId = workspaceIdParts[2]
+var workspaceResourceGroup = workspaceIdParts[4]
+var workspaceName = last(workspaceIdParts)
+var suffix = uniqueString(resourceGroup().id, workspaceResourceId)
+var compactPrefix = toLower(replace(namePrefix, '-', ''))
+var functionAppName = '${namePrefix}-func-${suffix}'
+var storageAccountName = '${compactPrefix}${suffix}'
+var keyVaultName = 'kv-${take(compactPrefix, 7)}-${suffix}'
+var dcrName = '${namePrefix}-dcr-${suffix}'
+var legacyMode = sinkMode == 'data_collector'
+
+resource workspace 'Microsoft.OperationalInsights/workspaces@2022-10-01' existing = {
+  name: workspaceName
+  scope: resourceGroup(workspaceSubscriptionId, workspaceResourceGroup)
+}
+
+module tables 'modules/tables.bicep' = {
+  name: 'auditsync-tables'
+  scope: resourceGroup(workspaceSubscriptionId, workspaceResourceGroup)
+  params: {
+    workspaceName: workspaceName
+  }
+}
+
+module dcr 'modules/dcr.bicep' = {
+  name: 'auditsync-dcr'
+  params: {
+    name: dcrName
+    location: workspace.location
+    workspaceResourceId: workspaceResourceId
+    tags: tags
+  }
+  dependsOn: [
+    tables
+  ]
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'auditsync-storage'
+  params: {
+    name: storageAccountName
+    location: location
+    tags: tags
+  }
+}
+
+module keyVault 'modules/keyVault.bicep' = {
+  name: 'auditsync-keyvault'
+  params: {
+    name: keyVaultName
+    location: location
+    tags: tags
+    keeperApiToken: keeperApiToken
+    onePasswordApiToken: onePasswordApiToken
+    storeWorkspaceKey: legacyMode
+    workspaceResourceId: workspaceResourceId
+  }
+}
+
+module functionApp 'modules/functionApp.bicep' = {
+  name: 'auditsync-functionapp'
+  params: {
+    name: functionAppName
+    location: location
+    tags: tags
+    workspaceResourceId: workspaceResourceId
+    workspaceCustomerId: workspace.properties.customerId
+    storageAccountName: storage.outputs.name
+    blobEndpoint: storage.outputs.blobEndpoint
+    tableEndpoint: storage.outputs.tableEndpoint
+    deploymentContainerName: storage.outputs.deploymentContainerName
+    checkpointTableName: storage.outputs.checkpointTableName
+    keyVaultUri: keyVault.outputs.uri
+    keeperTokenSecretName: keyVault.outputs.keeperTokenSecretName
+    onePasswordTokenSecretName: keyVault.outputs.onePasswordTokenSecretName
+    workspaceKeySecretName: keyVault.outputs.workspaceKeySecretName
+    ingestionEndpoint: dcr.outputs.logsIngestionEndpoint
+    dcrImmutableId: dcr.outputs.immutableId
+    sinkMode: sinkMode
+    sources: sources
+    keeperBaseUrl: keeperBaseUrl
+    onePasswordBaseUrl: onePasswordBaseUrl
+    onePasswordEventTypes: onePasswordEventTypes
+    timerSchedule: timerSchedule
+    initialLookback: initialLookback
+  }
+}
+
+module roles 'modules/roles.bicep' = {
+  name: 'auditsync-roles'
+  params: {
+    principalId: functionApp.outputs.principalId
+    functionAppId: functionApp.outputs.id
+    dcrName: dcr.outputs.name
+    keyVaultName: keyVault.outputs.name
+    storageAccountName: storage.outputs.name
+    appInsightsName: functionApp.outputs.appInsightsName
+  }
+}
+
+module codeDeployment 'modules/codeDeployment.bicep' = {
+  name: 'auditsync-code'
+  params: {
+    functionAppName: functionApp.outputs.name
+    packageUrl: packageUrl
+  }
+  dependsOn: [
+    roles
+  ]
+}
+
+module alerts 'modules/alerts.bicep' = {
+  name: 'auditsync-alerts'
+  params: {
+    namePrefix: namePrefix
+    location: workspace.location
+    tags: tags
+    workspaceResourceId: workspaceResourceId
+    lagThresholdMinutes: lagThresholdMinutes
+    alertEmail: alertEmail
+  }
+  dependsOn: [
+    tables
+  ]
+}
+
+module sentinelContent 'modules/sentinelContent.bicep' = if (deploySentinelContent) {
+  name: 'auditsync-sentinel'
+  scope: resourceGroup(workspaceSubscriptionId, workspaceResourceGroup)
+  params: {
+    workspaceName: workspaceName
+    location: workspace.location
+    onboardSentinel: onboardSentinel
+  }
+  dependsOn: [
+    tables
+  ]
+}
+
+output functionAppName string = functionApp.outputs.name
+output dcrImmutableId string = dcr.outputs.immutableId
+output logsIngestionEndpoint string = dcr.outputs.logsIngestionEndpoint
+output keyVaultUri string = keyVault.outputs.uri

@@ -1,0 +1,79 @@
+// The vault holding the vendor tokens (and, in legacy mode, the workspace key). RBAC mode: the app reads
+// secrets with its managed identity (Key Vault Secrets User), nobody gets access policies.
+param name string
+param location string
+param tags object
+
+@secure()
+param keeperApiToken string
+
+@secure()
+param onePasswordApiToken string
+
+@description('Legacy Data Collector mode: copy the workspace primary key into the vault (read with listKeys, never passed as a parameter).')
+param storeWorkspaceKey bool
+
+param workspaceResourceId string
+
+var keeperTokenSecretName = 'keeper-api-token'
+var onePasswordTokenSecretName = 'onepassword-api-token'
+var workspaceKeySecretName = 'workspace-shared-key'
+var workspaceIdParts = split(workspaceResourceId, '/')
+
+resource workspace 'Microsoft.OperationalInsights/workspaces@2022-10-01' existing = {
+  name: last(workspaceIdParts)
+  scope: resourceGroup(workspaceIdParts[2], workspaceIdParts[4])
+}
+
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
+  name: name
+  location: location
+  tags: tags
+  properties: {
+    tenantId: subscription().tenantId
+    sku: {
+      family: 'A'
+      name: 'standard'
+    }
+    enableRbacAuthorization: true
+    enableSoftDelete: true
+    softDeleteRetentionInDays: 90
+    enablePurgeProtection: true
+    enabledForDeployment: false
+    enabledForDiskEncryption: false
+    enabledForTemplateDeployment: false
+  }
+}
+
+resource keeperSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(keeperApiToken)) {
+  parent: vault
+  name: keeperTokenSecretName
+  properties: {
+    value: keeperApiToken
+    contentType: 'text/plain'
+  }
+}
+
+resource onePasswordSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(onePasswordApiToken)) {
+  parent: vault
+  name: onePasswordTokenSecretName
+  properties: {
+    value: onePasswordApiToken
+    contentType: 'text/plain'
+  }
+}
+
+resource workspaceKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (storeWorkspaceKey) {
+  parent: vault
+  name: workspaceKeySecretName
+  properties: {
+    value: workspace.listKeys().primarySharedKey
+    contentType: 'text/plain'
+  }
+}
+
+output name string = vault.name
+output uri string = vault.properties.vaultUri
+output keeperTokenSecretName string = keeperTokenSecretName
+output onePasswordTokenSecretName string = onePasswordTokenSecretName
+output workspaceKeySecretName string = storeWorkspaceKey ? workspaceKeySecretName : ''

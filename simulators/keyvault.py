@@ -1,0 +1,174 @@
+"""Azure Key Vault secrets over TLS, with the bearer challenge flow the SDK expects.
+
+A request without ``Authorization`` gets 401 and a ``WWW-Authenticate`` challenge; the SDK then fetches
+a token (from the managed-identity simulator when one is attached, which is also the only issuer this
+vault trusts) and retries. Answers and error bodies follow the real service, so the SDK raises the same
+exceptions it would in Azure (404 → ResourceNotFoundError, 403 → HttpResponseError).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import ssl
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from simulators.base import Request, Response, SimServer
+from simulators.identity import ManagedIdentitySim
+
+VAULT_RESOURCE = "https://vault.azure.net"
+_SECRET_PATH = re.compile(r"^/secrets/(?P<name>[^/]+)(?:/(?P<version>[^/]*))?/?$")
+_SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
+
+
+@dataclass
+class _Version:
+    version: str
+    value: str
+    created: int
+    content_type: str | None = None
+    enabled: bool = True
+
+
+@dataclass
+class _Secret:
+    versions: list[_Version] = field(default_factory=list)
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(status, {"error": {"code": code, "message": message}}, dict(headers or {}))
+
+
+class KeyVaultSim(SimServer):
+    """Secrets with versions; ``deny()`` takes the caller's permission away (403 like a missing role)."""
+
+    def __init__(
+        self,
+        ssl_context: ssl.SSLContext,
+        *,
+        identity: ManagedIdentitySim | None = None,
+        tenant_id: str = "72f988bf-86f1-41af-91ab-2d7cd011db47",
+        vault_name: str = "auditsync-test-kv",
+    ) -> None:
+        super().__init__(ssl_context=ssl_context)
+        self.identity = identity
+        self.tenant_id = tenant_id
+        self.vault_name = vault_name
+        self.denied = False
+        self._secrets: dict[str, _Secret] = {}
+
+    # -- test controls ---------------------------------------------------------------------------
+    def set_secret(self, name: str, value: str, *, content_type: str | None = None) -> str:
+        """Store a new version of ``name`` and return its id; a GET without version reads the latest."""
+        if not _SECRET_NAME.match(name):
+            raise ValueError(f"invalid secret name {name!r}")
+        version = secrets.token_hex(16)
+        with self.lock:
+            self._secrets.setdefault(name.lower(), _Secret()).versions.append(
+                _Version(version, value, int(datetime.now(UTC).timestamp()), content_type)
+            )
+        return version
+
+    def disable_secret(self, name: str) -> None:
+        """Disable the latest version: Azure answers 403 ``Forbidden`` (inner code ``SecretDisabled``)."""
+        with self.lock:
+            self._secrets[name.lower()].versions[-1].enabled = False
+
+    def deny(self, denied: bool = True) -> None:
+        """Take away (or give back) ``secrets get`` for the caller."""
+        with self.lock:
+            self.denied = denied
+
+    @property
+    def client_id(self) -> str:
+        return self.identity.client_id if self.identity is not None else "unknown"
+
+    def secret_id(self, name: str, version: str) -> str:
+        return f"{self.url}/secrets/{name}/{version}"
+
+    # -- protocol --------------------------------------------------------------------------------
+    def _challenge(self, code: str, message: str) -> Response:
+        header = (
+            f'Bearer authorization="https://login.microsoftonline.com/{self.tenant_id}", '
+            f'resource="{VAULT_RESOURCE}"'
+        )
+        return _error(401, code, message, {"WWW-Authenticate": header})
+
+    def _authorized(self, request: Request) -> Response | None:
+        authorization = request.header("authorization") or ""
+        if not authorization:
+            return self._challenge("Unauthorized", "AKV10000: Request is missing a Bearer or PoP token.")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return self._challenge("Unauthorized", "AKV10001: Authorization header is not a Bearer token.")
+        if self.identity is not None and not self.identity.valid(token.strip(), VAULT_RESOURCE):
+            return self._challenge("Unauthorized", "AKV10032: Invalid issuer or expired token.")
+        return None
+
+    def handle(self, request: Request) -> Response:
+        if not request.arg("api-version"):
+            return _error(400, "BadParameter", "The request is missing the api-version query parameter.")
+        refused = self._authorized(request)
+        if refused is not None:
+            return refused
+        match = _SECRET_PATH.match(request.path)
+        if request.method != "GET" or match is None:
+            return _error(
+                405 if match else 404, "NotSupported", f"{request.method} {request.path} is not served"
+            )
+        name, version = match["name"], match["version"] or ""
+        if not _SECRET_NAME.match(name):
+            return _error(400, "BadParameter", f"The secret name '{name}' is not valid.")
+        with self.lock:
+            if self.denied:
+                return _error(
+                    403,
+                    "Forbidden",
+                    f"The user, group or application 'appid={self.client_id}' does not have secrets get "
+                    f"permission on key vault '{self.vault_name};location=westeurope'. "
+                    "For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125287",
+                )
+            stored = self._secrets.get(name.lower())
+            found = None
+            if stored is not None:
+                found = (
+                    next((v for v in stored.versions if v.version == version), None)
+                    if version
+                    else stored.versions[-1]
+                )
+        if found is None:
+            what = f"{name}/{version}" if version else name
+            return _error(
+                404,
+                "SecretNotFound",
+                f"A secret with (name/id) {what} was not found in this key vault. If you recently deleted "
+                "this secret you may be able to recover it using the correct recovery command.",
+            )
+        if not found.enabled:
+            return Response(
+                403,
+                {
+                    "error": {
+                        "code": "Forbidden",
+                        "message": "Operation get is not allowed on a disabled secret.",
+                        "innererror": {"code": "SecretDisabled"},
+                    }
+                },
+            )
+        body: dict[str, Any] = {
+            "value": found.value,
+            "id": self.secret_id(name, found.version),
+            "attributes": {
+                "enabled": True,
+                "created": found.created,
+                "updated": found.created,
+                "recoveryLevel": "Recoverable+Purgeable",
+                "recoverableDays": 90,
+            },
+            "tags": {},
+        }
+        if found.content_type:
+            body["contentType"] = found.content_type
+        return Response(200, body)

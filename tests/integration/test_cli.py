@@ -1,0 +1,111 @@
+"""The command line as a user runs it: local defaults (file sink, file checkpoints), check, status, demo."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from auditsync.cli import main
+from simulators.onepassword import OnePasswordSim
+
+
+def run(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    out = io.StringIO()
+    code = main(args, env=env, out=out)
+    return code, out.getvalue()
+
+
+def local_env(sim: OnePasswordSim, data_dir: Path, token: str) -> dict[str, str]:
+    return {
+        "SOURCES": "onepassword",
+        "ONEPASSWORD_BASE_URL": sim.url,
+        "ONEPASSWORD_TOKEN": token,
+        "AUDITSYNC_DATA_DIR": str(data_dir),
+    }
+
+
+def test_run_with_local_defaults_writes_jsonl_and_checkpoints(
+    onepassword_sim: OnePasswordSim, tmp_path: Path
+) -> None:
+    events = onepassword_sim.generate("auditevents", 120)
+    env = local_env(onepassword_sim, tmp_path, onepassword_sim.issue_token())
+    code, out = run(["run"], env)
+    assert code == 0, out
+    assert "onepassword/auditevents" in out and "ok" in out
+    lines = (tmp_path / "tables" / "OnePasswordEventLogs_CL.jsonl").read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert sorted(r["uuid_s"] for r in rows if r["log_source"] == "auditevents") == sorted(
+        e["uuid"] for e in events
+    )
+    health = [
+        json.loads(line)
+        for line in (tmp_path / "tables" / "AuditSyncHealth_CL.jsonl").read_text().splitlines()
+    ]
+    assert {h["Stream"]: h["Status"] for h in health} == {
+        "onepassword/auditevents": "ok",
+        "onepassword/itemusages": "idle",
+        "onepassword/signinattempts": "idle",
+    }
+
+    code, out = run(["run"], env)
+    assert code == 0 and out.count("idle") == 3
+
+    code, out = run(["status"], env)
+    assert code == 0
+    status = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert "120" in status["onepassword/auditevents"] and "idle" in status["onepassword/auditevents"]
+
+
+def test_bad_settings_exit_2_with_every_problem(tmp_path: Path) -> None:
+    code, out = run(
+        ["run"], {"SOURCES": "onepassword,lastpass", "SINK": "nowhere", "AUDITSYNC_DATA_DIR": str(tmp_path)}
+    )
+    assert code == 2
+    assert (
+        "SOURCES: unknown value(s) lastpass" in out
+        and "SINK: 'nowhere'" in out
+        and "ONEPASSWORD_TOKEN: no onepassword token" in out
+    )
+
+
+def test_a_failed_stream_makes_run_exit_1_with_a_hint(
+    onepassword_sim: OnePasswordSim, tmp_path: Path
+) -> None:
+    token = onepassword_sim.issue_token()
+    onepassword_sim.revoke(token)
+    code, out = run(["run"], local_env(onepassword_sim, tmp_path, token))
+    assert code == 1
+    assert out.count("error") >= 3 and "auth" in out and "what to do:" in out and token not in out
+
+
+def test_check_reports_each_dependency(onepassword_sim: OnePasswordSim, tmp_path: Path) -> None:
+    token = onepassword_sim.issue_token(features=("auditevents", "signinattempts"))
+    code, out = run(["check"], local_env(onepassword_sim, tmp_path, token))
+    assert code == 1
+    assert (
+        "x onepassword token (environment) and API: 1Password token reads auditevents, signinattempts; missing itemusages"
+        in out
+    )
+    assert "ok sink file" in out and "ok checkpoint store" in out and "1 check(s) failed" in out
+    code, out = run(
+        ["check"],
+        {
+            **local_env(onepassword_sim, tmp_path, token),
+            "ONEPASSWORD_EVENT_TYPES": "auditevents,signinattempts",
+        },
+    )
+    assert code == 0 and "all checks passed" in out
+
+
+def test_demo_shows_the_whole_flow(tmp_path: Path) -> None:
+    code, out = run(["demo", "--events", "40"], {"AUDITSYNC_DATA_DIR": str(tmp_path)})
+    assert code == 0, out
+    assert "undeclared columns or type errors: 0" in out
+    rows = (tmp_path / "demo" / "OnePasswordEventLogs_CL.jsonl").read_text(encoding="utf-8").splitlines()
+    kinds = [json.loads(r)["log_source"] for r in rows]
+    assert (
+        kinds.count("itemusages") == 40 + 25
+        and kinds.count("auditevents") == 40
+        and kinds.count("healthevents") == 9
+    )

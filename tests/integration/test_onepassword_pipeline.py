@@ -1,0 +1,177 @@
+"""1Password -> Logs Ingestion end to end: real SDKs over loopback sockets, simulators that behave like
+the services, file checkpoints. Asserts what a SOC engineer would observe in the workspace."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+
+from auditsync.tables import TABLES
+from tests.fixtures.pipeline import Pipeline, event_rows, health, ticking
+
+STREAMS = ("onepassword/auditevents", "onepassword/itemusages", "onepassword/signinattempts")
+
+
+def uuids(events: list[dict[str, object]]) -> Counter[str]:
+    return Counter(str(e["uuid"]) for e in events)
+
+
+def test_25000_events_over_several_runs_arrive_exactly_once(pipeline: Pipeline) -> None:
+    sim, step = pipeline.onepassword, timedelta(seconds=5)
+    sent = {
+        "auditevents": sim.generate("auditevents", 10_000, step=step),
+        "itemusages": sim.generate("itemusages", 8_000, step=step),
+        "signinattempts": sim.generate("signinattempts", 7_000, step=step),
+    }
+    settings = pipeline.settings(RUN_TIME_BUDGET="40s")
+
+    statuses = []
+    for _ in range(30):
+        report = pipeline.run(settings, clock=ticking(pipeline.clock))
+        statuses.append({r.stream: r.status for r in report.reports})
+        assert not report.failed, report.reports
+        if all(s != "behind" for s in statuses[-1].values()):
+            break
+    assert len(statuses) >= 3, "the run budget should have split the backlog over several runs"
+    assert any("behind" in s.values() for s in statuses)
+
+    # Item usages arrive late: timestamps from an hour ago, handed out behind the cursors already issued.
+    late = sim.generate(
+        "itemusages", 500, start=pipeline.clock.now() - timedelta(hours=1), step=timedelta(seconds=1)
+    )
+    sent["itemusages"] += late
+    report = pipeline.run(settings)
+    assert {r.stream: (r.status, r.events) for r in report.reports} == {
+        "onepassword/auditevents": ("idle", 0),
+        "onepassword/itemusages": ("ok", 500),
+        "onepassword/signinattempts": ("idle", 0),
+    }
+
+    rows = event_rows(pipeline.logs)
+    expected = uuids([e for events in sent.values() for e in events])
+    assert sum(expected.values()) == 25_500
+    assert pipeline.delivered() == expected, "every event exactly once"
+    assert Counter(r["log_source"] for r in rows) == {
+        "auditevents": 10_000,
+        "itemusages": 8_500,
+        "signinattempts": 7_000,
+    }
+    assert pipeline.logs.undeclared == {} and pipeline.logs.type_errors == []
+    declared = set(TABLES["OnePasswordEventLogs_CL"].column_types)
+    assert all(set(r) <= declared for r in rows)
+
+    saved = {s: pipeline.checkpoint(s) for s in STREAMS}
+    assert {s: c.total_events for s, c in saved.items()} == {
+        "onepassword/auditevents": 10_000,
+        "onepassword/itemusages": 8_500,
+        "onepassword/signinattempts": 7_000,
+    }
+    assert all(c.position and c.position["cursor"] and not c.lease_owner for c in saved.values())
+
+    # Nothing new: the heartbeat still says so, for every stream, in both health tables.
+    report = pipeline.run(settings)
+    rows_now = health(pipeline.logs, report.run_id)
+    assert {s: r["Status"] for s, r in rows_now.items()} == dict.fromkeys(STREAMS, "idle")
+    assert all(r["EventsIngested"] == 0 and "ErrorKind" not in r for r in rows_now.values())
+    heartbeat = [
+        r for r in pipeline.logs.rows("OnePasswordEventLogs_CL") if r.get("log_source") == "healthevents"
+    ]
+    assert Counter(r["category"] for r in heartbeat[-3:]) == {"success": 3}
+    assert len(event_rows(pipeline.logs)) == 25_500
+
+
+def test_events_repeated_at_the_resume_point_are_dropped(pipeline: Pipeline) -> None:
+    pipeline.onepassword.duplicate_at_resume = True
+    first = pipeline.onepassword.generate("signinattempts", 2_500, step=timedelta(seconds=2))
+    settings = pipeline.settings("signinattempts")
+    pipeline.run(settings)
+    second = pipeline.onepassword.generate("signinattempts", 10, step=timedelta(seconds=1))
+    report = pipeline.run(settings)
+    assert report.reports[0].counters.get("duplicates_dropped", 0) >= 1
+    assert pipeline.delivered() == uuids(first + second)
+
+
+def test_sink_failing_on_page_n_keeps_the_checkpoint_and_loses_nothing(pipeline: Pipeline) -> None:
+    events = pipeline.onepassword.generate("signinattempts", 5_000, step=timedelta(seconds=2))
+    settings = pipeline.settings("signinattempts")
+    sink = pipeline.sink(retry_total=2, retry_backoff_factor=0.01)
+    logs = pipeline.logs
+    # Page 3's upload (one batch per page of sign-in attempts) fails with 503 on the first try and both retries.
+    logs.inject(
+        503, {"error": {"code": "ServiceUnavailable"}}, times=3, when=lambda r: logs.uploads in (3, 4, 5)
+    )
+    report = pipeline.run(settings, sink=sink)
+    (stream,) = report.reports
+    assert (stream.status, stream.error_kind) == ("error", "sink")
+    assert "503" in stream.message and stream.hint
+    assert report.failed
+    saved = pipeline.checkpoint("onepassword/signinattempts")
+    assert saved.total_events == 2_000, "the checkpoint stays at page N-1"
+    assert saved.last_status == "error"
+    assert health(logs)["onepassword/signinattempts"]["ErrorKind"] == "sink"
+
+    report = pipeline.run(settings, sink=sink)
+    assert report.reports[0].status == "ok"
+    assert pipeline.delivered() == uuids(events), "no loss, no duplicate"
+
+
+def test_one_failed_chunk_fails_the_page_and_the_rerun_fills_the_gap(pipeline: Pipeline) -> None:
+    events = pipeline.onepassword.generate("auditevents", 3_000, step=timedelta(seconds=2))
+    settings = pipeline.settings("auditevents")
+    sink = pipeline.sink(retry_total=0)
+    # A page of 1,000 audit events is more than 1 MB, so it goes in two chunks; the 2nd chunk of page 2 fails.
+    pipeline.logs.inject(500, times=1, when=pipeline.logs.nth_upload(4))
+    report = pipeline.run(settings, sink=sink)
+    assert (report.reports[0].status, report.reports[0].error_kind) == ("error", "sink")
+    assert pipeline.checkpoint("onepassword/auditevents").total_events == 1_000
+    accepted_of_page_2 = len(event_rows(pipeline.logs)) - 1_000
+    assert 0 < accepted_of_page_2 < 1_000
+
+    pipeline.run(settings, sink=sink)
+    counts = pipeline.delivered()
+    assert set(counts) == set(uuids(events)), "nothing lost"
+    assert sum(counts.values()) - len(events) == accepted_of_page_2, (
+        "the only duplicates are the accepted chunk of the failed page"
+    )
+
+
+def test_looping_cursor_is_an_upstream_error_not_an_endless_loop(pipeline: Pipeline) -> None:
+    pipeline.onepassword.generate("auditevents", 2_500)
+    pipeline.onepassword.repeat_cursor_forever = True
+    report = pipeline.run(pipeline.settings("auditevents"))
+    assert (report.reports[0].status, report.reports[0].error_kind) == ("error", "upstream")
+    assert "cursor did not advance" in report.reports[0].message
+
+
+def test_first_run_lookback_is_clamped_to_120_days(pipeline: Pipeline) -> None:
+    now = pipeline.clock.now()
+    old = pipeline.onepassword.generate(
+        "auditevents", 10, start=now - timedelta(days=119), step=timedelta(hours=1)
+    )
+    report = pipeline.run(pipeline.settings("auditevents", INITIAL_LOOKBACK="365d"))
+    assert report.reports[0].status == "ok"
+    first = next(r.json() for r in pipeline.onepassword.requests if r.path == "/api/v2/auditevents")
+    expected_start = now - timedelta(days=120) + timedelta(minutes=1)
+    assert first == {
+        "limit": 1000,
+        "start_time": expected_start.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    }
+    assert pipeline.delivered() == uuids(old)
+
+
+def test_throttling_beyond_the_deadline_stops_cleanly_with_the_checkpoint_kept(pipeline: Pipeline) -> None:
+    events = pipeline.onepassword.generate("auditevents", 2_500, step=timedelta(seconds=2))
+    settings = pipeline.settings("auditevents")
+    pipeline.onepassword.inject(
+        429,
+        {"status": 429, "message": "Too Many Requests"},
+        times=1_000,
+        when=lambda r: "cursor" in (r.json() or {}),
+    )
+    report = pipeline.run(settings)
+    (stream,) = report.reports
+    assert (stream.status, stream.error_kind, stream.events) == ("error", "throttled", 1_000)
+    assert pipeline.checkpoint("onepassword/auditevents").total_events == 1_000
+    pipeline.onepassword.faults.clear()
+    pipeline.run(settings)
+    assert pipeline.delivered() == uuids(events)

@@ -1,0 +1,903 @@
+"""Generate the deployment files that cannot be written by a Bicep compiler here.
+
+- ``infra/tables.json``: the custom tables and DCR parts (stream declarations, data flows) derived from
+  ``auditsync/tables/*.json``. The Bicep loads it with ``loadJsonContent``: building an object keyed by
+  stream name needs a lambda (``toObject``), which pycep-parser (checkov's Bicep parser) cannot read.
+- ``infra/azuredeploy.json``: the ARM template the Deploy to Azure button deploys, written to mean what
+  ``infra/main.bicep`` means (tests compare the two: parameters, resource types and API versions, role
+  assignments, app settings, tables). It embeds ``infra/tables.json`` and ``sentinel/build/content.json``
+  the way ``loadJsonContent`` would.
+
+Run ``python tools/build_infra.py`` after changing a table, the Sentinel content or the templates;
+``--check`` exits 1 when the committed files are stale (tests do the same).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+INFRA = ROOT / "infra"
+TABLES_JSON = INFRA / "tables.json"
+ARM_JSON = INFRA / "azuredeploy.json"
+CONTENT_JSON = ROOT / "sentinel" / "build" / "content.json"
+
+sys.path.insert(0, str(ROOT))
+from auditsync.tables import load_tables  # noqa: E402
+
+JSON = dict[str, Any]
+
+#: Log Analytics table schemas spell this type in camel case; stream declarations accept both.
+ARM_TABLE_TYPES = {"datetime": "dateTime"}
+
+ROLE_IDS = {
+    "monitoringMetricsPublisher": "3913510d-42f4-4e42-8a64-420c390055eb",
+    "keyVaultSecretsUser": "4633458b-17de-408a-b874-0445c86b69e6",
+    "storageBlobDataOwner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+    "storageTableDataContributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
+}
+
+API = {
+    "workspaces": "2022-10-01",
+    "tables": "2022-10-01",
+    "dcr": "2023-03-11",
+    "storage": "2023-05-01",
+    "vault": "2023-07-01",
+    "components": "2020-02-02",
+    "web": "2024-04-01",
+    "roles": "2022-04-01",
+    "actionGroups": "2023-01-01",
+    "scheduledQueryRules": "2023-12-01",
+    "deployments": "2022-09-01",
+    "onboarding": "2024-03-01",
+    "savedSearches": "2020-08-01",
+    "alertRules": "2024-03-01",
+    "workbooks": "2023-06-01",
+    "dataConnectors": "2021-03-01-preview",
+}
+
+SCHEMA = "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#"
+
+
+def tables_content() -> JSON:
+    """Tables, stream declarations and data flows, with only what ARM accepts (name and type)."""
+    tables = load_tables()
+    return {
+        "tables": [
+            {
+                "name": t.name,
+                "columns": [{"name": n, "type": ARM_TABLE_TYPES.get(k, k)} for n, k in t.table_columns],
+            }
+            for t in tables.values()
+        ],
+        "streamDeclarations": {
+            t.stream: {"columns": [{"name": c.name, "type": c.type} for c in t.columns]}
+            for t in tables.values()
+        },
+        "dataFlows": [
+            {
+                "streams": [t.stream],
+                "destinations": ["workspace"],
+                "transformKql": t.transform_kql,
+                "outputStream": f"Custom-{t.name}",
+            }
+            for t in tables.values()
+        ],
+    }
+
+
+def sentinel_content() -> JSON:
+    return json.loads(CONTENT_JSON.read_text(encoding="utf-8"))
+
+
+def _param(kind: str, description: str, default: Any = None, **extra: Any) -> JSON:
+    out: JSON = {"type": kind}
+    if default is not None:
+        out["defaultValue"] = default
+    out.update(extra)
+    out["metadata"] = {"description": description}
+    return out
+
+
+def parameters() -> JSON:
+    return {
+        "location": _param(
+            "string",
+            "Region of the connector (Function App, storage, Key Vault, Application Insights). "
+            "The data collection rule always goes to the workspace region.",
+            "[resourceGroup().location]",
+        ),
+        "workspaceResourceId": _param(
+            "string",
+            "Resource id of the existing Log Analytics workspace (optionally Sentinel-enabled) "
+            "that receives the events.",
+        ),
+        "namePrefix": _param(
+            "string",
+            "Short prefix for resource names (letters and digits).",
+            "auditsync",
+            minLength=3,
+            maxLength=9,
+        ),
+        "sources": _param(
+            "string",
+            "Sources to collect.",
+            "keeper,onepassword",
+            allowedValues=["keeper,onepassword", "keeper", "onepassword"],
+        ),
+        "keeperBaseUrl": _param(
+            "string",
+            "Keeper region host.",
+            "https://keepersecurity.com",
+            allowedValues=[
+                "https://keepersecurity.com",
+                "https://keepersecurity.eu",
+                "https://keepersecurity.com.au",
+                "https://keepersecurity.ca",
+                "https://keepersecurity.jp",
+                "https://govcloud.keepersecurity.us",
+            ],
+        ),
+        "onePasswordBaseUrl": _param(
+            "string",
+            "1Password Events API host of your account region.",
+            "https://events.1password.com",
+            allowedValues=[
+                "https://events.1password.com",
+                "https://events.ent.1password.com",
+                "https://events.1password.ca",
+                "https://events.1password.eu",
+            ],
+        ),
+        "onePasswordEventTypes": _param(
+            "string",
+            "1Password event types to collect (comma separated: auditevents, itemusages, signinattempts).",
+            "auditevents,itemusages,signinattempts",
+        ),
+        "keeperApiToken": _param(
+            "securestring",
+            "Keeper Admin REST API token. Stored only in Key Vault; leave empty to add the secret later.",
+            "",
+        ),
+        "onePasswordApiToken": _param(
+            "securestring",
+            "1Password Events API bearer token. Stored only in Key Vault; leave empty to add the secret later.",
+            "",
+        ),
+        "sinkMode": _param(
+            "string",
+            "logs_ingestion (DCR-based tables, recommended) or data_collector (legacy HTTP Data Collector "
+            "API, retired by Microsoft on 2026-09-14).",
+            "logs_ingestion",
+            allowedValues=["logs_ingestion", "data_collector"],
+        ),
+        "packageUrl": _param(
+            "string",
+            "URL of the function package zip (built by tools/package.py, published as a release asset).",
+            "https://github.com/auditsync/auditsync/releases/latest/download/auditsync.zip",
+        ),
+        "timerSchedule": _param(
+            "string", "NCRONTAB schedule of the collection timer (UTC, seconds first).", "0 */5 * * * *"
+        ),
+        "initialLookback": _param(
+            "string", "History pulled by a stream's very first run (for example 1d, 12h).", "1d"
+        ),
+        "lagThresholdMinutes": _param(
+            "int",
+            "Raise the lag alert when delivered events are older than this many minutes.",
+            60,
+            minValue=5,
+        ),
+        "alertEmail": _param(
+            "string", "Email address for connector health alerts; empty = alerts without notification.", ""
+        ),
+        "deploySentinelContent": _param(
+            "bool",
+            "Deploy the Sentinel content: parsers, hunting queries, analytics rules, workbook, data connector card.",
+            True,
+        ),
+        "onboardSentinel": _param(
+            "bool", "Enable Microsoft Sentinel on the workspace (leave off if it is already enabled).", False
+        ),
+        "tags": _param("object", "Tags for every resource the template creates.", {}),
+    }
+
+
+def variables() -> JSON:
+    return {
+        "workspaceIdParts": "[split(parameters('workspaceResourceId'), '/')]",
+        "workspaceSubscriptionId": "[variables('workspaceIdParts')[2]]",
+        "workspaceResourceGroup": "[variables('workspaceIdParts')[4]]",
+        "workspaceName": "[last(variables('workspaceIdParts'))]",
+        "suffix": "[uniqueString(resourceGroup().id, parameters('workspaceResourceId'))]",
+        "compactPrefix": "[toLower(replace(parameters('namePrefix'), '-', ''))]",
+        "functionAppName": "[format('{0}-func-{1}', parameters('namePrefix'), variables('suffix'))]",
+        "appInsightsName": "[format('{0}-ai', variables('functionAppName'))]",
+        "planName": "[format('{0}-plan', variables('functionAppName'))]",
+        "storageAccountName": "[format('{0}{1}', variables('compactPrefix'), variables('suffix'))]",
+        "keyVaultName": "[format('kv-{0}-{1}', take(variables('compactPrefix'), 7), variables('suffix'))]",
+        "dcrName": "[format('{0}-dcr-{1}', parameters('namePrefix'), variables('suffix'))]",
+        "legacyMode": "[equals(parameters('sinkMode'), 'data_collector')]",
+        "deploymentContainerName": "app-package",
+        "checkpointTableName": "auditsynccheckpoints",
+        "keeperTokenSecretName": "keeper-api-token",
+        "onePasswordTokenSecretName": "onepassword-api-token",
+        "workspaceKeySecretName": "workspace-shared-key",
+        "lagThresholdSeconds": "[mul(parameters('lagThresholdMinutes'), 60)]",
+        "notify": "[not(empty(parameters('alertEmail')))]",
+        "roleIds": dict(ROLE_IDS),
+        "tableContent": tables_content(),
+    }
+
+
+def _workspace_ref(full: bool = False) -> str:
+    extra = ", 'full'" if full else ""
+    return f"reference(parameters('workspaceResourceId'), '{API['workspaces']}'{extra})"
+
+
+def _rid(kind: str, *names: str) -> str:
+    return f"resourceId('{kind}', {', '.join(names)})"
+
+
+DCR_ID = _rid("Microsoft.Insights/dataCollectionRules", "variables('dcrName')")
+VAULT_ID = _rid("Microsoft.KeyVault/vaults", "variables('keyVaultName')")
+STORAGE_ID = _rid("Microsoft.Storage/storageAccounts", "variables('storageAccountName')")
+AI_ID = _rid("Microsoft.Insights/components", "variables('appInsightsName')")
+SITE_ID = _rid("Microsoft.Web/sites", "variables('functionAppName')")
+PLAN_ID = _rid("Microsoft.Web/serverfarms", "variables('planName')")
+TABLES_DEPLOYMENT_ID = (
+    "resourceId(variables('workspaceSubscriptionId'), variables('workspaceResourceGroup'), "
+    "'Microsoft.Resources/deployments', 'auditsync-tables')"
+)
+
+
+def tables_deployment() -> JSON:
+    return {
+        "type": "Microsoft.Resources/deployments",
+        "apiVersion": API["deployments"],
+        "name": "auditsync-tables",
+        "subscriptionId": "[variables('workspaceSubscriptionId')]",
+        "resourceGroup": "[variables('workspaceResourceGroup')]",
+        "properties": {
+            "mode": "Incremental",
+            "expressionEvaluationOptions": {"scope": "inner"},
+            "parameters": {
+                "workspaceName": {"value": "[variables('workspaceName')]"},
+                "tables": {"value": "[variables('tableContent').tables]"},
+            },
+            "template": {
+                "$schema": SCHEMA,
+                "contentVersion": "1.0.0.0",
+                "parameters": {"workspaceName": {"type": "string"}, "tables": {"type": "array"}},
+                "resources": [
+                    {
+                        "copy": {"name": "customTables", "count": "[length(parameters('tables'))]"},
+                        "type": "Microsoft.OperationalInsights/workspaces/tables",
+                        "apiVersion": API["tables"],
+                        "name": "[format('{0}/{1}', parameters('workspaceName'), "
+                        "parameters('tables')[copyIndex()].name)]",
+                        "properties": {
+                            "plan": "Analytics",
+                            "schema": {
+                                "name": "[parameters('tables')[copyIndex()].name]",
+                                "columns": "[parameters('tables')[copyIndex()].columns]",
+                            },
+                        },
+                    }
+                ],
+            },
+        },
+    }
+
+
+def dcr() -> JSON:
+    return {
+        "type": "Microsoft.Insights/dataCollectionRules",
+        "apiVersion": API["dcr"],
+        "name": "[variables('dcrName')]",
+        "location": f"[{_workspace_ref(full=True)}.location]",
+        "tags": "[parameters('tags')]",
+        "kind": "Direct",
+        "properties": {
+            "description": "auditsync: Keeper and 1Password audit events and connector health",
+            "streamDeclarations": "[variables('tableContent').streamDeclarations]",
+            "destinations": {
+                "logAnalytics": [
+                    {"name": "workspace", "workspaceResourceId": "[parameters('workspaceResourceId')]"}
+                ]
+            },
+            "dataFlows": "[variables('tableContent').dataFlows]",
+        },
+        "dependsOn": [f"[{TABLES_DEPLOYMENT_ID}]"],
+    }
+
+
+def storage() -> list[JSON]:
+    account = "[variables('storageAccountName')]"
+    return [
+        {
+            "type": "Microsoft.Storage/storageAccounts",
+            "apiVersion": API["storage"],
+            "name": account,
+            "location": "[parameters('location')]",
+            "tags": "[parameters('tags')]",
+            "kind": "StorageV2",
+            "sku": {"name": "Standard_LRS"},
+            "properties": {
+                "accessTier": "Hot",
+                "allowBlobPublicAccess": False,
+                "allowSharedKeyAccess": False,
+                "allowCrossTenantReplication": False,
+                "defaultToOAuthAuthentication": True,
+                "minimumTlsVersion": "TLS1_2",
+                "supportsHttpsTrafficOnly": True,
+                "encryption": {
+                    "keySource": "Microsoft.Storage",
+                    "requireInfrastructureEncryption": True,
+                    "services": {"blob": {"enabled": True}, "table": {"enabled": True}},
+                },
+            },
+        },
+        {
+            "type": "Microsoft.Storage/storageAccounts/blobServices",
+            "apiVersion": API["storage"],
+            "name": "[format('{0}/default', variables('storageAccountName'))]",
+            "properties": {"deleteRetentionPolicy": {"enabled": True, "days": 7}},
+            "dependsOn": [f"[{STORAGE_ID}]"],
+        },
+        {
+            "type": "Microsoft.Storage/storageAccounts/blobServices/containers",
+            "apiVersion": API["storage"],
+            "name": "[format('{0}/default/{1}', variables('storageAccountName'), "
+            "variables('deploymentContainerName'))]",
+            "properties": {"publicAccess": "None"},
+            "dependsOn": [
+                "[resourceId('Microsoft.Storage/storageAccounts/blobServices', "
+                "variables('storageAccountName'), 'default')]"
+            ],
+        },
+        {
+            "type": "Microsoft.Storage/storageAccounts/tableServices",
+            "apiVersion": API["storage"],
+            "name": "[format('{0}/default', variables('storageAccountName'))]",
+            "dependsOn": [f"[{STORAGE_ID}]"],
+        },
+        {
+            "type": "Microsoft.Storage/storageAccounts/tableServices/tables",
+            "apiVersion": API["storage"],
+            "name": "[format('{0}/default/{1}', variables('storageAccountName'), variables('checkpointTableName'))]",
+            "dependsOn": [
+                "[resourceId('Microsoft.Storage/storageAccounts/tableServices', "
+                "variables('storageAccountName'), 'default')]"
+            ],
+        },
+    ]
+
+
+def _secret(name_var: str, value: str, condition: str) -> JSON:
+    return {
+        "condition": condition,
+        "type": "Microsoft.KeyVault/vaults/secrets",
+        "apiVersion": API["vault"],
+        "name": f"[format('{{0}}/{{1}}', variables('keyVaultName'), variables('{name_var}'))]",
+        "properties": {"value": value, "contentType": "text/plain"},
+        "dependsOn": [f"[{VAULT_ID}]"],
+    }
+
+
+def key_vault() -> list[JSON]:
+    return [
+        {
+            "type": "Microsoft.KeyVault/vaults",
+            "apiVersion": API["vault"],
+            "name": "[variables('keyVaultName')]",
+            "location": "[parameters('location')]",
+            "tags": "[parameters('tags')]",
+            "properties": {
+                "tenantId": "[subscription().tenantId]",
+                "sku": {"family": "A", "name": "standard"},
+                "enableRbacAuthorization": True,
+                "enableSoftDelete": True,
+                "softDeleteRetentionInDays": 90,
+                "enablePurgeProtection": True,
+                "enabledForDeployment": False,
+                "enabledForDiskEncryption": False,
+                "enabledForTemplateDeployment": False,
+            },
+        },
+        _secret(
+            "keeperTokenSecretName",
+            "[parameters('keeperApiToken')]",
+            "[not(empty(parameters('keeperApiToken')))]",
+        ),
+        _secret(
+            "onePasswordTokenSecretName",
+            "[parameters('onePasswordApiToken')]",
+            "[not(empty(parameters('onePasswordApiToken')))]",
+        ),
+        _secret(
+            "workspaceKeySecretName",
+            f"[listKeys(parameters('workspaceResourceId'), '{API['workspaces']}').primarySharedKey]",
+            "[variables('legacyMode')]",
+        ),
+    ]
+
+
+APP_SETTINGS: list[tuple[str, str]] = [
+    ("AzureWebJobsStorage__accountName", "[variables('storageAccountName')]"),
+    ("AzureWebJobsStorage__credential", "managedidentity"),
+    (
+        "APPLICATIONINSIGHTS_CONNECTION_STRING",
+        f"[reference({AI_ID}, '{API['components']}').ConnectionString]",
+    ),
+    ("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", "Authorization=AAD"),
+    ("SOURCES", "[parameters('sources')]"),
+    ("KEEPER_BASE_URL", "[parameters('keeperBaseUrl')]"),
+    ("ONEPASSWORD_BASE_URL", "[parameters('onePasswordBaseUrl')]"),
+    ("ONEPASSWORD_EVENT_TYPES", "[parameters('onePasswordEventTypes')]"),
+    ("KEY_VAULT_URL", f"[reference({VAULT_ID}, '{API['vault']}').vaultUri]"),
+    ("KEEPER_TOKEN_SECRET", "[variables('keeperTokenSecretName')]"),
+    ("ONEPASSWORD_TOKEN_SECRET", "[variables('onePasswordTokenSecretName')]"),
+    ("SINK", "[parameters('sinkMode')]"),
+    ("LOGS_INGESTION_ENDPOINT", f"[reference({DCR_ID}, '{API['dcr']}').endpoints.logsIngestion]"),
+    ("LOGS_INGESTION_RULE_ID", f"[reference({DCR_ID}, '{API['dcr']}').immutableId]"),
+    ("WORKSPACE_ID", f"[if(variables('legacyMode'), {_workspace_ref()}.customerId, '')]"),
+    ("WORKSPACE_KEY_SECRET", "[if(variables('legacyMode'), variables('workspaceKeySecretName'), '')]"),
+    ("CHECKPOINT_STORE", "table"),
+    ("CHECKPOINT_TABLE_URL", f"[reference({STORAGE_ID}, '{API['storage']}').primaryEndpoints.table]"),
+    ("CHECKPOINT_TABLE", "[variables('checkpointTableName')]"),
+    ("INITIAL_LOOKBACK", "[parameters('initialLookback')]"),
+    ("TIMER_SCHEDULE", "[parameters('timerSchedule')]"),
+]
+
+
+def function_app() -> list[JSON]:
+    return [
+        {
+            "type": "Microsoft.Insights/components",
+            "apiVersion": API["components"],
+            "name": "[variables('appInsightsName')]",
+            "location": "[parameters('location')]",
+            "tags": "[parameters('tags')]",
+            "kind": "web",
+            "properties": {
+                "Application_Type": "web",
+                "WorkspaceResourceId": "[parameters('workspaceResourceId')]",
+                "DisableLocalAuth": True,
+                "IngestionMode": "LogAnalytics",
+            },
+        },
+        {
+            "type": "Microsoft.Web/serverfarms",
+            "apiVersion": API["web"],
+            "name": "[variables('planName')]",
+            "location": "[parameters('location')]",
+            "tags": "[parameters('tags')]",
+            "kind": "functionapp",
+            "sku": {"name": "FC1", "tier": "FlexConsumption"},
+            "properties": {"reserved": True},
+        },
+        {
+            "type": "Microsoft.Web/sites",
+            "apiVersion": API["web"],
+            "name": "[variables('functionAppName')]",
+            "location": "[parameters('location')]",
+            "tags": "[parameters('tags')]",
+            "kind": "functionapp,linux",
+            "identity": {"type": "SystemAssigned"},
+            "properties": {
+                "serverFarmId": f"[{PLAN_ID}]",
+                "httpsOnly": True,
+                "clientCertEnabled": False,
+                "functionAppConfig": {
+                    "deployment": {
+                        "storage": {
+                            "type": "blobContainer",
+                            "value": f"[format('{{0}}{{1}}', reference({STORAGE_ID}, '{API['storage']}')"
+                            ".primaryEndpoints.blob, variables('deploymentContainerName'))]",
+                            "authentication": {"type": "SystemAssignedIdentity"},
+                        }
+                    },
+                    "scaleAndConcurrency": {"maximumInstanceCount": 40, "instanceMemoryMB": 2048},
+                    "runtime": {"name": "python", "version": "3.11"},
+                },
+                "siteConfig": {
+                    "ftpsState": "Disabled",
+                    "minTlsVersion": "1.2",
+                    "http20Enabled": True,
+                    "appSettings": [{"name": n, "value": v} for n, v in APP_SETTINGS],
+                },
+            },
+            "dependsOn": [
+                f"[{PLAN_ID}]",
+                f"[{AI_ID}]",
+                f"[{STORAGE_ID}]",
+                f"[{VAULT_ID}]",
+                f"[{DCR_ID}]",
+                "[resourceId('Microsoft.Storage/storageAccounts/blobServices/containers', "
+                "variables('storageAccountName'), 'default', variables('deploymentContainerName'))]",
+                "[resourceId('Microsoft.Storage/storageAccounts/tableServices/tables', "
+                "variables('storageAccountName'), 'default', variables('checkpointTableName'))]",
+            ],
+        },
+    ]
+
+
+#: (symbolic name, role key, scope resource type, scope name variable, scope id expression)
+ROLE_ASSIGNMENTS = [
+    (
+        "dcrPublisher",
+        "monitoringMetricsPublisher",
+        "Microsoft.Insights/dataCollectionRules",
+        "dcrName",
+        DCR_ID,
+    ),
+    ("vaultSecretsUser", "keyVaultSecretsUser", "Microsoft.KeyVault/vaults", "keyVaultName", VAULT_ID),
+    (
+        "storageBlobOwner",
+        "storageBlobDataOwner",
+        "Microsoft.Storage/storageAccounts",
+        "storageAccountName",
+        STORAGE_ID,
+    ),
+    (
+        "storageTableContributor",
+        "storageTableDataContributor",
+        "Microsoft.Storage/storageAccounts",
+        "storageAccountName",
+        STORAGE_ID,
+    ),
+    (
+        "appInsightsPublisher",
+        "monitoringMetricsPublisher",
+        "Microsoft.Insights/components",
+        "appInsightsName",
+        AI_ID,
+    ),
+]
+
+PRINCIPAL = f"reference({SITE_ID}, '{API['web']}', 'full').identity.principalId"
+
+
+def role_assignments() -> list[JSON]:
+    out = []
+    for _, role, scope_type, name_var, scope_id in ROLE_ASSIGNMENTS:
+        role_id = f"variables('roleIds').{role}"
+        out.append(
+            {
+                "type": "Microsoft.Authorization/roleAssignments",
+                "apiVersion": API["roles"],
+                "name": f"[guid({scope_id}, {SITE_ID}, {role_id})]",
+                "scope": f"[format('{scope_type}/{{0}}', variables('{name_var}'))]",
+                "properties": {
+                    "principalId": f"[{PRINCIPAL}]",
+                    "principalType": "ServicePrincipal",
+                    "roleDefinitionId": f"[subscriptionResourceId('Microsoft.Authorization/roleDefinitions', "
+                    f"{role_id})]",
+                },
+                "dependsOn": [f"[{SITE_ID}]", f"[{scope_id}]"],
+            }
+        )
+    return out
+
+
+def code_deployment() -> JSON:
+    return {
+        "type": "Microsoft.Web/sites/extensions",
+        "apiVersion": API["web"],
+        "name": "[format('{0}/onedeploy', variables('functionAppName'))]",
+        "properties": {"packageUri": "[parameters('packageUrl')]", "remoteBuild": True},
+        "dependsOn": [f"[{SITE_ID}]"]
+        + [
+            f"[extensionResourceId(format('{scope_type}/{{0}}', variables('{name_var}')), "
+            f"'Microsoft.Authorization/roleAssignments', guid({scope_id}, {SITE_ID}, variables('roleIds').{role}))]"
+            for _, role, scope_type, name_var, scope_id in ROLE_ASSIGNMENTS
+        ],
+    }
+
+
+HEALTH_ALERTS = [
+    (
+        "no-heartbeat",
+        "auditsync: no heartbeat from a stream for 15 minutes",
+        "A stream wrote no health row for 15 minutes: the Function App is stopped, failing to start, or "
+        "cannot reach the workspace.",
+        2,
+        "AuditSyncHealth_CL | summarize LastSeen = max(TimeGenerated) by Stream | where LastSeen < ago(15m)",
+        "P2D",
+    ),
+    (
+        "stream-error",
+        "auditsync: a stream reported an error",
+        "A health row has Status error; its Message and Hint say what failed and what to do.",
+        1,
+        'AuditSyncHealth_CL | where Status == "error" | project TimeGenerated, Stream, ErrorKind, Message, Hint',
+        None,
+    ),
+    (
+        "stream-lag",
+        "auditsync: a stream is behind",
+        "Events delivered by a run were older than the lag threshold: the connector is catching up or throttled.",
+        3,
+        '[format(\'AuditSyncHealth_CL | where Status in ("ok", "behind") and LagSeconds > {0} '
+        "| project TimeGenerated, Stream, LagSeconds', variables('lagThresholdSeconds'))]",
+        None,
+    ),
+]
+
+ACTION_GROUP_ID = _rid("Microsoft.Insights/actionGroups", "format('{0}-health', parameters('namePrefix'))")
+
+
+def alerts() -> list[JSON]:
+    out: list[JSON] = [
+        {
+            "condition": "[variables('notify')]",
+            "type": "Microsoft.Insights/actionGroups",
+            "apiVersion": API["actionGroups"],
+            "name": "[format('{0}-health', parameters('namePrefix'))]",
+            "location": "global",
+            "tags": "[parameters('tags')]",
+            "properties": {
+                "groupShortName": "auditsync",
+                "enabled": True,
+                "emailReceivers": [
+                    {
+                        "name": "operator",
+                        "emailAddress": "[parameters('alertEmail')]",
+                        "useCommonAlertSchema": True,
+                    }
+                ],
+            },
+        }
+    ]
+    for suffix, title, description, severity, query, override in HEALTH_ALERTS:
+        properties: JSON = {
+            "displayName": title,
+            "description": description,
+            "severity": severity,
+            "enabled": True,
+            "scopes": ["[parameters('workspaceResourceId')]"],
+            "evaluationFrequency": "PT5M",
+            "windowSize": "PT15M",
+        }
+        if override:
+            properties["overrideQueryTimeRange"] = override
+        properties.update(
+            {
+                "criteria": {
+                    "allOf": [
+                        {
+                            "query": query,
+                            "timeAggregation": "Count",
+                            "operator": "GreaterThan",
+                            "threshold": 0,
+                            "dimensions": [{"name": "Stream", "operator": "Include", "values": ["*"]}],
+                            "failingPeriods": {"numberOfEvaluationPeriods": 1, "minFailingPeriodsToAlert": 1},
+                        }
+                    ]
+                },
+                "autoMitigate": True,
+                "actions": {
+                    "actionGroups": f"[if(variables('notify'), createArray({ACTION_GROUP_ID}), createArray())]"
+                },
+            }
+        )
+        out.append(
+            {
+                "type": "Microsoft.Insights/scheduledQueryRules",
+                "apiVersion": API["scheduledQueryRules"],
+                "name": f"[format('{{0}}-{suffix}', parameters('namePrefix'))]",
+                "location": f"[{_workspace_ref(full=True)}.location]",
+                "tags": "[parameters('tags')]",
+                "properties": properties,
+                "dependsOn": [f"[{TABLES_DEPLOYMENT_ID}]", f"[{ACTION_GROUP_ID}]"],
+            }
+        )
+    return out
+
+
+def _joined(expr: str) -> str:
+    """The same string()/replace() chain as sentinelContent.bicep (pycep cannot read join())."""
+    return f"[replace(replace(replace(string({expr}), '[\"', ''), '\"]', ''), '\",\"', ',')]"
+
+
+def sentinel_deployment() -> JSON:
+    workspace_id = "resourceId('Microsoft.OperationalInsights/workspaces', parameters('workspaceName'))"
+    onboarding_id = (
+        f"extensionResourceId({workspace_id}, 'Microsoft.SecurityInsights/onboardingStates', 'default')"
+    )
+    parser_ids = "parsers"
+    template = {
+        "$schema": SCHEMA,
+        "contentVersion": "1.0.0.0",
+        "parameters": {
+            "workspaceName": {"type": "string"},
+            "location": {"type": "string"},
+            "onboardSentinel": {"type": "bool"},
+        },
+        "variables": {"content": sentinel_content()},
+        "resources": [
+            {
+                "condition": "[parameters('onboardSentinel')]",
+                "type": "Microsoft.SecurityInsights/onboardingStates",
+                "apiVersion": API["onboarding"],
+                "scope": "[format('Microsoft.OperationalInsights/workspaces/{0}', parameters('workspaceName'))]",
+                "name": "default",
+                "properties": {},
+            },
+            {
+                "copy": {
+                    "name": "parsers",
+                    "count": "[length(variables('content').parsers)]",
+                    "mode": "serial",
+                    "batchSize": 1,
+                },
+                "type": "Microsoft.OperationalInsights/workspaces/savedSearches",
+                "apiVersion": API["savedSearches"],
+                "name": "[format('{0}/{1}', parameters('workspaceName'), "
+                "variables('content').parsers[copyIndex()].name)]",
+                "properties": {
+                    "category": "[variables('content').parsers[copyIndex()].category]",
+                    "displayName": "[variables('content').parsers[copyIndex()].displayName]",
+                    "query": "[variables('content').parsers[copyIndex()].query]",
+                    "functionAlias": "[variables('content').parsers[copyIndex()].name]",
+                    "version": 2,
+                },
+            },
+            {
+                "copy": {"name": "huntingQueries", "count": "[length(variables('content').huntingQueries)]"},
+                "type": "Microsoft.OperationalInsights/workspaces/savedSearches",
+                "apiVersion": API["savedSearches"],
+                "name": "[format('{0}/{1}', parameters('workspaceName'), "
+                "variables('content').huntingQueries[copyIndex()].name)]",
+                "properties": {
+                    "category": "Hunting Queries",
+                    "displayName": "[variables('content').huntingQueries[copyIndex()].displayName]",
+                    "query": "[variables('content').huntingQueries[copyIndex()].query]",
+                    "version": 2,
+                    "tags": [
+                        {
+                            "name": "description",
+                            "value": "[variables('content').huntingQueries[copyIndex()].description]",
+                        },
+                        {
+                            "name": "tactics",
+                            "value": _joined("variables('content').huntingQueries[copyIndex()].tactics"),
+                        },
+                        {
+                            "name": "techniques",
+                            "value": _joined("variables('content').huntingQueries[copyIndex()].techniques"),
+                        },
+                    ],
+                },
+                "dependsOn": [parser_ids],
+            },
+            {
+                "copy": {"name": "analyticsRules", "count": "[length(variables('content').alertRules)]"},
+                "type": "Microsoft.SecurityInsights/alertRules",
+                "apiVersion": API["alertRules"],
+                "scope": "[format('Microsoft.OperationalInsights/workspaces/{0}', parameters('workspaceName'))]",
+                "name": "[variables('content').alertRules[copyIndex()].id]",
+                "kind": "[variables('content').alertRules[copyIndex()].kind]",
+                "properties": "[variables('content').alertRules[copyIndex()].properties]",
+                "dependsOn": [f"[{onboarding_id}]", parser_ids],
+            },
+            {
+                "condition": "[not(empty(variables('content').workbook.serializedData))]",
+                "type": "Microsoft.Insights/workbooks",
+                "apiVersion": API["workbooks"],
+                "name": f"[guid({workspace_id}, 'auditsync-workbook')]",
+                "location": "[parameters('location')]",
+                "kind": "shared",
+                "properties": {
+                    "displayName": "[variables('content').workbook.displayName]",
+                    "serializedData": "[variables('content').workbook.serializedData]",
+                    "sourceId": f"[{workspace_id}]",
+                    "category": "sentinel",
+                },
+                "dependsOn": [parser_ids],
+            },
+            {
+                "condition": "[not(empty(variables('content').dataConnector.connectorUiConfig))]",
+                "type": "Microsoft.OperationalInsights/workspaces/providers/dataConnectors",
+                "apiVersion": API["dataConnectors"],
+                "name": f"[format('{{0}}/Microsoft.SecurityInsights/{{1}}', parameters('workspaceName'), "
+                f"guid({workspace_id}, 'auditsync-connector'))]",
+                "kind": "GenericUI",
+                "properties": {"connectorUiConfig": "[variables('content').dataConnector.connectorUiConfig]"},
+                "dependsOn": [f"[{onboarding_id}]"],
+            },
+        ],
+    }
+    return {
+        "condition": "[parameters('deploySentinelContent')]",
+        "type": "Microsoft.Resources/deployments",
+        "apiVersion": API["deployments"],
+        "name": "auditsync-sentinel",
+        "subscriptionId": "[variables('workspaceSubscriptionId')]",
+        "resourceGroup": "[variables('workspaceResourceGroup')]",
+        "properties": {
+            "mode": "Incremental",
+            "expressionEvaluationOptions": {"scope": "inner"},
+            "parameters": {
+                "workspaceName": {"value": "[variables('workspaceName')]"},
+                "location": {"value": f"[{_workspace_ref(full=True)}.location]"},
+                "onboardSentinel": {"value": "[parameters('onboardSentinel')]"},
+            },
+            "template": template,
+        },
+        "dependsOn": [f"[{TABLES_DEPLOYMENT_ID}]"],
+    }
+
+
+def outputs() -> JSON:
+    return {
+        "functionAppName": {"type": "string", "value": "[variables('functionAppName')]"},
+        "dcrImmutableId": {"type": "string", "value": f"[reference({DCR_ID}, '{API['dcr']}').immutableId]"},
+        "logsIngestionEndpoint": {
+            "type": "string",
+            "value": f"[reference({DCR_ID}, '{API['dcr']}').endpoints.logsIngestion]",
+        },
+        "keyVaultUri": {"type": "string", "value": f"[reference({VAULT_ID}, '{API['vault']}').vaultUri]"},
+    }
+
+
+def arm_template() -> JSON:
+    return {
+        "$schema": SCHEMA,
+        "contentVersion": "1.0.0.0",
+        "metadata": {
+            "description": "auditsync: Keeper and 1Password audit events into Microsoft Sentinel. "
+            "Generated by tools/build_infra.py from the same definitions as infra/main.bicep; do not edit."
+        },
+        "parameters": parameters(),
+        "variables": variables(),
+        "resources": [
+            tables_deployment(),
+            dcr(),
+            *storage(),
+            *key_vault(),
+            *function_app(),
+            *role_assignments(),
+            code_deployment(),
+            *alerts(),
+            sentinel_deployment(),
+        ],
+        "outputs": outputs(),
+    }
+
+
+def render(doc: JSON) -> str:
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def outputs_by_path() -> dict[Path, str]:
+    return {TABLES_JSON: render(tables_content()), ARM_JSON: render(arm_template())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if a generated file is stale")
+    args = parser.parse_args(argv)
+    stale = []
+    for path, text in outputs_by_path().items():
+        current = path.read_text(encoding="utf-8") if path.exists() else None
+        if current == text:
+            continue
+        if args.check:
+            stale.append(path.relative_to(ROOT))
+        else:
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path.relative_to(ROOT)}")
+    if stale:
+        print("stale (run python tools/build_infra.py): " + ", ".join(map(str, stale)), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
