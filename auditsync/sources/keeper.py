@@ -162,21 +162,21 @@ class KeeperStream:
         """Yield pages until the window ending at ``run_start - lag`` is read, or the deadline is near."""
         run_start_ms = to_ms(self.ctx.run_start)
         target_end_ms = run_start_ms - self.lag_ms
-        first = position is None
-        state = (
-            KeeperPosition(watermark_ms=run_start_ms - self.lookback_ms)
-            if position is None
-            else KeeperPosition.load(position)
-        )
+        if position is None:
+            start = run_start_ms - self.lookback_ms
+            state = KeeperPosition(watermark_ms=start, next_start_ms=start)
+        else:
+            state = KeeperPosition.load(position)
         restarts = 0
         while not deadline.near():
             window = state.window
             if window is None:
-                window = state.open_window(target_end_ms, self.overlap_ms, first=first)
+                window = state.open_window(target_end_ms)
                 if window is None:
                     return
-                first = False
             sent_token = window.token
+            if sent_token is None:
+                state.start_pass(to_ms(self.ctx.clock.now()))
             try:
                 body = self.api.fetch(window.start_ms, window.end_ms, sent_token, deadline)
             except TokenRejected:
@@ -188,7 +188,9 @@ class KeeperStream:
                         hint="The Keeper API does not keep its paging tokens; report it to Keeper support.",
                     ) from None
                 state.restart_pass()
-                yield Page([], state.dump(), None, {"window_restarts": 1}, has_more=True)
+                saved, exact = state.dump()
+                counters = {"window_restarts": 1} | ({} if exact else {"oversized_window_pages": 1})
+                yield Page([], saved, None, counters, has_more=True)
                 continue
             yield self._page(state, body, sent_token, target_end_ms)
 
@@ -200,10 +202,8 @@ class KeeperStream:
         newest: datetime | None = None
         for event in body["events"]:
             when = parse_time(event.get("timestamp"))
-            # An unparseable time is still delivered (shape_rows keeps the raw value in Data); its
-            # fingerprint ages out with the window it was read in.
-            ts_ms = window.end_ms if when is None else to_ms(when)
-            if not state.offer(fingerprint(event), ts_ms):
+            # An unparseable time is still delivered (shape_rows keeps the raw value in Data).
+            if not state.offer(fingerprint(event, None if when is None else to_ms(when))):
                 counters["duplicates_dropped"] += 1
                 continue
             delivered.append(event)
@@ -221,12 +221,12 @@ class KeeperStream:
                 )
             window.token = token
         else:
-            evicted = state.complete_window(self.overlap_ms)
-            if evicted:
-                counters["fingerprints_evicted"] += evicted
-                log.warning(
-                    "Keeper overlap held more than the fingerprint bound; %d oldest forgotten", evicted
-                )
+            if state.complete_window(self.overlap_ms, self.lag_ms):
+                counters["overlap_shortened"] += 1
+                log.warning("Keeper: more events in the overlap than the checkpoint holds; overlap shortened")
         counters["events_read"] += len(body["events"])
         more = state.window is not None or state.watermark_ms < target_end_ms
-        return Page(delivered, state.dump(), newest, {k: v for k, v in counters.items() if v}, has_more=more)
+        saved, exact = state.dump()
+        if not exact:
+            counters["oversized_window_pages"] += 1
+        return Page(delivered, saved, newest, {k: v for k, v in counters.items() if v}, has_more=more)
