@@ -64,9 +64,9 @@ def probe(ctx: SourceContext) -> str:
     api = KeeperApi(ctx)
     end = to_ms(ctx.run_start)
     deadline = Deadline.after(ctx.clock, timedelta(seconds=60))
-    body = api.fetch(end - 60_000, end, None, deadline, limit=1)
+    api.fetch(end - 60_000, end, None, deadline, limit=1)
     host = urlsplit(ctx.settings.keeper_base_url).hostname
-    return f"Keeper events API at {host}: token accepted ({len(body['events'])} event(s) in a 1-event probe)"
+    return f"Keeper events API at {host}: token accepted, audit events readable"
 
 
 def _throttled(response: requests.Response) -> bool:
