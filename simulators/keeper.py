@@ -11,6 +11,7 @@ server-side cursor would. Standard library only.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import random
 import secrets
@@ -84,6 +85,8 @@ class KeeperSim(SimServer):
         self.record_bodies = False
         self._random = random.Random(seed)
         self._events: list[tuple[int, dict[str, Any]]] = []
+        self._times: list[int] = []
+        self._unsorted = False
         self._cursors: dict[str, _Cursor] = {}
         self._data_lock = threading.Lock()
 
@@ -91,6 +94,7 @@ class KeeperSim(SimServer):
         """Forget events, cursors, faults and the request log (reuse one server across many examples)."""
         with self._data_lock:
             self._events.clear()
+            self._times.clear()
             self._cursors.clear()
         with self.lock:
             self.faults.clear()
@@ -110,6 +114,7 @@ class KeeperSim(SimServer):
             batch.append((ts, event))
         with self._data_lock:
             self._events.extend(batch)
+            self._unsorted = True
 
     @property
     def events(self) -> list[dict[str, Any]]:
@@ -118,17 +123,18 @@ class KeeperSim(SimServer):
 
     def _select(self, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
         with self._data_lock:
-            if self.end_inclusive:
-                hits = [(t, e) for t, e in self._events if start_ms <= t <= end_ms]
-            else:
-                hits = [(t, e) for t, e in self._events if start_ms <= t < end_ms]
-        if self.order == "asc":
-            hits.sort(key=lambda item: item[0])
-        elif self.order == "desc":
-            hits.sort(key=lambda item: item[0], reverse=True)
-        else:
+            if self._unsorted:
+                self._events.sort(key=lambda item: item[0])  # stable: same-ms events keep arrival order
+                self._times = [t for t, _ in self._events]
+                self._unsorted = False
+            low = bisect.bisect_left(self._times, start_ms)
+            high = (bisect.bisect_right if self.end_inclusive else bisect.bisect_left)(self._times, end_ms)
+            hits = [e for _, e in self._events[low:high]]
+        if self.order == "desc":
+            hits.reverse()
+        elif self.order == "none":
             self._random.shuffle(hits)
-        return [e for _, e in hits]
+        return hits
 
     # -- HTTP ----------------------------------------------------------------------------------------
     def handle(self, request: Request) -> Response:

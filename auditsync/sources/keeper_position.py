@@ -31,9 +31,9 @@ from typing import Any
 from auditsync.errors import CheckpointError
 
 POSITION_VERSION = 2
-#: Windows are sized for about this many new events: one or two pages, so a window finishes in seconds
-#: and its in-flight fingerprints fit the checkpoint.
-TARGET_WINDOW_EVENTS = 1000
+#: Windows are sized for about this many new events: usually one page, so a window finishes in a request
+#: or two and its in-flight fingerprints fit the checkpoint.
+TARGET_WINDOW_EVENTS = 800
 INITIAL_SPAN = timedelta(hours=1)
 MIN_SPAN = timedelta(seconds=1)
 MAX_SPAN = timedelta(days=1)
