@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections import Counter
 from datetime import timedelta
 
@@ -389,3 +391,24 @@ def test_a_backlog_is_not_reread_through_the_overlap(keeper: KeeperHarness) -> N
     read = sum(p.counters.get("events_read", 0) for p in keeper.pages)
     assert read < 10_000 * 1.02, read  # only same-millisecond edges are read twice
     assert_exactly_once(keeper)
+
+
+def test_the_token_never_reaches_logs_errors_or_positions(
+    keeper: KeeperHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    keeper.sim.page_cap = 3
+    keeper.sim.add(
+        sample_events(10, keeper.fake.now() - timedelta(hours=3), keeper.fake.now() - timedelta(hours=1))
+    )
+    keeper.sim.inject(500, {"message": "Internal Server Error"})
+    keeper.run()
+    keeper.sim.inject(401, {"message": "Unauthorized"})
+    keeper.fake.advance(timedelta(minutes=5))
+    with pytest.raises(AuthError) as caught:
+        keeper.run()
+    seen = (
+        caplog.text + str(caught.value) + caught.value.hint + json.dumps([p.position for p in keeper.pages])
+    )
+    assert KEEPER_TOKEN not in seen
+    assert len(keeper.delivered) == 10
