@@ -248,13 +248,20 @@ class KeeperPosition:
         return entry[1] > entry[0]
 
     def restart_pass(self) -> None:
-        """Read the window again from its start (its token was refused); what was delivered becomes prior."""
+        """Read the window again from its start (its token was refused); what was delivered becomes prior.
+
+        The window's end moves halfway back (never to or behind the watermark): a server whose tokens do
+        not last still lets ever smaller windows complete. The fingerprints stay valid for any window;
+        those past the new end are kept for the windows that cover them.
+        """
         assert self.window is not None
+        window = self.window
         for entry in self.fingerprints.values():
             entry[0] = max(entry[0], entry[1])
             entry[1] = 0
-        self.window.token = None
-        self.window.restarts += 1
+        window.token = None
+        window.restarts += 1
+        window.end_ms = max(self.watermark_ms + 1, window.start_ms + (window.end_ms - window.start_ms) // 2)
 
     def complete_window(
         self, overlap_ms: int, lag_ms: int, max_carried: int = MAX_CARRIED_FINGERPRINTS
@@ -280,8 +287,11 @@ class KeeperPosition:
         )
         carried = [(key, count) for key, count in carried if count > 0]
         shortened = False
-        if len(carried) > max_carried:
-            floor = max(floor, (carried[len(carried) - max_carried][0] >> 32))
+        # Only the overlap itself may be shortened, never past this window's end: fingerprints beyond it
+        # (delivered by a longer pass before a restart shrank the window) are always kept.
+        overlap_times = [key >> 32 for key, _ in carried if 0 < key >> 32 <= end]
+        if len(overlap_times) > max_carried:
+            floor = min(end, max(floor, overlap_times[len(overlap_times) - max_carried]))
             carried = [(key, count) for key, count in carried if (key >> 32) >= floor or key >> 32 == 0]
             shortened = True
         progress_ms = end - self.watermark_ms
