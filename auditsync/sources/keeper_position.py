@@ -277,7 +277,8 @@ class KeeperPosition:
         window = self.window
         end = window.end_ms
         overlap = max(0, min(overlap_ms, end + lag_ms + overlap_ms - window.pass_started_ms))
-        floor = end - overlap
+        # Never before this window's start: fingerprints of earlier events may be gone (a shortened overlap).
+        floor = max(end - overlap, window.start_ms)
         # An event without a readable time is kept while windows still return it: once a window's pass
         # did not, its server-side time lies before that window, which later windows never reach.
         carried = sorted(
