@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 TRUNCATION_MARKER = "…[truncated by auditsync]"
+#: ``json.dumps(..., ensure_ascii=False, separators=(",", ":"))`` without building an encoder per call.
+COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def _encoded(value: Any) -> bytes:
@@ -26,6 +28,20 @@ def truncate_text(text: str, max_bytes: int) -> str:
     return text.encode("utf-8")[: max(0, room)].decode("utf-8", errors="ignore") + TRUNCATION_MARKER
 
 
+def _row_fits(row: Mapping[str, Any], max_bytes: int) -> bool:
+    """True when the whole row, as compact JSON, is within ``max_bytes``: then every field is.
+
+    A field's size as ``_encoded`` measures it is never more than its share of the row's JSON (a
+    string's JSON form only adds quotes and escapes), so one C-speed dump per row spares the
+    per-field dumps for the common case. Anything unusual (a value JSON cannot encode) answers False
+    and takes the field-by-field path, which behaves as before.
+    """
+    try:
+        return len(COMPACT_JSON.encode(row).encode("utf-8")) <= max_bytes
+    except (TypeError, ValueError, UnicodeError):
+        return False
+
+
 def truncate_fields(rows: list[dict[str, Any]], max_field_bytes: int) -> tuple[list[dict[str, Any]], int]:
     """Return rows whose every field fits ``max_field_bytes`` and the number of fields cut.
 
@@ -35,6 +51,9 @@ def truncate_fields(rows: list[dict[str, Any]], max_field_bytes: int) -> tuple[l
     truncated = 0
     out = []
     for row in rows:
+        if _row_fits(row, max_field_bytes):
+            out.append(row)
+            continue
         fixed: dict[str, Any] | None = None
         for name, value in row.items():
             if value is None or isinstance(value, bool | int | float):

@@ -14,7 +14,6 @@ batches count every byte and stay under 1,000,000; the SDK uploads each gzip bod
 from __future__ import annotations
 
 import io
-import json
 import logging
 import zlib
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from auditsync.config import is_loopback_url
 from auditsync.errors import AuthError, SinkError
 from auditsync.http import redact_url
 from auditsync.model import SendResult
-from auditsync.sinks.limits import truncate_fields
+from auditsync.sinks.limits import COMPACT_JSON, truncate_fields
 from auditsync.tables import TABLES
 
 log = logging.getLogger(__name__)
@@ -45,20 +44,43 @@ GZIP_LEVEL = 6
 
 
 def encode_batches(rows: list[dict[str, Any]], limit: int = MAX_BATCH_BYTES) -> Iterator[tuple[bytes, int]]:
-    """Gzipped JSON arrays of at most ``limit`` uncompressed bytes, and the row count of each.
+    """Gzipped JSON arrays of at most ``limit`` uncompressed bytes, and the row count of each."""
+    return batch_encoded([COMPACT_JSON.encode(row).encode("utf-8") for row in rows], limit)
 
-    Each row is serialised once (compact, UTF-8) and the array is joined from those bytes, so the size
-    we measure is exactly the size we send.
+
+def encode_rows(rows: list[dict[str, Any]], max_field_bytes: int) -> tuple[list[bytes], int]:
+    """Each row as compact UTF-8 JSON, with fields over ``max_field_bytes`` cut (``truncate_fields``).
+
+    A row whose whole encoding fits ``max_field_bytes`` cannot hold a field over it, so only bigger
+    rows go through ``truncate_fields``: every row is serialised once, the rare big one twice.
+    Returns the encodings and the number of fields cut.
+    """
+    encoded = []
+    truncated = 0
+    for row in rows:
+        data = COMPACT_JSON.encode(row).encode("utf-8")
+        if len(data) > max_field_bytes:
+            (fixed,), cut = truncate_fields([row], max_field_bytes)
+            if cut:
+                truncated += cut
+                data = COMPACT_JSON.encode(fixed).encode("utf-8")
+        encoded.append(data)
+    return encoded, truncated
+
+
+def batch_encoded(encoded: list[bytes], limit: int = MAX_BATCH_BYTES) -> Iterator[tuple[bytes, int]]:
+    """Gzipped JSON arrays of at most ``limit`` uncompressed bytes from rows already encoded.
+
+    The array is joined from the rows' own bytes, so the size we measure is exactly the size we send.
     """
     parts: list[bytes] = []
     size = 2  # the brackets
-    for row in rows:
-        encoded = json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        if parts and size + len(encoded) + 1 > limit:
+    for data in encoded:
+        if parts and size + len(data) + 1 > limit:
             yield _gzip(parts), len(parts)
             parts, size = [], 2
-        parts.append(encoded)
-        size += len(encoded) + 1
+        parts.append(data)
+        size += len(data) + 1
     if parts:
         yield _gzip(parts), len(parts)
 
@@ -101,10 +123,10 @@ class LogsIngestionSink:
         if not rows:
             return SendResult(0)
         definition = TABLES[table]
-        rows, truncated = truncate_fields(rows, MAX_FIELD_BYTES)
+        encoded, truncated = encode_rows(rows, MAX_FIELD_BYTES)
         where = f"stream {definition.stream} of DCR {self.rule_id} at {redact_url(self.endpoint)}"
         try:
-            for body, _count in encode_batches(rows):
+            for body, _count in batch_encoded(encoded):
                 # A gzip stream is uploaded as-is: one request per batch, nothing re-serialised.
                 self.client.upload(
                     self.rule_id, definition.stream, io.BytesIO(body), enforce_https=self.enforce_https

@@ -213,18 +213,22 @@ class OnePasswordStream:
 
     def _parse(self, response: requests.Response) -> tuple[list[JSON], str, bool]:
         body = _json(response, self.ctx.http)
-        where = describe(response)
+
+        def invalid(problem: str) -> UpstreamError:
+            # Described only on failure: ``describe`` reads the body again for the server's message.
+            return UpstreamError(f"{describe(response)}: {problem}")
+
         if not isinstance(body, dict):
-            raise UpstreamError(f"{where}: expected a JSON object")
+            raise invalid("expected a JSON object")
         cursor, has_more, items = body.get("cursor"), body.get("has_more"), body.get("items")
         if not isinstance(cursor, str) or not cursor:
-            raise UpstreamError(f"{where}: the answer has no cursor")
+            raise invalid("the answer has no cursor")
         if not isinstance(has_more, bool):
-            raise UpstreamError(f"{where}: the answer has no has_more flag")
+            raise invalid("the answer has no has_more flag")
         if items is None:
             items = []
         if not isinstance(items, list) or not all(
             isinstance(i, dict) and isinstance(i.get("uuid"), str) for i in items
         ):
-            raise UpstreamError(f"{where}: items must be a list of events that each have a uuid")
+            raise invalid("items must be a list of events that each have a uuid")
         return items, cursor, has_more

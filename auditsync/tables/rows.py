@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from auditsync.tables import TableDef
+from auditsync.tables import Column, TableDef
 
 JSON = dict[str, Any]
 
@@ -50,9 +50,14 @@ def format_time(value: datetime) -> str:
 
 
 def _lookup(event: Mapping[str, Any], path: str) -> Any:
+    return _lookup_parts(event, tuple(path.split(".")))
+
+
+def _lookup_parts(event: Mapping[str, Any], parts: tuple[str, ...]) -> Any:
     value: Any = event
-    for part in path.split("."):
-        if not isinstance(value, Mapping) or part not in value:
+    for part in parts:
+        # ``type(...) is dict`` first: the ABC check costs far more and JSON gives plain dicts.
+        if (type(value) is not dict and not isinstance(value, Mapping)) or part not in value:
             return None
         value = value[part]
     return value
@@ -60,6 +65,19 @@ def _lookup(event: Mapping[str, Any], path: str) -> Any:
 
 class _Uncoercible(Exception):
     pass
+
+
+_UNCOERCIBLE = object()
+
+
+def _coerced(value: Any, kind: str) -> Any:
+    """``_coerce`` for a value known before the events are read; ``_UNCOERCIBLE`` when it does not fit."""
+    if value is None:
+        return None
+    try:
+        return _coerce(value, kind)
+    except _Uncoercible:
+        return _UNCOERCIBLE
 
 
 def _coerce(value: Any, kind: str) -> Any:
@@ -119,27 +137,40 @@ def shape_rows(
     consumed = {s.split(".")[0] for c in table.columns for s in c.sources if not s.startswith("$")}
     rest_column = next((c.name for c in table.columns if "$rest" in c.sources), None)
     now_text = format_time(now)
+    # Each column's sources, resolved once per call instead of once per event: a constant for
+    # ``$now``/``$event_type`` (coerced once too), the split path otherwise; ``$rest`` adds nothing.
+    plan: list[tuple[Column, list[tuple[Any, Any, tuple[str, ...] | None]]]] = []
+    for column in table.columns:
+        steps: list[tuple[Any, Any, tuple[str, ...] | None]] = []
+        for source in column.sources:
+            if source in ("$now", "$event_type"):
+                constant = now_text if source == "$now" else event_type or None
+                steps.append((constant, _coerced(constant, column.type), None))
+            elif source != "$rest":
+                steps.append((None, None, tuple(source.split("."))))
+        plan.append((column, steps))
     rows = []
     for event in events:
         row: JSON = {}
         kept: JSON = {}
-        for column in table.columns:
+        for column, steps in plan:
             value: Any = None
-            for source in column.sources:
-                if source == "$now":
-                    value = now_text
-                elif source == "$event_type":
-                    value = event_type or None
-                elif source == "$rest":
-                    continue
-                else:
-                    value = _lookup(event, source)
+            found = None
+            for step in steps:
+                constant, _, parts = step
+                value = constant if parts is None else _lookup_parts(event, parts)
                 if value is not None:
+                    found = step
                     break
-            if value is None:
+            if found is None:
                 continue
             try:
-                row[column.name] = _coerce(value, column.type)
+                _, coerced, parts = found
+                if parts is not None:
+                    coerced = _coerce(value, column.type)
+                elif coerced is _UNCOERCIBLE:
+                    raise _Uncoercible
+                row[column.name] = coerced
             except _Uncoercible:
                 counters[f"uncoercible_{column.name}"] += 1
                 kept[column.sources[0]] = value

@@ -3,8 +3,11 @@ the services, file checkpoints. Asserts what a SOC engineer would observe in the
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from datetime import timedelta
+
+import pytest
 
 from auditsync.tables import TABLES
 from tests.fixtures.pipeline import Pipeline, event_rows, health, ticking
@@ -175,3 +178,31 @@ def test_throttling_beyond_the_deadline_stops_cleanly_with_the_checkpoint_kept(p
     pipeline.onepassword.faults.clear()
     pipeline.run(settings)
     assert pipeline.delivered() == uuids(events)
+
+
+def test_missing_dcr_role_is_an_auth_error_logged_at_error_level(
+    pipeline: Pipeline, caplog: pytest.LogCaptureFixture
+) -> None:
+    pipeline.onepassword.generate("signinattempts", 30)
+    pipeline.logs.deny()
+    with caplog.at_level(logging.INFO):
+        report = pipeline.run(pipeline.settings("signinattempts"), sink=pipeline.sink(retry_total=0))
+    (stream,) = report.reports
+    assert (stream.status, stream.error_kind) == ("error", "auth")
+    assert "Monitoring Metrics Publisher" in stream.hint
+    assert report.heartbeat_error and report.failed
+    assert pipeline.checkpoint("onepassword/signinattempts").total_events == 0
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("did not reach the sink" in m for m in errors)
+    assert any(
+        m.startswith("health onepassword/signinattempts: status=error") and "error_kind=auth" in m
+        for m in errors
+    )
+
+
+def test_unknown_stream_in_the_dcr_is_a_sink_error_naming_the_stream(pipeline: Pipeline) -> None:
+    pipeline.onepassword.generate("signinattempts", 30)
+    settings = pipeline.settings("signinattempts", LOGS_INGESTION_RULE_ID="dcr-" + "0" * 32)
+    (stream,) = pipeline.run(settings).reports
+    assert (stream.status, stream.error_kind) == ("error", "sink")
+    assert "404" in stream.message and "Custom-OnePasswordEventLogs_CL" in stream.hint

@@ -1,0 +1,128 @@
+"""Measuring helpers shared by the benchmarks: a fresh child process per measurement, its peak RSS,
+and a one-line description of the machine.
+
+Each measured part runs in its own interpreter so that its peak RSS (``ru_maxrss``, read by the child
+itself) counts only what that part allocated: not the simulators, not an earlier measurement.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: Variables that would make DefaultAzureCredential pick another credential than the managed identity.
+CREDENTIAL_ENV = (
+    "AZURE_CLIENT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_CERTIFICATE_PATH",
+    "AZURE_USERNAME",
+    "AZURE_PASSWORD",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_AUTHORITY_HOST",
+    "AZURE_TOKEN_CREDENTIALS",
+    "MSI_ENDPOINT",
+    "MSI_SECRET",
+    "IMDS_ENDPOINT",
+    "IDENTITY_SERVER_THUMBPRINT",
+)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set so far, in MiB: ``VmHWM`` from /proc where there is one.
+
+    Not ``ru_maxrss`` on Linux: the kernel carries it across fork and exec, so a child started by a
+    process holding the simulators' backlog reports the parent's peak, not its own (we measured
+    336 MB that way for a child whose own peak was 92 MB).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux, bytes on macOS
+
+
+def rss_mb() -> float:
+    """This process's resident set now, in MiB."""
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def cpu_seconds() -> float:
+    """User plus system CPU time of this process so far (all threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def child_env(extra: Mapping[str, str]) -> dict[str, str]:
+    """The environment for a child: ours without stray Azure credentials, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in CREDENTIAL_ENV}
+    env["NO_PROXY"] = "127.0.0.1,localhost"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), env.get("PYTHONPATH"))))
+    env.update(extra)
+    return env
+
+
+def run_child(
+    module: str, args: list[str], env: Mapping[str, str], *, timeout: float = 3600
+) -> dict[str, Any]:
+    """Run ``python -m module args --out FILE`` in a fresh interpreter; return the JSON it wrote to FILE."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        out = Path(tmp) / "result.json"
+        completed = subprocess.run(
+            [sys.executable, "-m", module, *args, "--out", str(out)],
+            cwd=ROOT,
+            env=child_env(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if completed.returncode != 0 or not out.exists():
+            raise RuntimeError(
+                f"{module} {' '.join(args)} exited with {completed.returncode}:\n{completed.stderr[-4000:]}"
+            )
+        result: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+        return result
+
+
+def write_result(path: str, result: Mapping[str, Any]) -> None:
+    Path(path).write_text(json.dumps(result, indent=1), encoding="utf-8")
+
+
+def machine() -> str:
+    """CPU model, core count, memory, Python and the SDK versions that matter here."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = []
+    for package in ("azure-monitor-ingestion", "azure-core", "requests"):
+        try:
+            versions.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            continue
+    memory = psutil.virtual_memory().total / 2**30
+    return (
+        f"{os.cpu_count()} cores ({model}), {memory:.0f} GiB RAM, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, {', '.join(versions)}"
+    )
