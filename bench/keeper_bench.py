@@ -186,11 +186,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"  {r.name:<12} {r.events:>8,} {r.rate:>10,.0f} {r.rate / base.rate:>10.2f}x "
             f"{r.rss_peak / 2**20:>6.0f} MB {r.rss_growth_mb:>6.1f} MB"
         )
-    print(f"  largest checkpoint position: {LARGEST_POSITION['bytes'] / 1024:.0f} KiB")
-    return {
+    print(f"  largest checkpoint position: {LARGEST_POSITION['bytes'] / 1024:.1f} KiB")
+    figures: dict[str, Any] = {
         name: {"events": r.events, "events_per_s": r.rate, "rss_peak_mb": r.rss_peak / 2**20}
         for name, r in results.items()
     }
+    figures["largest_position_bytes"] = LARGEST_POSITION["bytes"]
+    return figures
 
 
 def _z(value: datetime) -> str:
