@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from collections import Counter
@@ -122,12 +123,18 @@ def run_demo(out: TextIO, *, events_per_stream: int = 300, data_dir: str | Path 
 
 
 def _extend_with_keeper(stack: ExitStack, env: dict[str, str], vault: Any, n: int, now: datetime) -> None:
-    """Add the Keeper simulator when this build has it."""
+    """Add the Keeper simulator: sample events over the last 20 hours, its token as a vault secret."""
     try:
-        from simulators import keeper as keeper_sim  # type: ignore[attr-defined,unused-ignore]
+        from simulators.keeper import KeeperSim, sample_events
     except ImportError:
         return
-    _ = (stack, env, vault, n, now, keeper_sim)
+    token = secrets.token_urlsafe(24)
+    keeper = KeeperSim(token=token)
+    stack.enter_context(keeper)
+    keeper.add(sample_events(n, now - timedelta(hours=20), now - timedelta(minutes=10), seed=1))
+    vault.set_secret("keeper-api-token", token)
+    env["SOURCES"] = ",".join([*env["SOURCES"].split(","), "keeper"])
+    env["KEEPER_BASE_URL"] = keeper.url
 
 
 def _print_run(report: CycleReport, out: TextIO) -> None:

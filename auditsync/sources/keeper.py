@@ -1,0 +1,232 @@
+"""Keeper Admin REST API source: stream ``keeper/events``, every audit event exactly once.
+
+The API has no event id, documents neither sort order nor whether ``end_date`` is inclusive, and may
+deliver events late. So we read fixed windows ``[watermark - overlap, run_start - lag]`` (frozen when
+opened), page through each with the continuation token, drop copies already delivered by their
+fingerprint multiset (``keeper_position``), and advance the watermark only when a window was read to
+its end. Large backlogs are split into windows sized for about ``TARGET_WINDOW_EVENTS`` events, and
+every page carries the position to save once the sink accepted it, so a deadline or a crash costs at
+most the page in flight. A continuation token is never trusted to survive: if the server rejects a
+stored one, the window is read again from its start and the fingerprints remove what was already sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from auditsync.errors import AuthError, UpstreamError
+from auditsync.http import describe
+from auditsync.model import JSON, Deadline, Page, Stream
+from auditsync.sources import SourceContext
+from auditsync.sources.keeper_position import KeeperPosition, fingerprint, iso_ms, to_ms
+from auditsync.tables import KEEPER_TABLE
+from auditsync.tables.rows import parse_time
+
+log = logging.getLogger(__name__)
+
+STREAM = "keeper/events"
+EVENTS_PATH = "/api/rest/public/events"
+PAGE_LIMIT = 1000
+#: Statuses with which a server may refuse a stale continuation token; the window is then re-read.
+TOKEN_REJECTED = frozenset({400, 404, 410})
+#: Re-reads of one window within one run before we call the API broken (a token that never lasts).
+MAX_RESTARTS_PER_RUN = 3
+
+AUTH_HINT = (
+    "The Keeper API token was refused (revoked or expired). A Keeper root admin creates a new one with "
+    'Commander: public-api-key generate --name auditsync --integrations "SIEM:1" --expires never, '
+    "then stores it in the Key Vault secret (KEEPER_TOKEN_SECRET) or KEEPER_TOKEN."
+)
+FORBIDDEN_HINT = (
+    "The token may not read audit events: the enterprise needs the ARAM (Advanced Reporting & Alerts) "
+    'add-on and the token the SIEM role with read access (--integrations "SIEM:1"); also check that '
+    "KEEPER_BASE_URL is your tenant's region."
+)
+
+
+def stream_names(settings: Any) -> list[str]:
+    return [STREAM]
+
+
+def open_streams(ctx: SourceContext) -> list[Stream]:
+    return [KeeperStream(ctx)]
+
+
+def probe(ctx: SourceContext) -> str:
+    """One authenticated one-event query over the last minute: proves host, token and role."""
+    api = KeeperApi(ctx)
+    end = to_ms(ctx.run_start)
+    deadline = Deadline.after(ctx.clock, timedelta(seconds=60))
+    api.fetch(end - 60_000, end, None, deadline, limit=1)
+    host = urlsplit(ctx.settings.keeper_base_url).hostname
+    return f"Keeper events API at {host}: token accepted, audit events readable"
+
+
+def _throttled(response: requests.Response) -> bool:
+    """Keeper throttles with 403 and a body saying so (its other APIs: ``{"error": "throttled"}``)."""
+    return response.status_code == 403 and "throttl" in response.text[:2000].lower()
+
+
+class TokenRejected(Exception):
+    """The server refused a continuation token (expired or unknown)."""
+
+
+class KeeperApi:
+    """``GET /api/rest/public/events`` with the project's error mapping."""
+
+    def __init__(self, ctx: SourceContext) -> None:
+        self.ctx = ctx
+        self.url = ctx.settings.keeper_base_url.rstrip("/") + EVENTS_PATH
+
+    def fetch(
+        self, start_ms: int, end_ms: int, token: str | None, deadline: Deadline, *, limit: int = PAGE_LIMIT
+    ) -> JSON:
+        """One page. Raises TokenRejected when a given token is refused; otherwise the mapped error."""
+        params: dict[str, Any] = {"start_date": iso_ms(start_ms), "end_date": iso_ms(end_ms), "limit": limit}
+        if token is not None:
+            params["continuation_token"] = token
+        response = self.ctx.http.request(
+            "GET",
+            self.url,
+            deadline=deadline,
+            headers={"x-api-token": f"Bearer {self.ctx.token}", "Accept": "application/json"},
+            params=params,
+            throttled=_throttled,
+        )
+        status = response.status_code
+        if status == 200:
+            return self._body(response)
+        redactor = self.ctx.http.redactor
+        if token is not None and status in TOKEN_REJECTED:
+            log.info("Keeper refused the continuation token (%s); re-reading the window", status)
+            raise TokenRejected(describe(response, redactor))
+        if status == 401:
+            raise AuthError(describe(response, redactor), hint=AUTH_HINT)
+        if status == 403:
+            raise AuthError(describe(response, redactor), hint=FORBIDDEN_HINT)
+        if status == 400:
+            raise UpstreamError(
+                describe(response, redactor),
+                hint="Keeper refused the query; if this persists, report it with the message above.",
+            )
+        raise UpstreamError(describe(response, redactor), hint="Unexpected answer from the Keeper API.")
+
+    def _body(self, response: requests.Response) -> JSON:
+        where = f"GET {self.url}"
+        try:
+            body = response.json()
+        except ValueError:
+            raise UpstreamError(
+                f"{where} -> 200 with a body that is not JSON",
+                hint="The Keeper API answered with something else than events; check KEEPER_BASE_URL.",
+            ) from None
+        if not isinstance(body, dict) or not isinstance(body.get("events", []), list):
+            raise UpstreamError(f"{where} -> 200 without an events list", hint="Check KEEPER_BASE_URL.")
+        events = body.get("events") or []
+        if not all(isinstance(e, dict) for e in events):
+            raise UpstreamError(f"{where} -> 200 with events that are not JSON objects")
+        token = body.get("continuation_token")
+        if token is not None and not isinstance(token, str):
+            raise UpstreamError(f"{where} -> 200 with a continuation_token that is not a string")
+        has_more = body.get("has_more", False)
+        if not isinstance(has_more, bool):
+            raise UpstreamError(f"{where} -> 200 with a has_more that is not true or false")
+        if has_more and not token:
+            raise UpstreamError(f"{where} -> 200 with has_more but no continuation_token")
+        return {"events": events, "continuation_token": token, "has_more": has_more}
+
+
+class KeeperStream:
+    """``keeper/events``: windows, pages and deduplication (see the module docstring)."""
+
+    name = STREAM
+    source = "keeper"
+    table = KEEPER_TABLE
+
+    def __init__(self, ctx: SourceContext) -> None:
+        self.ctx = ctx
+        self.api = KeeperApi(ctx)
+        settings = ctx.settings
+        self.lag_ms = int(settings.keeper_lag.total_seconds() * 1000)
+        self.overlap_ms = int(settings.keeper_overlap.total_seconds() * 1000)
+        self.lookback_ms = int(settings.initial_lookback.total_seconds() * 1000)
+
+    def pages(self, position: JSON | None, deadline: Deadline) -> Iterator[Page]:
+        """Yield pages until the window ending at ``run_start - lag`` is read, or the deadline is near."""
+        run_start_ms = to_ms(self.ctx.run_start)
+        target_end_ms = run_start_ms - self.lag_ms
+        if position is None:
+            start = run_start_ms - self.lookback_ms
+            state = KeeperPosition(watermark_ms=start, next_start_ms=start)
+        else:
+            state = KeeperPosition.load(position)
+        restarts = 0
+        while not deadline.near():
+            window = state.window
+            if window is None:
+                window = state.open_window(target_end_ms)
+                if window is None:
+                    return
+            sent_token = window.token
+            if sent_token is None:
+                state.start_pass(to_ms(self.ctx.clock.now()))
+            try:
+                body = self.api.fetch(window.start_ms, window.end_ms, sent_token, deadline)
+            except TokenRejected:
+                restarts += 1
+                if restarts > MAX_RESTARTS_PER_RUN:
+                    raise UpstreamError(
+                        f"Keeper refused the continuation token of window {iso_ms(window.start_ms)} - "
+                        f"{iso_ms(window.end_ms)} {restarts} times in one run",
+                        hint="The Keeper API does not keep its paging tokens; report it to Keeper support.",
+                    ) from None
+                state.restart_pass()
+                saved, exact = state.dump()
+                counters = {"window_restarts": 1} | ({} if exact else {"oversized_window_pages": 1})
+                yield Page([], saved, None, counters, has_more=True)
+                continue
+            yield self._page(state, body, sent_token, target_end_ms)
+
+    def _page(self, state: KeeperPosition, body: JSON, sent_token: str | None, target_end_ms: int) -> Page:
+        window = state.window
+        assert window is not None
+        counters: Counter[str] = Counter()
+        delivered: list[JSON] = []
+        newest: datetime | None = None
+        for event in body["events"]:
+            when = parse_time(event.get("timestamp"))
+            # An unparseable time is still delivered (shape_rows keeps the raw value in Data).
+            if not state.offer(fingerprint(event, None if when is None else to_ms(when))):
+                counters["duplicates_dropped"] += 1
+                continue
+            delivered.append(event)
+            if when is None:
+                counters["unparsed_timestamps"] += 1
+            elif newest is None or when > newest:
+                newest = when
+        window.delivered += len(delivered)
+        if body["has_more"]:
+            token = body["continuation_token"]
+            if token == sent_token:
+                raise UpstreamError(
+                    "Keeper returned the same continuation token again (the paging does not advance)",
+                    hint="Report it to Keeper support; the next run re-reads the window.",
+                )
+            window.token = token
+        else:
+            if state.complete_window(self.overlap_ms, self.lag_ms):
+                counters["overlap_shortened"] += 1
+                log.warning("Keeper: more events in the overlap than the checkpoint holds; overlap shortened")
+        counters["events_read"] += len(body["events"])
+        more = state.window is not None or state.watermark_ms < target_end_ms
+        saved, exact = state.dump()
+        if not exact:
+            counters["oversized_window_pages"] += 1
+        return Page(delivered, saved, newest, {k: v for k, v in counters.items() if v}, has_more=more)

@@ -1,0 +1,313 @@
+"""Keeper's resumable position: watermark, in-flight window, and fingerprint multiset (no I/O here).
+
+Keeper events carry no id, so "already delivered" is decided by a fingerprint of the whole event
+(hash of its canonical JSON) with **multiset** semantics: two identical events in the same
+millisecond are two events. A fingerprint is keyed by ``(event time in ms, 32-bit BLAKE2b of the
+canonical JSON)``; each entry holds ``[prior, seen]``:
+
+- ``prior``: copies delivered before the current read pass of the window (the overlap carried over
+  from earlier windows, plus earlier passes of a restarted window);
+- ``seen``: copies the current pass has read so far.
+
+A copy is delivered when ``seen`` exceeds ``prior``, so after a pass exactly ``max(prior, seen)``
+copies were delivered, whatever order the server used and however often a window is re-read.
+
+The position must fit one Azure Table property (64 KiB as UTF-16, i.e. 32k characters), so the
+fingerprints are stored packed (about 11 characters each) and bounded: the carried overlap is capped
+(the overlap is shortened, never a loss) and a window whose in-flight fingerprints would not fit is
+saved as "re-read this window, smaller" (a stop inside it may re-send some of that window's events;
+counted as oversized_window_pages).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from auditsync.errors import CheckpointError
+
+POSITION_VERSION = 2
+#: Windows are sized for about this many new events: usually one page, so a window finishes in a request
+#: or two and its in-flight fingerprints fit the checkpoint.
+TARGET_WINDOW_EVENTS = 800
+INITIAL_SPAN = timedelta(hours=1)
+MIN_SPAN = timedelta(seconds=1)
+MAX_SPAN = timedelta(days=1)
+#: Fingerprints carried from one window to the next (the overlap). Beyond this the overlap is shortened
+#: to its newest events (counted as overlap_shortened): less late-event margin, never a duplicate.
+MAX_CARRIED_FINGERPRINTS = 1200
+#: Packed fingerprints above this many characters do not go into a mid-window position (see module doc).
+MAX_FINGERPRINT_CHARS = 30_000
+
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def fingerprint(event: dict[str, Any], ts_ms: int | None) -> int:
+    """The event's key: time in ms (high bits) and a 32-bit BLAKE2b of its canonical JSON (low bits).
+
+    Two different events collide only if they share the millisecond *and* the 32-bit hash. Events
+    whose time cannot be read (``ts_ms`` None) all have time 0: see ``complete_window``.
+    """
+    digest = hashlib.blake2b(_CANONICAL.encode(event).encode("utf-8"), digest_size=4).digest()
+    return (max(ts_ms or 0, 0) << 32) | int.from_bytes(digest, "big")
+
+
+def to_ms(value: datetime) -> int:
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return int(aware.timestamp() * 1000)
+
+
+def from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def iso_ms(ms: int) -> str:
+    """What we send as start_date/end_date: ISO-8601 UTC with milliseconds and ``Z``."""
+    return from_ms(ms).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _span_ms(value: timedelta) -> int:
+    return int(value.total_seconds() * 1000)
+
+
+# -- packing ---------------------------------------------------------------------------------------
+def _varint(value: int, out: bytearray) -> None:
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return
+
+
+def pack(entries: dict[int, list[int]]) -> str:
+    """Sorted by key: varint(time delta), 4-byte hash, varint(prior), varint(seen); then base64."""
+    out = bytearray()
+    previous = 0
+    for key in sorted(entries):
+        prior, seen = entries[key]
+        ts = key >> 32
+        _varint(ts - previous, out)
+        previous = ts
+        out += (key & 0xFFFFFFFF).to_bytes(4, "big")
+        _varint(prior, out)
+        _varint(seen, out)
+    return base64.b64encode(bytes(out)).decode("ascii")
+
+
+def unpack(text: str) -> dict[int, list[int]]:
+    data = base64.b64decode(text.encode("ascii"), validate=True)
+    entries: dict[int, list[int]] = {}
+    pos, ts = 0, 0
+
+    def varint() -> int:
+        nonlocal pos
+        shift = value = 0
+        while True:
+            byte = data[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+            shift += 7
+
+    while pos < len(data):
+        ts += varint()
+        if pos + 4 > len(data):
+            raise ValueError("truncated fingerprint")
+        low = int.from_bytes(data[pos : pos + 4], "big")
+        pos += 4
+        entries[(ts << 32) | low] = [varint(), varint()]
+    return entries
+
+
+@dataclass
+class Window:
+    """The window being read: ``[start_ms, end_ms]``, frozen when it was opened."""
+
+    start_ms: int
+    end_ms: int
+    token: str | None = None
+    restarts: int = 0
+    delivered: int = 0
+    #: When the current read pass asked for its first page: events visible by then are in the pass.
+    pass_started_ms: int = 0
+
+
+@dataclass
+class KeeperPosition:
+    """Everything needed to resume exactly: see the module docstring."""
+
+    watermark_ms: int
+    next_start_ms: int
+    span_ms: int = _span_ms(INITIAL_SPAN)
+    window: Window | None = None
+    fingerprints: dict[int, list[int]] = field(default_factory=dict)
+
+    # -- persistence ------------------------------------------------------------------------------
+    def dump(self) -> tuple[dict[str, Any], bool]:
+        """The position as JSON, and whether it is exact.
+
+        When the in-flight fingerprints are too big for a checkpoint, the position says "re-read from the
+        window's start with half the span", keeping as many delivered fingerprints (as ``prior``) as fit:
+        nothing is lost; if the run stops before the window completes, the events whose fingerprints
+        did not fit are sent again.
+        """
+        packed = pack(self.fingerprints)
+        window = self.window
+        if window is None or len(packed) <= MAX_FINGERPRINT_CHARS:
+            return self._json(window, packed, self.span_ms), True
+        delivered = sorted((key, max(prior, seen)) for key, (prior, seen) in self.fingerprints.items())
+        keep = {key: [count, 0] for key, count in delivered if count > 0}
+        while len(packed := pack(keep)) > MAX_FINGERPRINT_CHARS:
+            ratio = MAX_FINGERPRINT_CHARS / len(packed)
+            keep = dict(list(keep.items())[: int(len(keep) * ratio * 0.97)])
+        fallback_span = max(_span_ms(MIN_SPAN), (window.end_ms - self.watermark_ms) // 2)
+        return self._json(None, packed, fallback_span), False
+
+    def _json(self, window: Window | None, packed: str, span_ms: int) -> dict[str, Any]:
+        return {
+            "v": POSITION_VERSION,
+            "watermark": iso_ms(self.watermark_ms),
+            "next_start": iso_ms(self.next_start_ms),
+            "span_ms": span_ms,
+            "window": None
+            if window is None
+            else {
+                "start": iso_ms(window.start_ms),
+                "end": iso_ms(window.end_ms),
+                "token": window.token,
+                "restarts": window.restarts,
+                "delivered": window.delivered,
+                "pass_started": iso_ms(window.pass_started_ms),
+            },
+            "fingerprints": packed,
+        }
+
+    @classmethod
+    def load(cls, data: dict[str, Any]) -> KeeperPosition:
+        """Read a stored position; a damaged one is a CheckpointError that says how to recover."""
+        try:
+            if data.get("v") != POSITION_VERSION:
+                raise ValueError(f"unknown position version {data.get('v')!r}")
+            window = None
+            if data.get("window"):
+                w = data["window"]
+                token = w.get("token")
+                if token is not None and not isinstance(token, str):
+                    raise ValueError("token is not a string")
+                window = Window(
+                    _ms(w["start"]),
+                    _ms(w["end"]),
+                    token,
+                    int(w["restarts"]),
+                    int(w["delivered"]),
+                    _ms(w["pass_started"]),
+                )
+            return cls(
+                _ms(data["watermark"]),
+                _ms(data["next_start"]),
+                int(data["span_ms"]),
+                window,
+                unpack(str(data["fingerprints"])),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise CheckpointError(
+                f"the stored Keeper position cannot be read ({type(exc).__name__}: {exc})",
+                hint="Delete the keeper/events checkpoint to start again from INITIAL_LOOKBACK "
+                "(events already sent in that period are then sent again).",
+            ) from None
+
+    # -- windows ----------------------------------------------------------------------------------
+    def open_window(self, target_end_ms: int) -> Window | None:
+        """Open the next window ``[next_start, min(target_end, watermark + span)]``, or None when the
+        target end is not past the watermark (nothing new to read yet)."""
+        if target_end_ms <= self.watermark_ms:
+            return None
+        end = min(target_end_ms, self.watermark_ms + self.span_ms)
+        self.window = Window(self.next_start_ms, end)
+        return self.window
+
+    def start_pass(self, now_ms: int) -> None:
+        assert self.window is not None
+        self.window.pass_started_ms = now_ms
+
+    def offer(self, key: int) -> bool:
+        """Count one copy read in the current pass; True when it must be delivered (not a known copy)."""
+        entry = self.fingerprints.get(key)
+        if entry is None:
+            self.fingerprints[key] = [0, 1]
+            return True
+        entry[1] += 1
+        return entry[1] > entry[0]
+
+    def restart_pass(self) -> None:
+        """Read the window again from its start (its token was refused); what was delivered becomes prior.
+
+        The window's end moves halfway back (never to or behind the watermark): a server whose tokens do
+        not last still lets ever smaller windows complete. The fingerprints stay valid for any window;
+        those past the new end are kept for the windows that cover them.
+        """
+        assert self.window is not None
+        window = self.window
+        for entry in self.fingerprints.values():
+            entry[0] = max(entry[0], entry[1])
+            entry[1] = 0
+        window.token = None
+        window.restarts += 1
+        window.end_ms = max(self.watermark_ms + 1, window.start_ms + (window.end_ms - window.start_ms) // 2)
+
+    def complete_window(
+        self, overlap_ms: int, lag_ms: int, max_carried: int = MAX_CARRIED_FINGERPRINTS
+    ) -> bool:
+        """The window was read to its end: advance the watermark, carry the overlap's fingerprints, size
+        the next window from this one's event rate. Returns True when the overlap had to be shortened.
+
+        The overlap exists for events that become visible late. A window whose last pass began at least
+        ``lag + overlap`` after its end (a backlog) already saw every event that is visible within that
+        margin, so the next window need not re-read anything before this one's end.
+        """
+        assert self.window is not None
+        window = self.window
+        end = window.end_ms
+        overlap = max(0, min(overlap_ms, end + lag_ms + overlap_ms - window.pass_started_ms))
+        # Never before this window's start: fingerprints of earlier events may be gone (a shortened overlap).
+        floor = max(end - overlap, window.start_ms)
+        # An event without a readable time is kept while windows still return it: once a window's pass
+        # did not, its server-side time lies before that window, which later windows never reach.
+        carried = sorted(
+            (key, max(prior, seen))
+            for key, (prior, seen) in self.fingerprints.items()
+            if (key >> 32) >= floor or ((key >> 32) == 0 and seen > 0)
+        )
+        carried = [(key, count) for key, count in carried if count > 0]
+        shortened = False
+        # Only the overlap itself may be shortened, never past this window's end: fingerprints beyond it
+        # (delivered by a longer pass before a restart shrank the window) are always kept.
+        overlap_times = [key >> 32 for key, _ in carried if 0 < key >> 32 <= end]
+        if len(overlap_times) > max_carried:
+            floor = min(end, max(floor, overlap_times[len(overlap_times) - max_carried]))
+            carried = [(key, count) for key, count in carried if (key >> 32) >= floor or key >> 32 == 0]
+            shortened = True
+        progress_ms = end - self.watermark_ms
+        self.watermark_ms = end
+        self.next_start_ms = floor
+        self.fingerprints = {key: [count, 0] for key, count in carried}
+        if progress_ms > 0:
+            ideal = progress_ms * TARGET_WINDOW_EVENTS // max(window.delivered, 1)
+            grown = min(ideal, max(self.span_ms, progress_ms) * 4)
+            self.span_ms = int(min(max(grown, _span_ms(MIN_SPAN)), _span_ms(MAX_SPAN)))
+        self.window = None
+        return shortened
+
+
+def _ms(text: Any) -> int:
+    if not isinstance(text, str):
+        raise ValueError("time is not a string")
+    return to_ms(datetime.fromisoformat(text.replace("Z", "+00:00")))

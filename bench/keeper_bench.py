@@ -1,0 +1,209 @@
+"""Keeper drain benchmark: events/s and peak RSS of the Keeper source draining the simulator.
+
+Run: ``python -m bench.keeper_bench [--events 100000] [--repeat 3]``. Three measurements in one process,
+so their ratios are comparable whatever the machine:
+
+- ``baseline``: a bare paging loop (requests + json) over the same simulator, no dedupe, nothing kept:
+  what the HTTP round trips and JSON decoding alone cost;
+- ``source``: ``KeeperStream.pages`` (fingerprints, windows, position dumps) over the same events;
+- ``source+rows``: the source plus ``shape_rows`` for ``KeeperSecurityEventNewLogs_CL``, i.e. everything
+  the runner does before handing rows to the sink.
+
+Peak RSS is read with psutil in a sampling thread (ru_maxrss would include the simulator's dataset
+build). The simulator runs in its own process, so neither its CPU nor its dataset counts here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psutil
+import requests
+
+from auditsync.config import Settings
+from auditsync.http import HttpClient
+from auditsync.model import Clock, Deadline
+from auditsync.sources import SourceContext
+from auditsync.sources.keeper import KeeperStream
+from auditsync.tables import KEEPER_TABLE, TABLES
+from auditsync.tables.rows import shape_rows
+from simulators.keeper import EVENTS_PATH, KeeperSim, sample_events
+
+TOKEN = "bench-keeper-token"
+RUN_START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+LARGEST_POSITION = {"bytes": 0}
+
+
+class PeakRss:
+    """Samples this process's RSS every 5 ms while active."""
+
+    def __init__(self) -> None:
+        self.process = psutil.Process()
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(0.005)
+
+    def __enter__(self) -> PeakRss:
+        gc.collect()
+        self.start = self.process.memory_info().rss
+        self.peak = self.start
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.process.memory_info().rss)
+
+
+@dataclass
+class Result:
+    name: str
+    events: int
+    seconds: float
+    rss_start: int
+    rss_peak: int
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+    @property
+    def rss_growth_mb(self) -> float:
+        return (self.rss_peak - self.rss_start) / 2**20
+
+
+def baseline(url: str, start: str, end: str) -> int:
+    session = requests.Session()
+    count = 0
+    token = None
+    while True:
+        params: dict[str, str | int] = {"start_date": start, "end_date": end, "limit": 1000}
+        if token:
+            params["continuation_token"] = token
+        body = session.get(
+            url + EVENTS_PATH, params=params, headers={"x-api-token": f"Bearer {TOKEN}"}
+        ).json()
+        count += len(body["events"])
+        if not body["has_more"]:
+            return count
+        token = body["continuation_token"]
+
+
+def drain(url: str, lookback: timedelta, *, shape: bool) -> int:
+    settings = Settings(
+        sources=("keeper",), keeper_base_url=url, keeper_token=TOKEN, initial_lookback=lookback
+    )
+    clock = Clock(now=lambda: RUN_START)
+    ctx = SourceContext(settings, TOKEN, HttpClient(clock=clock), clock, RUN_START)
+    deadline = Deadline(Clock(), datetime.now(UTC) + timedelta(hours=1))
+    table = TABLES[KEEPER_TABLE]
+    delivered = 0
+    largest: dict[str, Any] = {}
+    for page in KeeperStream(ctx).pages(None, deadline):
+        delivered += len(page.events)
+        if len(page.position["fingerprints"]) >= len(largest.get("fingerprints", ())):
+            largest = page.position
+        if shape and page.events:
+            shape_rows(table, page.events, now=RUN_START)
+    LARGEST_POSITION["bytes"] = len(json.dumps(largest))
+    return delivered
+
+
+def measure(name: str, fn: Callable[[], int]) -> Result:
+    with PeakRss() as rss:
+        began = time.perf_counter()
+        events = fn()
+        seconds = time.perf_counter() - began
+    return Result(name, events, seconds, rss.start, rss.peak)
+
+
+def serve(count: int, lookback: timedelta, ready: Any, stop: Any) -> None:
+    """The simulator in its own process, so its JSON encoding does not compete for our GIL."""
+    events = sample_events(count, RUN_START - lookback, RUN_START - timedelta(minutes=10), seed=42)
+    sim = KeeperSim(token=TOKEN, now=lambda: RUN_START)
+    sim.add(events)
+    del events
+    with sim:
+        ready.put(sim.url)
+        stop.wait()
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3, help="best of N for each measurement")
+    args = parser.parse_args(argv)
+
+    lookback = timedelta(days=1)
+    context = multiprocessing.get_context("spawn")
+    ready, stop = context.Queue(), context.Event()
+    server = context.Process(target=serve, args=(args.events, lookback, ready, stop), daemon=True)
+    server.start()
+    url = ready.get(timeout=300)
+    results: dict[str, Result] = {}
+    try:
+        window = (_z(RUN_START - lookback), _z(RUN_START))
+        runs: list[tuple[str, Callable[[], int]]] = [
+            ("baseline", lambda: baseline(url, *window)),
+            ("source", lambda: drain(url, lookback, shape=False)),
+            ("source+rows", lambda: drain(url, lookback, shape=True)),
+        ]
+        for _ in range(args.repeat):
+            for name, fn in runs:
+                result = measure(name, fn)
+                best = results.get(name)
+                if best is None or result.seconds < best.seconds:
+                    results[name] = result
+    finally:
+        stop.set()
+        server.join(timeout=10)
+    base = results["baseline"]
+    print(
+        f"Keeper drain benchmark: {args.events:,} events, best of {args.repeat}, python {_python()}, "
+        f"{os.cpu_count()} CPU(s); simulator in a separate process"
+    )
+    print(
+        f"  {'measurement':<12} {'events':>8} {'events/s':>10} {'vs baseline':>11} {'peak RSS':>9} {'growth':>9}"
+    )
+    for r in results.values():
+        print(
+            f"  {r.name:<12} {r.events:>8,} {r.rate:>10,.0f} {r.rate / base.rate:>10.2f}x "
+            f"{r.rss_peak / 2**20:>6.0f} MB {r.rss_growth_mb:>6.1f} MB"
+        )
+    print(f"  largest checkpoint position: {LARGEST_POSITION['bytes'] / 1024:.1f} KiB")
+    figures: dict[str, Any] = {
+        name: {"events": r.events, "events_per_s": r.rate, "rss_peak_mb": r.rss_peak / 2**20}
+        for name, r in results.items()
+    }
+    figures["largest_position_bytes"] = LARGEST_POSITION["bytes"]
+    return figures
+
+
+def _z(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def _python() -> str:
+    import platform
+
+    return platform.python_version()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""KeeperPosition without I/O: packing, and the multiset/window rules under tiny bounds.
+
+The loop below reads an in-memory server the way ``KeeperStream`` does (open, pages, restart on a refused
+token, complete), with bounds small enough that overlap shortening and window shrinking happen often.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from auditsync.errors import CheckpointError
+from auditsync.sources.keeper_position import KeeperPosition, fingerprint, pack, unpack
+
+
+@given(
+    st.dictionaries(
+        st.tuples(st.integers(0, 2**42), st.integers(0, 2**32 - 1)).map(lambda t: (t[0] << 32) | t[1]),
+        st.tuples(st.integers(0, 300), st.integers(0, 300)).map(list),
+        max_size=200,
+    )
+)
+def test_pack_round_trips(entries: dict[int, list[int]]) -> None:
+    assert unpack(pack(entries)) == entries
+
+
+def test_identical_events_in_one_millisecond_are_counted_not_merged() -> None:
+    state = KeeperPosition(watermark_ms=0, next_start_ms=0)
+    state.open_window(10_000)
+    key = fingerprint({"audit_event": "login", "timestamp": 5}, 5)
+    assert [state.offer(key) for _ in range(3)] == [True, True, True]
+    state.restart_pass()
+    assert [state.offer(key) for _ in range(4)] == [False, False, False, True]
+
+
+def test_a_damaged_position_is_a_checkpoint_error() -> None:
+    good, _ = KeeperPosition(watermark_ms=1_000, next_start_ms=1_000).dump()
+    assert KeeperPosition.load(good).watermark_ms == 1_000
+    for broken in ({**good, "fingerprints": "%%%"}, {**good, "v": 1}, {**good, "watermark": 5}, {}):
+        with pytest.raises(CheckpointError):
+            KeeperPosition.load(broken)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    times=st.lists(st.integers(1, 50_000), max_size=60),
+    copies=st.lists(st.integers(1, 3), max_size=60),
+    page=st.integers(1, 5),
+    max_carried=st.integers(1, 6),
+    seed=st.integers(0, 2**16),
+    reject=st.floats(0, 0.3),
+)
+def test_no_loss_and_no_duplicate_under_tiny_bounds(
+    times: list[int], copies: list[int], page: int, max_carried: int, seed: int, reject: float
+) -> None:
+    rng = random.Random(seed)
+    server: list[tuple[int, dict[str, Any]]] = []
+    for i, at in enumerate(times):
+        event = {"audit_event": f"e{i % 4}", "timestamp": at}
+        server += [(at, dict(event)) for _ in range(copies[i] if i < len(copies) else 1)]
+    state = KeeperPosition(watermark_ms=0, next_start_ms=0, span_ms=rng.randint(1, 20_000))
+    delivered: list[dict[str, Any]] = []
+    # runs with refused tokens, each stopped after a bounded number of reads (like a deadline), then a
+    # healthy run long after the last event
+    for run_start, refusals in ((20_000, reject), (40_000, reject), (60_000, reject), (90_000, 0.0)):
+        for _ in range(200):
+            window = state.window or state.open_window(run_start)
+            if window is None:
+                break
+            state.start_pass(run_start)
+            hits = [e for t, e in server if window.start_ms <= t <= window.end_ms]
+            rng.shuffle(hits)
+            offset, complete = 0, False
+            while not complete:
+                if offset and rng.random() < refusals:  # the server refused the continuation token
+                    state.restart_pass()
+                    break
+                for event in hits[offset : offset + page]:
+                    if state.offer(fingerprint(event, event["timestamp"])):
+                        delivered.append(event)
+                offset += page
+                complete = offset >= len(hits)
+            if complete:
+                state.complete_window(overlap_ms=5_000, lag_ms=0, max_carried=max_carried)
+            state = KeeperPosition.load(state.dump()[0])  # every position survives a round trip
+        else:
+            assert refusals, "a healthy run must finish"
+    key = repr
+    assert Counter(map(key, delivered)) == Counter(key(e) for _, e in server)
