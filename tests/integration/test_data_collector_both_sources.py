@@ -29,17 +29,10 @@ from auditsync.sinks.legacy_rows import FIELD_LIMIT_BYTES, TRUNCATION_MARKER
 from auditsync.tables.rows import format_time, parse_time
 from simulators.clock import FakeClock
 from simulators.data_collector import DataCollectorSim, column_for
+from simulators.keeper import KeeperSim, sample_events
 from simulators.onepassword import OnePasswordSim
+from tests.fixtures.keeper import keeper_env
 from tests.fixtures.pipeline import settings_for, still
-
-# The Keeper source, its simulator and its fixtures come from the Keeper branch; until it is merged this
-# module skips instead of failing collection.
-pytest.importorskip("auditsync.sources.keeper", reason="the Keeper source is not merged yet")
-keeper_simulator = pytest.importorskip("simulators.keeper")
-keeper_fixtures = pytest.importorskip("tests.fixtures.keeper")
-sample_events = keeper_simulator.sample_events
-keeper_env = keeper_fixtures.keeper_env
-KeeperSim = Any
 
 STREAMS = ("keeper/events", "onepassword/auditevents", "onepassword/signinattempts")
 POST_LIMIT = 400_000
