@@ -157,7 +157,10 @@ def _print_tables(logs: Any, demo_dir: Path, out: TextIO) -> None:
             for row in rows:
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         kinds = Counter(str(r.get("log_source") or r.get("Stream") or r.get("audit_event", "")) for r in rows)
-        detail = ", ".join(f"{k or '-'}: {v}" for k, v in sorted(kinds.items()))
+        shown = kinds.most_common(6)
+        detail = ", ".join(f"{k or '-'}: {v}" for k, v in sorted(shown)) + (
+            ", ..." if len(kinds) > len(shown) else ""
+        )
         print(f"  {table:<32} {len(rows):>6} rows   ({detail})   -> {path}", file=out)
     problems = sum(len(v) for v in logs.undeclared.values()) + len(logs.type_errors)
     print(f"  undeclared columns or type errors: {problems}", file=out)
