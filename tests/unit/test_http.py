@@ -9,25 +9,12 @@ import pytest
 
 from auditsync.errors import RetryableError, ThrottledError
 from auditsync.http import HttpClient, Redactor, redact_url, retry_after_seconds
-from auditsync.model import Clock, Deadline
+from auditsync.model import Deadline
 from simulators.base import Request, Response, SimServer
+from simulators.clock import FakeClock
+from tests.fixtures.pipeline import still
 
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.current = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-        self.sleeps: list[float] = []
-
-    def now(self) -> datetime:
-        return self.current
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.current += timedelta(seconds=seconds)
-
-    @property
-    def clock(self) -> Clock:
-        return Clock(now=self.now, sleep=self.sleep)
+START = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
 class Echo(SimServer):
@@ -41,15 +28,15 @@ def server() -> Echo:
         yield sim  # type: ignore[misc]
 
 
-def client(time: FakeTime, secret: str = "") -> HttpClient:
-    return HttpClient(clock=time.clock, redactor=Redactor([secret] if secret else []))
+def client(time: FakeClock, secret: str = "") -> HttpClient:
+    return HttpClient(clock=still(time), redactor=Redactor([secret] if secret else []))
 
 
 def test_retry_after_is_honoured(server: Echo) -> None:
-    time = FakeTime()
+    time = FakeClock(START)
     server.inject(429, {"message": "slow down"}, headers={"Retry-After": "7"}, times=2)
     response = client(time).request(
-        "GET", server.url + "/x", deadline=Deadline.after(time.clock, timedelta(minutes=5))
+        "GET", server.url + "/x", deadline=Deadline.after(still(time), timedelta(minutes=5))
     )
     assert response.status_code == 200
     assert time.sleeps == [7.0, 7.0]
@@ -57,11 +44,13 @@ def test_retry_after_is_honoured(server: Echo) -> None:
 
 
 def test_server_errors_back_off_exponentially_then_fail_clearly(server: Echo) -> None:
-    time = FakeTime()
+    time = FakeClock(START)
     server.inject(503, {"message": "down"}, times=100)
     with pytest.raises(RetryableError) as caught:
         client(time).request(
-            "GET", server.url + "/api/x?token=abc", deadline=Deadline.after(time.clock, timedelta(minutes=30))
+            "GET",
+            server.url + "/api/x?token=abc",
+            deadline=Deadline.after(still(time), timedelta(minutes=30)),
         )
     message = str(caught.value)
     assert message.startswith(f"GET {server.url}/api/x -> 503: down")
@@ -72,54 +61,54 @@ def test_server_errors_back_off_exponentially_then_fail_clearly(server: Echo) ->
 
 
 def test_no_wait_beyond_the_deadline(server: Echo) -> None:
-    time = FakeTime()
+    time = FakeClock(START)
     server.inject(429, headers={"Retry-After": "600"}, times=5)
     with pytest.raises(ThrottledError):
-        client(time).request("GET", server.url, deadline=Deadline.after(time.clock, timedelta(minutes=2)))
+        client(time).request("GET", server.url, deadline=Deadline.after(still(time), timedelta(minutes=2)))
     assert time.sleeps == []
     assert len(server.requests) == 1
 
 
 def test_caller_defined_throttling_is_retried(server: Echo) -> None:
-    time = FakeTime()
+    time = FakeClock(START)
     server.inject(403, {"error": "throttled", "message": "Too many requests"}, times=1)
     response = client(time).request(
         "GET",
         server.url,
-        deadline=Deadline.after(time.clock, timedelta(minutes=5)),
+        deadline=Deadline.after(still(time), timedelta(minutes=5)),
         throttled=lambda r: r.status_code == 403 and "throttled" in r.text,
     )
     assert response.status_code == 200 and len(time.sleeps) == 1
 
 
 def test_non_retryable_status_is_returned_to_the_caller(server: Echo) -> None:
-    time = FakeTime()
+    time = FakeClock(START)
     server.inject(401, {"message": "Unauthorized"})
     response = client(time).request(
-        "GET", server.url, deadline=Deadline.after(time.clock, timedelta(minutes=5))
+        "GET", server.url, deadline=Deadline.after(still(time), timedelta(minutes=5))
     )
     assert response.status_code == 401 and time.sleeps == []
 
 
 def test_unreachable_host_is_a_clear_retryable_error() -> None:
-    time = FakeTime()
+    time = FakeClock(START)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(RetryableError) as caught:
         client(time).request(
-            "GET", f"http://127.0.0.1:{port}/p", deadline=Deadline.after(time.clock, timedelta(minutes=5))
+            "GET", f"http://127.0.0.1:{port}/p", deadline=Deadline.after(still(time), timedelta(minutes=5))
         )
     assert "could not be reached" in str(caught.value)
 
 
 def test_secret_echoed_by_a_server_is_redacted(server: Echo) -> None:
-    time = FakeTime()
+    time = FakeClock(START)
     secret = "eyJhbGciOiJFUzI1NiJ9.c2VjcmV0.sig"
     server.inject(500, {"message": f"bad token {secret}"}, times=10)
     with pytest.raises(RetryableError) as caught:
         client(time, secret).request(
-            "GET", server.url, deadline=Deadline.after(time.clock, timedelta(minutes=30))
+            "GET", server.url, deadline=Deadline.after(still(time), timedelta(minutes=30))
         )
     assert secret not in str(caught.value) and "***" in str(caught.value)
 
