@@ -1,18 +1,18 @@
-"""Sources -> runner -> Data Collector sink -> simulator, end to end over loopback sockets.
+"""Keeper and 1Password -> runner -> Data Collector sink -> simulator, end to end over loopback (issue 4).
 
-Asserts what a SOC engineer would see in the legacy ``_CL`` tables and the health rows.
+What a KQL user of the legacy tables would see: every Keeper event once in ``Keeper_CL`` with one column
+per field, every 1Password event once in ``OnePasswordEvents_CL`` (non-ASCII intact), the signature
+accepted on every post, an oversize field cut with a marker and counted in the health row; with a wrong
+key, ``error/auth`` logged at ERROR and no checkpoint moved, and the right key catching up once.
 """
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import logging
-import os
-import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,49 +21,57 @@ import pytest
 
 from auditsync.checkpoints.file import FileCheckpointStore
 from auditsync.cli import cmd_check
-from auditsync.http import HttpClient
 from auditsync.runner import run_cycle
 from auditsync.sinks.data_collector import DataCollectorSink
 from auditsync.sinks.legacy_rows import FIELD_LIMIT_BYTES, TRUNCATION_MARKER
-from auditsync.tables.rows import format_time
+from auditsync.tables.rows import format_time, parse_time
 from simulators.clock import FakeClock
-from simulators.data_collector import DataCollectorSim
+from simulators.data_collector import DataCollectorSim, column_for
+from simulators.keeper import KeeperSim, sample_events
 from simulators.keyvault import KeyVaultSim
 from simulators.onepassword import OnePasswordSim
-from tests.fixtures.pipeline import settings_for, still
+from tests.fixtures.data_collector import Workspace, random_key
+from tests.fixtures.keeper import keeper_env
+from tests.fixtures.pipeline import data_collector_env, settings_for, still
 
-STREAMS = ("onepassword/auditevents", "onepassword/itemusages", "onepassword/signinattempts")
-
-
-@pytest.fixture
-def workspace() -> tuple[str, str]:
-    return str(uuid.uuid4()), base64.b64encode(os.urandom(64)).decode("ascii")
-
-
-@pytest.fixture
-def collector(workspace: tuple[str, str], fake_clock: FakeClock) -> Iterator[DataCollectorSim]:
-    sim = DataCollectorSim(*workspace, now=fake_clock.now)
-    with sim:
-        yield sim
+ONEPASSWORD_STREAMS = ("onepassword/auditevents", "onepassword/itemusages", "onepassword/signinattempts")
+STREAMS = ("keeper/events", *ONEPASSWORD_STREAMS)
+# The real 25 MB post limit would fit a whole 1,000-event page; a lower one makes every page several
+# posts, so "a page counts only when every post returned 200" is exercised on every page.
+POST_LIMIT = 300_000
 
 
-def env_for(
-    onepassword: OnePasswordSim, collector: DataCollectorSim, data_dir: Path, key: str, **overrides: str
+def both_env(
+    keeper: KeeperSim, onepassword: OnePasswordSim, collector: DataCollectorSim, data_dir: Path, key: str
 ) -> dict[str, str]:
-    env = {
-        "SOURCES": "onepassword",
-        "ONEPASSWORD_BASE_URL": onepassword.url,
-        "ONEPASSWORD_TOKEN": onepassword.issue_token(),
-        "SINK": "data_collector",
-        "WORKSPACE_ID": collector.workspace_id,
-        "WORKSPACE_KEY": key,
-        "DATA_COLLECTOR_URL": collector.url,
-        "CHECKPOINT_STORE": "file",
-        "AUDITSYNC_DATA_DIR": str(data_dir),
-        "INITIAL_LOOKBACK": "2d",
-    }
-    env.update(overrides)
-    return env
+    return keeper_env(
+        keeper,
+        data_collector_env(onepassword, collector, data_dir, key, SOURCES="keeper,onepassword"),
+        ONEPASSWORD_EVENT_TYPES="auditevents,signinattempts",
+    )
+
+
+def keeper_cl_view(event: dict[str, Any]) -> str:
+    """What ``Keeper_CL`` should hold for a raw Keeper event, by the service's suffix rules (the
+    simulator's ``column_for``), independent of the sink's own shaping code."""
+    row = {}
+    for name, value in event.items():
+        if name == "timestamp":
+            parsed = parse_time(value)
+            assert parsed is not None
+            value = format_time(parsed)
+        column = column_for(name, value)
+        if column is not None:
+            row[column[0]] = column[1]
+    return json.dumps(row, sort_keys=True, ensure_ascii=False)
+
+
+def stored_view(row: dict[str, Any]) -> str:
+    return json.dumps(
+        {k: v for k, v in row.items() if k not in ("TimeGenerated", "Type")},
+        sort_keys=True,
+        ensure_ascii=False,
+    )
 
 
 def event_rows(collector: DataCollectorSim) -> list[dict[str, Any]]:
@@ -94,13 +102,25 @@ def special_events(onepassword: OnePasswordSim, clock: FakeClock) -> list[dict[s
     return [template, *events]
 
 
-def test_onepassword_through_the_data_collector_every_event_once_truncation_counted(
+def test_keeper_and_onepassword_through_the_data_collector_every_event_once_truncation_counted(
+    keeper_pipeline_sim: KeeperSim,
     onepassword_sim: OnePasswordSim,
-    collector: DataCollectorSim,
-    workspace: tuple[str, str],
+    dc_sim: DataCollectorSim,
+    dc_workspace: Workspace,
+    dc_sink: Callable[..., DataCollectorSink],
     fake_clock: FakeClock,
     data_dir: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    now = fake_clock.now()
+    keeper_sent = sample_events(2_500, now - timedelta(hours=20), now - timedelta(minutes=10), seed=4)
+    big = {
+        **keeper_sent[0],
+        "audit_event": "pam_tunnel_started",
+        "name": "Ωmega — Kraków " + "Ω" * 20_000,  # over 40,000 bytes in UTF-8
+        "timestamp": format_time(now - timedelta(minutes=30)),
+    }
+    keeper_pipeline_sim.add([*keeper_sent, big])
     step = timedelta(seconds=10)
     sent = {
         "auditevents": onepassword_sim.generate("auditevents", 2_500, step=step),
@@ -108,90 +128,123 @@ def test_onepassword_through_the_data_collector_every_event_once_truncation_coun
         "signinattempts": onepassword_sim.generate("signinattempts", 900, step=step),
     }
     sent["auditevents"] += special_events(onepassword_sim, fake_clock)
-    settings = settings_for(env_for(onepassword_sim, collector, data_dir, workspace[1]))
-    # The real 25 MB post limit would fit a whole 1,000-event page; a lower one makes every page several
-    # posts, so "a page counts only when every post returned 200" is exercised on every page.
-    clock = still(fake_clock)
-    http = HttpClient(clock=clock)
-    sink = DataCollectorSink(*workspace, collector.url, http, clock, max_post_bytes=300_000)
+    env = both_env(keeper_pipeline_sim, onepassword_sim, dc_sim, data_dir, dc_workspace.key)
+    settings = settings_for({**env, "ONEPASSWORD_EVENT_TYPES": "auditevents,itemusages,signinattempts"})
 
-    report = run_cycle(settings, clock=clock, sink=sink)
+    report = run_cycle(settings, clock=still(fake_clock), sink=dc_sink(max_post_bytes=POST_LIMIT))
 
     assert not report.failed, report.reports
     assert {r.stream: r.status for r in report.reports} == dict.fromkeys(STREAMS, "ok")
-    assert collector.rejected == [], "the signature was accepted every time"
-    posts = [r for r in collector.requests if r.header("log-type") == "OnePasswordEvents"]
-    assert len(posts) > 10 and all(len(p.body) <= 300_000 for p in posts)
-    assert collector.accepted_posts == len(collector.requests)
+    assert dc_sim.rejected == [], "the signature was accepted every time"
+    assert dc_sim.accepted_posts == len(dc_sim.requests)
+    op_posts = [r for r in dc_sim.requests if r.header("log-type") == "OnePasswordEvents"]
+    assert len(op_posts) > 10 and all(len(p.body) <= POST_LIMIT for p in op_posts)
+    keeper_posts = [r for r in dc_sim.requests if r.header("log-type") == "Keeper"]
+    assert len(keeper_posts) > 3 and all(len(p.body) <= POST_LIMIT for p in keeper_posts)
+    assert any(len(p.body) > len(p.body.decode("utf-8")) for p in keeper_posts), "non-ASCII on the wire"
 
-    rows = event_rows(collector)
+    keeper_rows = dc_sim.rows("Keeper_CL")
+    cut = [r for r in keeper_rows if r.get("name_s", "").startswith("Ωmega")]
+    assert len(cut) == 1 and cut[0]["name_s"].endswith(TRUNCATION_MARKER)
+    assert len(cut[0]["name_s"].encode("utf-8")) <= FIELD_LIMIT_BYTES
+    rest = [r for r in keeper_rows if r is not cut[0] and not r.get("name_s", "").startswith("Ωmega")]
+    assert Counter(map(stored_view, rest)) == Counter(map(keeper_cl_view, keeper_sent)), "exactly once"
+    sample = rest[0]
+    assert {"audit_event_s", "remote_address_s", "username_s", "enterprise_id_d", "timestamp_t"} <= set(
+        sample
+    )
+    assert not any(k.startswith("data") for row in keeper_rows for k in row), (
+        "no Data blob: one column a field"
+    )
+
+    rows = event_rows(dc_sim)
     expected = Counter(e["uuid"] for events in sent.values() for e in events)
     assert Counter(r["uuid_s"] for r in rows) == expected, "every event exactly once"
     by_uuid = {r["uuid_s"]: r for r in rows}
     assert json.loads(by_uuid["SPECIAL0000000000000000000"]["actor_details_s"])["name"] == "Zoë Ångström"
     assert json.loads(by_uuid["SPECIAL0000000000000000001"]["location_s"])["city"] == "東京"
     assert json.loads(by_uuid["SPECIAL0000000000000000002"]["location_s"])["city"] == "Kraków"
+    op_cut = by_uuid["SPECIAL0000000000000000001"]["aux_info_s"]
+    assert op_cut.startswith("ΩΩΩ") and op_cut.endswith(TRUNCATION_MARKER)
+    assert len(op_cut.encode("utf-8")) <= FIELD_LIMIT_BYTES
+    assert dc_sim.oversize_fields == [], "nothing left for the service to cut silently"
 
-    cut = by_uuid["SPECIAL0000000000000000001"]["aux_info_s"]
-    assert cut.startswith("ΩΩΩ") and cut.endswith(TRUNCATION_MARKER)
-    assert len(cut.encode("utf-8")) <= FIELD_LIMIT_BYTES
-    assert collector.oversize_fields == [], "nothing left for the service to cut silently"
-
-    beats = health(collector)
+    beats = health(dc_sim)
     assert set(beats) == set(STREAMS)
+    assert json.loads(beats["keeper/events"]["Details_s"])["truncated_fields"] == 1
+    assert beats["keeper/events"]["EventsIngested_d"] == len(keeper_sent) + 1
     assert json.loads(beats["onepassword/auditevents"]["Details_s"])["truncated_fields"] == 1
     assert beats["onepassword/auditevents"]["EventsIngested_d"] == len(sent["auditevents"])
     assert beats["onepassword/itemusages"]["Status_s"] == "ok"
     assert "Details_s" not in beats["onepassword/itemusages"]  # nothing truncated there
     health_events = [
-        r for r in collector.rows("OnePasswordEvents_CL") if r.get("log_source_s") == "healthevents"
+        r for r in dc_sim.rows("OnePasswordEvents_CL") if r.get("log_source_s") == "healthevents"
     ]
     assert len(health_events) == 3
-    http.close()
+    assert dc_workspace.key not in caplog.text
 
 
-def test_a_wrong_key_is_an_auth_error_logged_at_error_and_the_checkpoint_stays(
+def test_a_wrong_key_fails_both_sources_with_auth_and_moves_no_checkpoint_until_the_right_key(
+    keeper_pipeline_sim: KeeperSim,
     onepassword_sim: OnePasswordSim,
-    collector: DataCollectorSim,
-    workspace: tuple[str, str],
+    dc_sim: DataCollectorSim,
+    dc_workspace: Workspace,
     fake_clock: FakeClock,
     data_dir: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    onepassword_sim.generate("auditevents", 50, step=timedelta(seconds=30))
-    env = env_for(onepassword_sim, collector, data_dir, workspace[1], ONEPASSWORD_EVENT_TYPES="auditevents")
+    now = fake_clock.now()
+    keeper_sent = sample_events(300, now - timedelta(hours=3), now - timedelta(minutes=10), seed=9)
+    keeper_pipeline_sim.add(keeper_sent)
+    onepassword_sim.generate("auditevents", 100, step=timedelta(seconds=30))
+    env = both_env(keeper_pipeline_sim, onepassword_sim, dc_sim, data_dir, dc_workspace.key)
     assert not run_cycle(settings_for(env), clock=still(fake_clock)).failed
     store = FileCheckpointStore(data_dir / "checkpoints")
-    before = store.load("onepassword/auditevents")
-    assert before.position is not None and len(event_rows(collector)) == 50
+    before = {c.stream: c.position for c in store.list()}
+    assert before["keeper/events"] is not None and before["onepassword/auditevents"] is not None
+    stored_before = len(dc_sim.rows("Keeper_CL")), len(event_rows(dc_sim))
+    assert stored_before == (300, 100)
 
-    fake_clock.advance(timedelta(minutes=5))
-    onepassword_sim.generate("auditevents", 20, start=fake_clock.now() - timedelta(minutes=4))
-    wrong = base64.b64encode(os.urandom(64)).decode("ascii")
+    fake_clock.advance(timedelta(minutes=20))
+    keeper_new = sample_events(
+        50, fake_clock.now() - timedelta(minutes=15), fake_clock.now() - timedelta(minutes=6), seed=10
+    )
+    keeper_pipeline_sim.add(keeper_new)
+    onepassword_sim.generate("auditevents", 30, start=fake_clock.now() - timedelta(minutes=10))
+    wrong = random_key()
     caplog.set_level(logging.INFO)
+
     report = run_cycle(settings_for({**env, "WORKSPACE_KEY": wrong}), clock=still(fake_clock))
 
-    (stream,) = report.reports
-    assert (stream.status, stream.error_kind) == ("error", "auth")
-    assert "WORKSPACE_ID" in stream.hint
+    outcome = {r.stream: (r.status, r.error_kind) for r in report.reports}
+    assert outcome == {
+        "keeper/events": ("error", "auth"),
+        "onepassword/auditevents": ("error", "auth"),
+        "onepassword/signinattempts": ("idle", ""),  # nothing new: the sink was never asked
+    }
+    assert all("WORKSPACE_ID" in r.hint for r in report.reports if r.status == "error")
     assert report.heartbeat_error, "the health rows could not reach the failing sink"
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert any("health onepassword/auditevents: status=error" in m and "error_kind=auth" in m for m in errors)
-    assert store.load("onepassword/auditevents").position == before.position
-    assert len(event_rows(collector)) == 50
-    assert collector.rejected and {status for status, _ in collector.rejected} == {403}
-    assert wrong not in caplog.text and workspace[1] not in caplog.text
+    for stream in ("keeper/events", "onepassword/auditevents"):
+        assert any(f"health {stream}: status=error" in m and "error_kind=auth" in m for m in errors), stream
+    assert any("health onepassword/signinattempts: status=idle" in m for m in errors)
+    assert {c.stream: c.position for c in store.list()} == before
+    assert (len(dc_sim.rows("Keeper_CL")), len(event_rows(dc_sim))) == stored_before
+    assert dc_sim.rejected and {status for status, _ in dc_sim.rejected} == {403}
+    assert wrong not in caplog.text and dc_workspace.key not in caplog.text
 
-    # The right key again: the 20 new events arrive, once.
+    # The right key again: the new events arrive, once.
     assert not run_cycle(settings_for(env), clock=still(fake_clock)).failed
-    assert len(event_rows(collector)) == 70
-    assert len({r["uuid_s"] for r in event_rows(collector)}) == 70
+    keeper_rows = dc_sim.rows("Keeper_CL")
+    assert Counter(map(stored_view, keeper_rows)) == Counter(map(keeper_cl_view, keeper_sent + keeper_new))
+    assert len(event_rows(dc_sim)) == 130
+    assert len({r["uuid_s"] for r in event_rows(dc_sim)}) == 130
 
 
 def test_the_workspace_key_is_read_from_key_vault(
     onepassword_sim: OnePasswordSim,
-    collector: DataCollectorSim,
-    workspace: tuple[str, str],
+    dc_sim: DataCollectorSim,
+    dc_workspace: Workspace,
     keyvault_sim: KeyVaultSim,
     fake_clock: FakeClock,
     data_dir: Path,
@@ -200,10 +253,10 @@ def test_the_workspace_key_is_read_from_key_vault(
     onepassword_sim.generate("signinattempts", 5)
     token = onepassword_sim.issue_token()
     keyvault_sim.set_secret("onepassword-api-token", token)
-    keyvault_sim.set_secret("la-workspace-key", workspace[1])
-    env = env_for(
+    keyvault_sim.set_secret("la-workspace-key", dc_workspace.key)
+    env = data_collector_env(
         onepassword_sim,
-        collector,
+        dc_sim,
         data_dir,
         "",
         ONEPASSWORD_EVENT_TYPES="signinattempts",
@@ -216,8 +269,8 @@ def test_the_workspace_key_is_read_from_key_vault(
     report = run_cycle(settings_for(env), clock=still(fake_clock))
 
     assert not report.failed, report.reports
-    assert len(event_rows(collector)) == 5
-    assert workspace[1] not in caplog.text
+    assert len(event_rows(dc_sim)) == 5
+    assert dc_workspace.key not in caplog.text
     assert any("2026-09-14" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records), (
         "the retirement warning is logged when the sink is created"
     )
@@ -225,17 +278,19 @@ def test_the_workspace_key_is_read_from_key_vault(
 
 def test_health_rows_keep_their_timestamps_as_datetimes(
     onepassword_sim: OnePasswordSim,
-    collector: DataCollectorSim,
-    workspace: tuple[str, str],
+    dc_sim: DataCollectorSim,
+    dc_workspace: Workspace,
     fake_clock: FakeClock,
     data_dir: Path,
 ) -> None:
     events = onepassword_sim.generate("itemusages", 3, step=timedelta(seconds=1))
-    env = env_for(onepassword_sim, collector, data_dir, workspace[1], ONEPASSWORD_EVENT_TYPES="itemusages")
+    env = data_collector_env(
+        onepassword_sim, dc_sim, data_dir, dc_workspace.key, ONEPASSWORD_EVENT_TYPES="itemusages"
+    )
 
     run_cycle(settings_for(env), clock=still(fake_clock))
 
-    beat = health(collector)["onepassword/itemusages"]
+    beat = health(dc_sim)["onepassword/itemusages"]
     assert beat["NewestEventTime_t"].endswith("Z")
     assert beat["NewestEventTime_t"] <= format_time(fake_clock.now())
     assert beat["EventsIngested_d"] == 3.0 == float(len(events))
@@ -243,12 +298,12 @@ def test_health_rows_keep_their_timestamps_as_datetimes(
 
 def test_check_prints_the_retirement_warning_and_probes_the_key(
     onepassword_sim: OnePasswordSim,
-    collector: DataCollectorSim,
-    workspace: tuple[str, str],
+    dc_sim: DataCollectorSim,
+    dc_workspace: Workspace,
     fake_clock: FakeClock,
     data_dir: Path,
 ) -> None:
-    env = env_for(onepassword_sim, collector, data_dir, workspace[1])
+    env = data_collector_env(onepassword_sim, dc_sim, data_dir, dc_workspace.key)
     out = io.StringIO()
 
     assert cmd_check(settings_for(env), out, clock=still(fake_clock)) == 0
@@ -256,10 +311,10 @@ def test_check_prints_the_retirement_warning_and_probes_the_key(
     text = out.getvalue()
     assert "! SINK=data_collector uses the legacy HTTP Data Collector API" in text
     assert "2026-09-14" in text and "SINK=logs_ingestion" in text
-    assert f"ok sink data_collector: Data Collector API at {collector.url}: workspace key accepted" in text
-    assert collector.rows("AuditSyncHealth_CL") == []  # the probe writes nothing
+    assert f"ok sink data_collector: Data Collector API at {dc_sim.url}: workspace key accepted" in text
+    assert dc_sim.rows("AuditSyncHealth_CL") == []  # the probe writes nothing
 
-    wrong = base64.b64encode(os.urandom(64)).decode("ascii")
+    wrong = random_key()
     out = io.StringIO()
     assert cmd_check(settings_for({**env, "WORKSPACE_KEY": wrong}), out, clock=still(fake_clock)) == 1
     text = out.getvalue()

@@ -21,8 +21,10 @@ from auditsync.sinks.data_collector import MAX_POST_BYTES, DataCollectorSink, si
 from auditsync.sinks.legacy_rows import FIELD_LIMIT_BYTES, TRUNCATION_MARKER
 from auditsync.tables import HEALTH_TABLE, KEEPER_TABLE, ONEPASSWORD_TABLE, TABLES
 from auditsync.tables.rows import shape_rows
+from simulators.clock import FakeClock
 from simulators.data_collector import DataCollectorSim
-from tests.fixtures.data_collector import FakeTime, Workspace
+from tests.fixtures.data_collector import Workspace
+from tests.fixtures.pipeline import still
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 MakeSink = Callable[..., DataCollectorSink]
@@ -303,7 +305,7 @@ def test_400_names_the_log_type_and_the_service_message(dc_sim: DataCollectorSim
 
 
 def test_429_and_503_are_retried_then_succeed_without_real_sleep(
-    dc_sim: DataCollectorSim, dc_sink: MakeSink, dc_time: FakeTime
+    dc_sim: DataCollectorSim, dc_sink: MakeSink, fake_clock: FakeClock
 ) -> None:
     dc_sim.inject(429, {"Error": "TooManyRequests"}, headers={"Retry-After": "7"})
     dc_sim.inject(503, {"Error": "ServiceUnavailable"})
@@ -311,14 +313,14 @@ def test_429_and_503_are_retried_then_succeed_without_real_sleep(
     result = dc_sink().send(KEEPER_TABLE, keeper_rows(4))
 
     assert result.rows == 4
-    assert dc_time.sleeps[0] == 7 and len(dc_time.sleeps) == 2
+    assert fake_clock.sleeps[0] == 7 and len(fake_clock.sleeps) == 2
     assert [r["record_uid_s"] for r in dc_sim.rows("Keeper_CL")] == [f"rec-{i:06d}" for i in range(4)]
     dates = [r.header("x-ms-date") for r in dc_sim.requests]
     assert len(set(dates)) == 3  # re-signed with a fresh x-ms-date on every attempt
 
 
 def test_throttling_that_outlives_the_retries_is_a_sink_error(
-    dc_sim: DataCollectorSim, dc_sink: MakeSink, dc_time: FakeTime
+    dc_sim: DataCollectorSim, dc_sink: MakeSink, fake_clock: FakeClock
 ) -> None:
     dc_sim.inject(429, {"Error": "TooManyRequests"}, headers={"Retry-After": "1"}, times=10)
 
@@ -349,7 +351,7 @@ def test_creating_the_sink_warns_that_the_api_is_retired(
 
 
 def test_open_sink_builds_the_data_collector_sink_from_settings(
-    dc_sim: DataCollectorSim, dc_workspace: Workspace, dc_time: FakeTime, caplog: pytest.LogCaptureFixture
+    dc_sim: DataCollectorSim, dc_workspace: Workspace, fake_clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = Settings.from_env(
         {
@@ -362,7 +364,7 @@ def test_open_sink_builds_the_data_collector_sink_from_settings(
         }
     )
     redactor = Redactor()
-    http = HttpClient(clock=dc_time.clock, redactor=redactor)
+    http = HttpClient(clock=still(fake_clock), redactor=redactor)
     caplog.set_level(logging.WARNING)
 
     def no_credential() -> Any:
@@ -373,7 +375,7 @@ def test_open_sink_builds_the_data_collector_sink_from_settings(
         credential_factory=no_credential,
         secrets=Secrets(settings, no_credential, redactor),
         http=http,
-        clock=dc_time.clock,
+        clock=still(fake_clock),
     )
     sink.send(KEEPER_TABLE, keeper_rows(2))
 

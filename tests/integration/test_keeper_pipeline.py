@@ -22,7 +22,15 @@ from simulators.clock import FakeClock
 from simulators.keeper import KeeperSim, sample_events
 from simulators.logs_ingestion import LogsIngestionSim
 from tests.fixtures.keeper import keeper_env
-from tests.fixtures.pipeline import Pipeline, health, settings_for, still, ticking
+from tests.fixtures.pipeline import (
+    Pipeline,
+    health,
+    logs_ingestion_sink_env,
+    pipeline_env,
+    settings_for,
+    still,
+    ticking,
+)
 
 ONEPASSWORD_STREAMS = ("onepassword/auditevents", "onepassword/itemusages", "onepassword/signinattempts")
 
@@ -41,16 +49,7 @@ def expected_rows(events: list[dict[str, Any]], clock: FakeClock) -> Counter[str
 def keeper_only_env(
     sim: KeeperSim, logs: LogsIngestionSim, data_dir: Path, **overrides: str
 ) -> dict[str, str]:
-    base = {
-        "SOURCES": "keeper",
-        "SINK": "logs_ingestion",
-        "LOGS_INGESTION_ENDPOINT": logs.url,
-        "LOGS_INGESTION_RULE_ID": logs.dcr_id,
-        "CHECKPOINT_STORE": "file",
-        "AUDITSYNC_DATA_DIR": str(data_dir),
-        "INITIAL_LOOKBACK": "2d",
-    }
-    return keeper_env(sim, base, **overrides)
+    return keeper_env(sim, pipeline_env(data_dir, "keeper", logs_ingestion_sink_env(logs)), **overrides)
 
 
 @pytest.mark.slow
