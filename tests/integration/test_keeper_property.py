@@ -19,8 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from simulators.clock import FakeClock
 from simulators.keeper import KeeperSim, format_timestamp
-from tests.fixtures.keeper import KEEPER_TOKEN, T0, FakeClock, KeeperHarness, canonical, keeper_settings
+from tests.fixtures.keeper import KEEPER_TOKEN, T0, KeeperHarness, canonical, keeper_settings
 
 LAG = timedelta(minutes=5)
 OVERLAP = timedelta(minutes=15)

@@ -14,8 +14,10 @@ from auditsync.model import Deadline
 from auditsync.sources import keeper as keeper_source
 from auditsync.tables import KEEPER_TABLE, TABLES
 from auditsync.tables.rows import shape_rows
+from simulators.base import Request
+from simulators.clock import FakeClock
 from simulators.keeper import KeeperSim, format_timestamp, sample_events
-from tests.fixtures.keeper import KEEPER_TOKEN, FakeClock, KeeperHarness, canonical, keeper_settings
+from tests.fixtures.keeper import KEEPER_TOKEN, KeeperHarness, canonical, keeper_settings
 
 
 def ms(clock: FakeClock, delta: timedelta) -> int:
@@ -91,7 +93,7 @@ def test_window_boundaries_under_any_order_and_end_inclusivity(
             events.append(event(at, "open_record", record_uid=f"r{at % 7}"))
     keeper.sim.add(events)
     for run_at in runs:
-        clock.t = run_at
+        clock.set(run_at)
         keeper.run()
     clock.advance(timedelta(hours=1))
     keeper.drain()
@@ -244,7 +246,12 @@ def test_stops_between_pages_when_the_deadline_is_near(keeper: KeeperHarness) ->
         sample_events(20, clock.now() - timedelta(hours=3), clock.now() - timedelta(hours=1), seed=8)
     )
     # every request costs 2 s of the fake clock; the budget is 10 s and the margin 5 s
-    keeper.sim.inject(599, times=10**6, when=lambda r: clock.advance(timedelta(seconds=2)) is not None)
+
+    def costs_two_seconds(request: Request) -> bool:
+        clock.advance(timedelta(seconds=2))
+        return False  # never inject the fault: the predicate is only a per-request hook
+
+    keeper.sim.inject(599, times=10**6, when=costs_two_seconds)
     pages = keeper.run(budget=timedelta(seconds=10))
     assert 1 <= len(pages) <= 3
     assert keeper.position is not None and keeper.position["window"]["token"]
@@ -257,7 +264,7 @@ def test_401_is_an_auth_error_with_the_regenerate_hint(keeper: KeeperHarness) ->
     with pytest.raises(AuthError) as caught:
         list(
             keeper.stream(token="revoked-token-123456").pages(
-                None, Deadline.after(keeper.fake.clock, timedelta(minutes=1))
+                None, Deadline.after(keeper.clock, timedelta(minutes=1))
             )
         )
     assert "public-api-key generate" in caught.value.hint and '--integrations "SIEM:1"' in caught.value.hint
@@ -274,7 +281,7 @@ def test_plain_403_is_auth_with_the_aram_hint_and_throttled_403_is_retried(keepe
     keeper.sim.inject(403, {"error": "throttled", "message": "Please wait 60 seconds"})
     keeper.run()
     assert len(keeper.delivered) == 1
-    assert keeper.fake.slept  # it backed off (on the fake clock) before retrying
+    assert keeper.fake.sleeps  # it backed off (on the fake clock) before retrying
 
 
 @pytest.mark.parametrize("fault", [(429, None), (403, {"error": "throttled"})])
