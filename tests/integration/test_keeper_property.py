@@ -34,6 +34,39 @@ class Arrival:
     visible_ms: int
 
 
+@dataclass
+class Schedule:
+    """Arrivals not yet visible on the server, released by the clock (late events show up late)."""
+
+    sim: KeeperSim
+    clock: FakeClock
+    pending: list[Arrival]
+
+    def __post_init__(self) -> None:
+        self.pending = sorted(self.pending, key=lambda a: a.visible_ms)
+
+    def publish(self) -> None:
+        """Add to the server every arrival whose time has come."""
+        now_ms = int(self.clock.now().timestamp() * 1000)
+        while self.pending and self.pending[0].visible_ms <= now_ms:
+            self.sim.add([self.pending.pop(0).event])
+
+    def publish_all(self) -> None:
+        self.sim.add([a.event for a in self.pending])
+        self.pending.clear()
+
+
+def prepare(sim: KeeperSim, behaviour: dict[str, Any], arrivals: list[Arrival]) -> Schedule:
+    """Ready the module-scoped simulator for one example: no events, ``behaviour`` applied, on a fresh
+    clock at T0, with ``arrivals`` scheduled."""
+    sim.reset()
+    for name, value in behaviour.items():
+        setattr(sim, name, value)
+    clock = FakeClock(T0)
+    sim.now = clock.now
+    return Schedule(sim, clock, arrivals)
+
+
 @st.composite
 def keeper_events(draw: st.DrawFn) -> list[Arrival]:
     """Events clustered on a few milliseconds (so windows' edges and same-ms copies are common)."""
@@ -93,36 +126,25 @@ def test_every_event_exactly_once_apart_from_crashed_pages(
     shared_sim: KeeperSim, arrivals: list[Arrival], behaviour: dict[str, Any], plan: list[Any]
 ) -> None:
     sim = shared_sim
-    sim.reset()
-    for name, value in behaviour.items():
-        setattr(sim, name, value)
-    clock = FakeClock(T0)
-    sim.now = clock.now
+    schedule = prepare(sim, behaviour, arrivals)
+    clock = schedule.clock
     # a lookback that reaches the earliest event even when the first run crashed before any save
     config = keeper_settings(
         sim.url, keeper_lag=LAG, keeper_overlap=OVERLAP, initial_lookback=timedelta(days=3)
     )
     harness = KeeperHarness(sim, clock, config, max_attempts=1)
-    pending = sorted(arrivals, key=lambda a: a.visible_ms)
     crashed: Counter[str] = Counter()
-
-    def publish() -> None:
-        now_ms = int(clock.now().timestamp() * 1000)
-        while pending and pending[0].visible_ms <= now_ms:
-            sim.add([pending.pop(0).event])
 
     for gap, max_pages, crash_after in plan:
         clock.advance(timedelta(minutes=gap))
-        publish()
+        schedule.publish()
         pages = harness.run(max_pages=max_pages, crash_after=crash_after)
         if crash_after is not None and len(pages) >= crash_after:
             crashed.update(map(canonical, pages[crash_after - 1].events))
 
     # much later, with everything published: healthy runs until caught up
     clock.advance(timedelta(days=1))
-    pending_all = [a.event for a in pending]
-    pending.clear()
-    sim.add(pending_all)
+    schedule.publish_all()
     harness.drain()
 
     server = Counter(canonical(a.event) for a in arrivals)

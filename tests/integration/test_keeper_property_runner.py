@@ -20,17 +20,23 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from auditsync.checkpoints.file import FileCheckpointStore
-from auditsync.config import Settings
 from auditsync.errors import CheckpointError
-from auditsync.model import Checkpoint, Clock, SendResult
+from auditsync.model import Checkpoint, SendResult
 from auditsync.runner import run_cycle
 from auditsync.sinks.file import FileSink
 from auditsync.tables import KEEPER_TABLE, TABLES
 from auditsync.tables.rows import shape_rows
-from simulators.clock import FakeClock
 from simulators.keeper import KeeperSim
-from tests.fixtures.keeper import KEEPER_TOKEN, T0
-from tests.integration.test_keeper_property import LAG, OVERLAP, Arrival, keeper_events, server_behaviour
+from tests.fixtures.keeper import KEEPER_TOKEN, keeper_settings
+from tests.fixtures.pipeline import still, ticking
+from tests.integration.test_keeper_property import (
+    LAG,
+    OVERLAP,
+    Arrival,
+    keeper_events,
+    prepare,
+    server_behaviour,
+)
 
 
 @dataclass
@@ -112,48 +118,33 @@ def test_exactly_once_through_the_runner(
     plan: list[Any],
 ) -> None:
     sim = runner_sim
-    sim.reset()
-    for name, value in behaviour.items():
-        setattr(sim, name, value)
-    clock = FakeClock(T0)
-    sim.now = clock.now
+    schedule = prepare(sim, behaviour, arrivals)
+    clock = schedule.clock
     data_dir: Path = tmp_path_factory.mktemp("keeper-runner")
     sink = RecordingSink(FileSink(data_dir / "tables"))
     store = CrashingStore(FileCheckpointStore(data_dir / "checkpoints"), sink)
-    base = Settings(
-        sources=("keeper",),
-        keeper_base_url=sim.url,
-        keeper_token=KEEPER_TOKEN,
+    base = keeper_settings(
+        sim.url,
         keeper_lag=LAG,
         keeper_overlap=OVERLAP,
         initial_lookback=timedelta(days=3),
         data_dir=data_dir,
     )
-    pending = sorted(arrivals, key=lambda a: a.visible_ms)
-
-    def publish() -> None:
-        now_ms = int(clock.now().timestamp() * 1000)
-        while pending and pending[0].visible_ms <= now_ms:
-            sim.add([pending.pop(0).event])
-
-    def ticking() -> Clock:
-        return Clock(now=lambda: clock.advance(1.0), sleep=clock.sleep)
 
     for gap, budget_ticks, crash_at in plan:
         clock.advance(timedelta(minutes=gap))
-        publish()
+        schedule.publish()
         store.moves, store.crash_at = 0, crash_at
         # a budget of a few clock ticks: the deadline (5 s margin) stops the run between pages
         run_settings = replace(base, run_time_budget=timedelta(seconds=5 + budget_ticks))
-        report = run_cycle(run_settings, clock=ticking(), sink=sink, store=store)
+        report = run_cycle(run_settings, clock=ticking(clock), sink=sink, store=store)
         event(f"run status: {report.reports[0].status}")
 
     clock.advance(timedelta(days=1, minutes=5))  # past every lease, everything published
-    sim.add([a.event for a in pending])
-    pending.clear()
+    schedule.publish_all()
     store.crash_at = None
     for _ in range(20):
-        report = run_cycle(base, clock=Clock(now=clock.now, sleep=clock.sleep), sink=sink, store=store)
+        report = run_cycle(base, clock=still(clock), sink=sink, store=store)
         assert not report.failed, report.reports
         if report.reports[0].status == "idle":
             break
