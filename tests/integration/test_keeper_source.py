@@ -149,15 +149,7 @@ def test_resume_with_expired_token_rereads_the_window_without_duplicates(keeper_
         harness = KeeperHarness(
             sim, keeper_clock, keeper_settings(sim.url, initial_lookback=timedelta(hours=2))
         )
-        sim.add(
-            sample_events(
-                20,
-                keeper_clock.now() - timedelta(hours=2),
-                keeper_clock.now() - timedelta(hours=1),
-                seed=3,
-                identical_rate=0.2,
-            )
-        )
+        harness.add_sample(20, oldest=timedelta(hours=2), seed=3, identical_rate=0.2)
         harness.run(max_pages=3)  # the deadline stopped us mid-window
         assert harness.position is not None and harness.position["window"]["token"]
         keeper_clock.advance(timedelta(minutes=10))  # the stored token expired meanwhile
@@ -170,10 +162,7 @@ def test_resume_with_expired_token_rereads_the_window_without_duplicates(keeper_
 @pytest.mark.parametrize("status", [400, 404, 410])
 def test_token_rejected_mid_run_restarts_the_window(keeper: KeeperHarness, status: int) -> None:
     keeper.sim.page_cap = 4
-    clock = keeper.fake
-    keeper.sim.add(
-        sample_events(30, clock.now() - timedelta(hours=3), clock.now() - timedelta(hours=1), seed=5)
-    )
+    keeper.add_sample(30, seed=5)
     keeper.sim.inject(
         status,
         {"message": "continuation token expired"},
@@ -186,10 +175,7 @@ def test_token_rejected_mid_run_restarts_the_window(keeper: KeeperHarness, statu
 
 def test_token_that_never_lasts_fails_the_run_with_a_clear_error(keeper: KeeperHarness) -> None:
     keeper.sim.page_cap = 2
-    clock = keeper.fake
-    keeper.sim.add(
-        sample_events(10, clock.now() - timedelta(hours=3), clock.now() - timedelta(hours=1), seed=6)
-    )
+    keeper.add_sample(10, seed=6)
     keeper.sim.inject(
         410, {"message": "gone"}, times=100, when=lambda r: r.arg("continuation_token") is not None
     )
@@ -204,10 +190,7 @@ def test_token_that_never_lasts_fails_the_run_with_a_clear_error(keeper: KeeperH
 def test_crash_between_send_and_save_duplicates_at_most_that_page(keeper: KeeperHarness) -> None:
     keeper.sim.page_cap = 5
     keeper.settings = keeper_settings(keeper.sim.url, initial_lookback=timedelta(hours=3))
-    clock = keeper.fake
-    keeper.sim.add(
-        sample_events(23, clock.now() - timedelta(hours=3), clock.now() - timedelta(hours=1), seed=7)
-    )
+    keeper.add_sample(23, seed=7)
     crashed = keeper.run(crash_after=2)
     keeper.run()
     extra = Counter(map(canonical, keeper.delivered)) - Counter(map(canonical, keeper.sim.events))
@@ -216,15 +199,8 @@ def test_crash_between_send_and_save_duplicates_at_most_that_page(keeper: Keeper
 
 
 def test_large_backlog_is_split_into_windows_with_progress_saved_between(keeper: KeeperHarness) -> None:
-    clock = keeper.fake
-    keeper.sim.add(
-        sample_events(
-            24_000,
-            clock.now() - timedelta(days=1),
-            clock.now() - timedelta(minutes=6),
-            seed=11,
-            identical_rate=0.02,
-        )
+    keeper.add_sample(
+        24_000, oldest=timedelta(days=1), newest=timedelta(minutes=6), seed=11, identical_rate=0.02
     )
     watermarks = []
     for _ in range(200):
@@ -242,9 +218,7 @@ def test_stops_between_pages_when_the_deadline_is_near(keeper: KeeperHarness) ->
     keeper.sim.page_cap = 2
     keeper.settings = keeper_settings(keeper.sim.url, initial_lookback=timedelta(hours=3))
     clock = keeper.fake
-    keeper.sim.add(
-        sample_events(20, clock.now() - timedelta(hours=3), clock.now() - timedelta(hours=1), seed=8)
-    )
+    keeper.add_sample(20, seed=8)
     # every request costs 2 s of the fake clock; the budget is 10 s and the margin 5 s
 
     def costs_two_seconds(request: Request) -> bool:
@@ -390,10 +364,7 @@ def test_an_overlap_with_more_events_than_the_bound_is_shortened_not_duplicated(
 
 
 def test_a_backlog_is_not_reread_through_the_overlap(keeper: KeeperHarness) -> None:
-    clock = keeper.fake
-    keeper.sim.add(
-        sample_events(10_000, clock.now() - timedelta(days=1), clock.now() - timedelta(hours=1), seed=4)
-    )
+    keeper.add_sample(10_000, oldest=timedelta(days=1), seed=4)
     keeper.run()
     read = sum(p.counters.get("events_read", 0) for p in keeper.pages)
     assert read < 10_000 * 1.02, read  # only same-millisecond edges are read twice
@@ -405,9 +376,7 @@ def test_the_token_never_reaches_logs_errors_or_positions(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     keeper.sim.page_cap = 3
-    keeper.sim.add(
-        sample_events(10, keeper.fake.now() - timedelta(hours=3), keeper.fake.now() - timedelta(hours=1))
-    )
+    keeper.add_sample(10)
     keeper.sim.inject(500, {"message": "Internal Server Error"})
     keeper.run()
     keeper.sim.inject(401, {"message": "Unauthorized"})
