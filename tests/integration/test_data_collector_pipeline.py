@@ -14,14 +14,11 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from auditsync.checkpoints.file import FileCheckpointStore
 from auditsync.cli import cmd_check
-from auditsync.runner import run_cycle
 from auditsync.sinks.data_collector import DataCollectorSink
 from auditsync.sinks.legacy_rows import FIELD_LIMIT_BYTES, TRUNCATION_MARKER
 from auditsync.tables.rows import format_time, parse_time
@@ -30,9 +27,9 @@ from simulators.data_collector import DataCollectorSim, column_for
 from simulators.keeper import KeeperSim, sample_events
 from simulators.keyvault import KeyVaultSim
 from simulators.onepassword import OnePasswordSim
-from tests.fixtures.data_collector import Workspace, random_key
+from tests.fixtures.data_collector import random_key
 from tests.fixtures.keeper import keeper_env
-from tests.fixtures.pipeline import data_collector_env, settings_for, still
+from tests.fixtures.pipeline import DataCollectorPipeline, settings_for, still
 
 ONEPASSWORD_STREAMS = ("onepassword/auditevents", "onepassword/itemusages", "onepassword/signinattempts")
 STREAMS = ("keeper/events", *ONEPASSWORD_STREAMS)
@@ -41,12 +38,10 @@ STREAMS = ("keeper/events", *ONEPASSWORD_STREAMS)
 POST_LIMIT = 300_000
 
 
-def both_env(
-    keeper: KeeperSim, onepassword: OnePasswordSim, collector: DataCollectorSim, data_dir: Path, key: str
-) -> dict[str, str]:
+def both_env(dc_pipeline: DataCollectorPipeline, keeper: KeeperSim) -> dict[str, str]:
     return keeper_env(
         keeper,
-        data_collector_env(onepassword, collector, data_dir, key, SOURCES="keeper,onepassword"),
+        dc_pipeline.env(SOURCES="keeper,onepassword"),
         ONEPASSWORD_EVENT_TYPES="auditevents,signinattempts",
     )
 
@@ -104,15 +99,11 @@ def special_events(onepassword: OnePasswordSim, clock: FakeClock) -> list[dict[s
 
 def test_keeper_and_onepassword_through_the_data_collector_every_event_once_truncation_counted(
     keeper_pipeline_sim: KeeperSim,
-    onepassword_sim: OnePasswordSim,
-    dc_sim: DataCollectorSim,
-    dc_workspace: Workspace,
+    dc_pipeline: DataCollectorPipeline,
     dc_sink: Callable[..., DataCollectorSink],
-    fake_clock: FakeClock,
-    data_dir: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    now = fake_clock.now()
+    now = dc_pipeline.clock.now()
     keeper_sent = sample_events(2_500, now - timedelta(hours=20), now - timedelta(minutes=10), seed=4)
     big = {
         **keeper_sent[0],
@@ -123,27 +114,27 @@ def test_keeper_and_onepassword_through_the_data_collector_every_event_once_trun
     keeper_pipeline_sim.add([*keeper_sent, big])
     step = timedelta(seconds=10)
     sent = {
-        "auditevents": onepassword_sim.generate("auditevents", 2_500, step=step),
-        "itemusages": onepassword_sim.generate("itemusages", 1_200, step=step),
-        "signinattempts": onepassword_sim.generate("signinattempts", 900, step=step),
+        "auditevents": dc_pipeline.onepassword.generate("auditevents", 2_500, step=step),
+        "itemusages": dc_pipeline.onepassword.generate("itemusages", 1_200, step=step),
+        "signinattempts": dc_pipeline.onepassword.generate("signinattempts", 900, step=step),
     }
-    sent["auditevents"] += special_events(onepassword_sim, fake_clock)
-    env = both_env(keeper_pipeline_sim, onepassword_sim, dc_sim, data_dir, dc_workspace.key)
-    settings = settings_for({**env, "ONEPASSWORD_EVENT_TYPES": "auditevents,itemusages,signinattempts"})
+    sent["auditevents"] += special_events(dc_pipeline.onepassword, dc_pipeline.clock)
+    env = both_env(dc_pipeline, keeper_pipeline_sim)
+    env["ONEPASSWORD_EVENT_TYPES"] = "auditevents,itemusages,signinattempts"
 
-    report = run_cycle(settings, clock=still(fake_clock), sink=dc_sink(max_post_bytes=POST_LIMIT))
+    report = dc_pipeline.run(env, sink=dc_sink(max_post_bytes=POST_LIMIT))
 
     assert not report.failed, report.reports
     assert {r.stream: r.status for r in report.reports} == dict.fromkeys(STREAMS, "ok")
-    assert dc_sim.rejected == [], "the signature was accepted every time"
-    assert dc_sim.accepted_posts == len(dc_sim.requests)
-    op_posts = [r for r in dc_sim.requests if r.header("log-type") == "OnePasswordEvents"]
+    assert dc_pipeline.collector.rejected == [], "the signature was accepted every time"
+    assert dc_pipeline.collector.accepted_posts == len(dc_pipeline.collector.requests)
+    op_posts = [r for r in dc_pipeline.collector.requests if r.header("log-type") == "OnePasswordEvents"]
     assert len(op_posts) > 10 and all(len(p.body) <= POST_LIMIT for p in op_posts)
-    keeper_posts = [r for r in dc_sim.requests if r.header("log-type") == "Keeper"]
+    keeper_posts = [r for r in dc_pipeline.collector.requests if r.header("log-type") == "Keeper"]
     assert len(keeper_posts) > 3 and all(len(p.body) <= POST_LIMIT for p in keeper_posts)
     assert any(len(p.body) > len(p.body.decode("utf-8")) for p in keeper_posts), "non-ASCII on the wire"
 
-    keeper_rows = dc_sim.rows("Keeper_CL")
+    keeper_rows = dc_pipeline.collector.rows("Keeper_CL")
     cut = [r for r in keeper_rows if r.get("name_s", "").startswith("Ωmega")]
     assert len(cut) == 1 and cut[0]["name_s"].endswith(TRUNCATION_MARKER)
     assert len(cut[0]["name_s"].encode("utf-8")) <= FIELD_LIMIT_BYTES
@@ -157,7 +148,7 @@ def test_keeper_and_onepassword_through_the_data_collector_every_event_once_trun
         "no Data blob: one column a field"
     )
 
-    rows = event_rows(dc_sim)
+    rows = event_rows(dc_pipeline.collector)
     expected = Counter(e["uuid"] for events in sent.values() for e in events)
     assert Counter(r["uuid_s"] for r in rows) == expected, "every event exactly once"
     by_uuid = {r["uuid_s"]: r for r in rows}
@@ -167,9 +158,9 @@ def test_keeper_and_onepassword_through_the_data_collector_every_event_once_trun
     op_cut = by_uuid["SPECIAL0000000000000000001"]["aux_info_s"]
     assert op_cut.startswith("ΩΩΩ") and op_cut.endswith(TRUNCATION_MARKER)
     assert len(op_cut.encode("utf-8")) <= FIELD_LIMIT_BYTES
-    assert dc_sim.oversize_fields == [], "nothing left for the service to cut silently"
+    assert dc_pipeline.collector.oversize_fields == [], "nothing left for the service to cut silently"
 
-    beats = health(dc_sim)
+    beats = health(dc_pipeline.collector)
     assert set(beats) == set(STREAMS)
     assert json.loads(beats["keeper/events"]["Details_s"])["truncated_fields"] == 1
     assert beats["keeper/events"]["EventsIngested_d"] == len(keeper_sent) + 1
@@ -178,43 +169,44 @@ def test_keeper_and_onepassword_through_the_data_collector_every_event_once_trun
     assert beats["onepassword/itemusages"]["Status_s"] == "ok"
     assert "Details_s" not in beats["onepassword/itemusages"]  # nothing truncated there
     health_events = [
-        r for r in dc_sim.rows("OnePasswordEvents_CL") if r.get("log_source_s") == "healthevents"
+        r
+        for r in dc_pipeline.collector.rows("OnePasswordEvents_CL")
+        if r.get("log_source_s") == "healthevents"
     ]
     assert len(health_events) == 3
-    assert dc_workspace.key not in caplog.text
+    assert dc_pipeline.workspace.key not in caplog.text
 
 
 def test_a_wrong_key_fails_both_sources_with_auth_and_moves_no_checkpoint_until_the_right_key(
     keeper_pipeline_sim: KeeperSim,
-    onepassword_sim: OnePasswordSim,
-    dc_sim: DataCollectorSim,
-    dc_workspace: Workspace,
-    fake_clock: FakeClock,
-    data_dir: Path,
+    dc_pipeline: DataCollectorPipeline,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    now = fake_clock.now()
+    now = dc_pipeline.clock.now()
     keeper_sent = sample_events(300, now - timedelta(hours=3), now - timedelta(minutes=10), seed=9)
     keeper_pipeline_sim.add(keeper_sent)
-    onepassword_sim.generate("auditevents", 100, step=timedelta(seconds=30))
-    env = both_env(keeper_pipeline_sim, onepassword_sim, dc_sim, data_dir, dc_workspace.key)
-    assert not run_cycle(settings_for(env), clock=still(fake_clock)).failed
-    store = FileCheckpointStore(data_dir / "checkpoints")
+    dc_pipeline.onepassword.generate("auditevents", 100, step=timedelta(seconds=30))
+    env = both_env(dc_pipeline, keeper_pipeline_sim)
+    assert not dc_pipeline.run(env).failed
+    store = dc_pipeline.store()
     before = {c.stream: c.position for c in store.list()}
     assert before["keeper/events"] is not None and before["onepassword/auditevents"] is not None
-    stored_before = len(dc_sim.rows("Keeper_CL")), len(event_rows(dc_sim))
+    stored_before = len(dc_pipeline.collector.rows("Keeper_CL")), len(event_rows(dc_pipeline.collector))
     assert stored_before == (300, 100)
 
-    fake_clock.advance(timedelta(minutes=20))
+    dc_pipeline.clock.advance(timedelta(minutes=20))
     keeper_new = sample_events(
-        50, fake_clock.now() - timedelta(minutes=15), fake_clock.now() - timedelta(minutes=6), seed=10
+        50,
+        dc_pipeline.clock.now() - timedelta(minutes=15),
+        dc_pipeline.clock.now() - timedelta(minutes=6),
+        seed=10,
     )
     keeper_pipeline_sim.add(keeper_new)
-    onepassword_sim.generate("auditevents", 30, start=fake_clock.now() - timedelta(minutes=10))
+    dc_pipeline.onepassword.generate("auditevents", 30, start=dc_pipeline.clock.now() - timedelta(minutes=10))
     wrong = random_key()
     caplog.set_level(logging.INFO)
 
-    report = run_cycle(settings_for({**env, "WORKSPACE_KEY": wrong}), clock=still(fake_clock))
+    report = dc_pipeline.run({**env, "WORKSPACE_KEY": wrong})
 
     outcome = {r.stream: (r.status, r.error_kind) for r in report.reports}
     assert outcome == {
@@ -229,36 +221,34 @@ def test_a_wrong_key_fails_both_sources_with_auth_and_moves_no_checkpoint_until_
         assert any(f"health {stream}: status=error" in m and "error_kind=auth" in m for m in errors), stream
     assert any("health onepassword/signinattempts: status=idle" in m for m in errors)
     assert {c.stream: c.position for c in store.list()} == before
-    assert (len(dc_sim.rows("Keeper_CL")), len(event_rows(dc_sim))) == stored_before
-    assert dc_sim.rejected and {status for status, _ in dc_sim.rejected} == {403}
-    assert wrong not in caplog.text and dc_workspace.key not in caplog.text
+    assert (
+        len(dc_pipeline.collector.rows("Keeper_CL")),
+        len(event_rows(dc_pipeline.collector)),
+    ) == stored_before
+    assert dc_pipeline.collector.rejected and {status for status, _ in dc_pipeline.collector.rejected} == {
+        403
+    }
+    assert wrong not in caplog.text and dc_pipeline.workspace.key not in caplog.text
 
     # The right key again: the new events arrive, once.
-    assert not run_cycle(settings_for(env), clock=still(fake_clock)).failed
-    keeper_rows = dc_sim.rows("Keeper_CL")
+    assert not dc_pipeline.run(env).failed
+    keeper_rows = dc_pipeline.collector.rows("Keeper_CL")
     assert Counter(map(stored_view, keeper_rows)) == Counter(map(keeper_cl_view, keeper_sent + keeper_new))
-    assert len(event_rows(dc_sim)) == 130
-    assert len({r["uuid_s"] for r in event_rows(dc_sim)}) == 130
+    assert len(event_rows(dc_pipeline.collector)) == 130
+    assert len({r["uuid_s"] for r in event_rows(dc_pipeline.collector)}) == 130
 
 
 def test_the_workspace_key_is_read_from_key_vault(
-    onepassword_sim: OnePasswordSim,
-    dc_sim: DataCollectorSim,
-    dc_workspace: Workspace,
+    dc_pipeline: DataCollectorPipeline,
     keyvault_sim: KeyVaultSim,
-    fake_clock: FakeClock,
-    data_dir: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    onepassword_sim.generate("signinattempts", 5)
-    token = onepassword_sim.issue_token()
+    dc_pipeline.onepassword.generate("signinattempts", 5)
+    token = dc_pipeline.onepassword.issue_token()
     keyvault_sim.set_secret("onepassword-api-token", token)
-    keyvault_sim.set_secret("la-workspace-key", dc_workspace.key)
-    env = data_collector_env(
-        onepassword_sim,
-        dc_sim,
-        data_dir,
-        "",
+    keyvault_sim.set_secret("la-workspace-key", dc_pipeline.workspace.key)
+    env = dc_pipeline.env(
+        key="",
         ONEPASSWORD_EVENT_TYPES="signinattempts",
         KEY_VAULT_URL=keyvault_sim.url,
         WORKSPACE_KEY_SECRET="la-workspace-key",
@@ -266,57 +256,50 @@ def test_the_workspace_key_is_read_from_key_vault(
     )
     caplog.set_level(logging.INFO)
 
-    report = run_cycle(settings_for(env), clock=still(fake_clock))
+    report = dc_pipeline.run(env)
 
     assert not report.failed, report.reports
-    assert len(event_rows(dc_sim)) == 5
-    assert dc_workspace.key not in caplog.text
+    assert len(event_rows(dc_pipeline.collector)) == 5
+    assert dc_pipeline.workspace.key not in caplog.text
     assert any("2026-09-14" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records), (
         "the retirement warning is logged when the sink is created"
     )
 
 
 def test_health_rows_keep_their_timestamps_as_datetimes(
-    onepassword_sim: OnePasswordSim,
-    dc_sim: DataCollectorSim,
-    dc_workspace: Workspace,
-    fake_clock: FakeClock,
-    data_dir: Path,
+    dc_pipeline: DataCollectorPipeline,
 ) -> None:
-    events = onepassword_sim.generate("itemusages", 3, step=timedelta(seconds=1))
-    env = data_collector_env(
-        onepassword_sim, dc_sim, data_dir, dc_workspace.key, ONEPASSWORD_EVENT_TYPES="itemusages"
-    )
+    events = dc_pipeline.onepassword.generate("itemusages", 3, step=timedelta(seconds=1))
+    env = dc_pipeline.env(ONEPASSWORD_EVENT_TYPES="itemusages")
 
-    run_cycle(settings_for(env), clock=still(fake_clock))
+    dc_pipeline.run(env)
 
-    beat = health(dc_sim)["onepassword/itemusages"]
+    beat = health(dc_pipeline.collector)["onepassword/itemusages"]
     assert beat["NewestEventTime_t"].endswith("Z")
-    assert beat["NewestEventTime_t"] <= format_time(fake_clock.now())
+    assert beat["NewestEventTime_t"] <= format_time(dc_pipeline.clock.now())
     assert beat["EventsIngested_d"] == 3.0 == float(len(events))
 
 
 def test_check_prints_the_retirement_warning_and_probes_the_key(
-    onepassword_sim: OnePasswordSim,
-    dc_sim: DataCollectorSim,
-    dc_workspace: Workspace,
-    fake_clock: FakeClock,
-    data_dir: Path,
+    dc_pipeline: DataCollectorPipeline,
 ) -> None:
-    env = data_collector_env(onepassword_sim, dc_sim, data_dir, dc_workspace.key)
+    env = dc_pipeline.env()
     out = io.StringIO()
 
-    assert cmd_check(settings_for(env), out, clock=still(fake_clock)) == 0
+    assert cmd_check(settings_for(env), out, clock=still(dc_pipeline.clock)) == 0
 
     text = out.getvalue()
     assert "! SINK=data_collector uses the legacy HTTP Data Collector API" in text
     assert "2026-09-14" in text and "SINK=logs_ingestion" in text
-    assert f"ok sink data_collector: Data Collector API at {dc_sim.url}: workspace key accepted" in text
-    assert dc_sim.rows("AuditSyncHealth_CL") == []  # the probe writes nothing
+    assert (
+        f"ok sink data_collector: Data Collector API at {dc_pipeline.collector.url}: workspace key accepted"
+        in text
+    )
+    assert dc_pipeline.collector.rows("AuditSyncHealth_CL") == []  # the probe writes nothing
 
     wrong = random_key()
     out = io.StringIO()
-    assert cmd_check(settings_for({**env, "WORKSPACE_KEY": wrong}), out, clock=still(fake_clock)) == 1
+    assert cmd_check(settings_for({**env, "WORKSPACE_KEY": wrong}), out, clock=still(dc_pipeline.clock)) == 1
     text = out.getvalue()
     assert "x sink data_collector:" in text and "403" in text and "WORKSPACE_ID" in text
     assert wrong not in text
