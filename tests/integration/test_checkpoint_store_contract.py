@@ -16,7 +16,7 @@ from auditsync.checkpoints import claim, release
 from auditsync.checkpoints.codec import MAX_MESSAGE_CHARS
 from auditsync.errors import CheckpointConflict, CheckpointError
 from auditsync.model import Checkpoint
-from tests.fixtures.checkpoints import StoreFactory
+from tests.fixtures.checkpoints import StoreFactory, run_threads
 
 STREAM = "onepassword/auditevents"
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -195,25 +195,15 @@ def test_one_store_serves_concurrent_streams(store_factory: StoreFactory) -> Non
     """The runner shares one store instance between the threads that collect different streams."""
     store = store_factory()
     streams = STREAMS[:4]
-    errors: list[BaseException] = []
 
     def collect(stream: str) -> None:
-        try:
-            checkpoint = claim(store, stream, f"run/{stream}", T0, TTL)
-            assert checkpoint is not None
-            for page in range(1, 6):
-                checkpoint = store.save(replace(checkpoint, position={"page": page}, total_events=page * 10))
-            release(store, replace(checkpoint, last_status="ok", last_run=T0))
-        except BaseException as exc:
-            errors.append(exc)
+        checkpoint = claim(store, stream, f"run/{stream}", T0, TTL)
+        assert checkpoint is not None
+        for page in range(1, 6):
+            checkpoint = store.save(replace(checkpoint, position={"page": page}, total_events=page * 10))
+        release(store, replace(checkpoint, last_status="ok", last_run=T0))
 
-    threads = [threading.Thread(target=collect, args=(s,)) for s in streams]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-
-    assert errors == []
+    assert run_threads(collect, streams) == []
     final = {c.stream: c for c in store_factory().list()}
     assert sorted(final) == sorted(streams)
     for stream in streams:
@@ -251,23 +241,13 @@ def test_concurrent_claims_have_exactly_one_winner(store_factory: StoreFactory, 
     runners = 6
     start = threading.Barrier(runners)
     results: dict[str, Checkpoint | None] = {}
-    errors: list[BaseException] = []
 
     def run(owner: str) -> None:
         store = store_factory()
         start.wait()
-        try:
-            results[owner] = claim(store, STREAM, owner, T0, TTL)
-        except BaseException as exc:  # surfaced below, not swallowed
-            errors.append(exc)
+        results[owner] = claim(store, STREAM, owner, T0, TTL)
 
-    threads = [threading.Thread(target=run, args=(f"runner-{n}",)) for n in range(runners)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-
-    assert errors == []
+    assert run_threads(run, [f"runner-{n}" for n in range(runners)]) == []
     winners = {owner: cp for owner, cp in results.items() if cp is not None}
     assert len(results) == runners
     assert len(winners) == 1

@@ -30,6 +30,7 @@ from tests.fixtures.azurite import (
     storage_token,
     table_connection_string,
 )
+from tests.fixtures.checkpoints import run_threads
 
 STREAM = "onepassword/auditevents"
 T0 = datetime(2026, 3, 1, 12, 0, 0, 250000, tzinfo=UTC)
@@ -80,23 +81,13 @@ def test_concurrent_first_saves_race_on_creating_the_table(
         "onepassword/signinattempts",
     ]
     start = threading.Barrier(len(streams))
-    errors: list[BaseException] = []
 
     def first_save(stream: str) -> None:
         store = TableCheckpointStore.from_connection_string(azurite_connection_string, azurite_table_name)
         start.wait()
-        try:
-            store.save(Checkpoint(stream, position={"first": stream}))
-        except BaseException as exc:
-            errors.append(exc)
+        store.save(Checkpoint(stream, position={"first": stream}))
 
-    threads = [threading.Thread(target=first_save, args=(s,)) for s in streams]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-
-    assert errors == []
+    assert run_threads(first_save, streams) == []
     listed = TableCheckpointStore.from_connection_string(azurite_connection_string, azurite_table_name).list()
     assert {c.stream: c.position for c in listed} == {s: {"first": s} for s in streams}
 
