@@ -30,9 +30,12 @@ HEALTH_TABLE = "AuditSyncHealth_CL"
 
 
 @contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    """Set process variables the SDKs read (managed identity endpoint, CA bundle) and restore them after."""
-    saved = {name: os.environ.get(name) for name in values}
+def _environment(values: dict[str, str], clear: tuple[str, ...] = ()) -> Iterator[None]:
+    """Set process variables the SDKs read (managed identity endpoint, CA bundle), clear ``clear``,
+    and restore everything after."""
+    saved = {name: os.environ.get(name) for name in (*values, *clear)}
+    for name in clear:
+        os.environ.pop(name, None)
     os.environ.update(values)
     try:
         yield
@@ -45,7 +48,7 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 
 def run_demo(out: TextIO, *, events_per_stream: int = 300, data_dir: str | Path = ".auditsync") -> int:
-    from simulators.identity import ManagedIdentitySim
+    from simulators.identity import COMPETING_CREDENTIAL_ENV, ManagedIdentitySim
     from simulators.keyvault import KeyVaultSim
     from simulators.logs_ingestion import LogsIngestionSim
     from simulators.onepassword import OnePasswordSim
@@ -60,12 +63,13 @@ def run_demo(out: TextIO, *, events_per_stream: int = 300, data_dir: str | Path 
         vault = stack.enter_context(KeyVaultSim(tls.server_context, identity=identity))
         logs = stack.enter_context(LogsIngestionSim(identity=identity))
         onepassword = stack.enter_context(OnePasswordSim())
+        # The demo's credential must be the simulated managed identity, whatever the developer is signed in as.
         stack.enter_context(
             _environment(
-                {**identity.env(), **tls.env(), "NO_PROXY": "127.0.0.1,localhost", "AZURE_CLIENT_ID": ""}
+                {**identity.env(), **tls.env(), "NO_PROXY": "127.0.0.1,localhost"},
+                clear=COMPETING_CREDENTIAL_ENV,
             )
         )
-        os.environ.pop("AZURE_CLIENT_ID", None)
 
         now = datetime.now(UTC)
         step = timedelta(hours=20) / max(1, events_per_stream)

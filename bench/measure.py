@@ -21,24 +21,9 @@ from typing import Any
 
 import psutil
 
-ROOT = Path(__file__).resolve().parents[1]
+from simulators.identity import COMPETING_CREDENTIAL_ENV
 
-#: Variables that would make DefaultAzureCredential pick another credential than the managed identity.
-CREDENTIAL_ENV = (
-    "AZURE_CLIENT_ID",
-    "AZURE_CLIENT_SECRET",
-    "AZURE_TENANT_ID",
-    "AZURE_CLIENT_CERTIFICATE_PATH",
-    "AZURE_USERNAME",
-    "AZURE_PASSWORD",
-    "AZURE_FEDERATED_TOKEN_FILE",
-    "AZURE_AUTHORITY_HOST",
-    "AZURE_TOKEN_CREDENTIALS",
-    "MSI_ENDPOINT",
-    "MSI_SECRET",
-    "IMDS_ENDPOINT",
-    "IDENTITY_SERVER_THUMBPRINT",
-)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def peak_rss_mb() -> float:
@@ -71,7 +56,7 @@ def cpu_seconds() -> float:
 
 def child_env(extra: Mapping[str, str]) -> dict[str, str]:
     """The environment for a child: ours without stray Azure credentials, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if k not in CREDENTIAL_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in COMPETING_CREDENTIAL_ENV}
     env["NO_PROXY"] = "127.0.0.1,localhost"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(ROOT), env.get("PYTHONPATH"))))
     env.update(extra)

@@ -20,6 +20,25 @@ TOKEN_PATH = "/msi/token"
 API_VERSION = "2019-08-01"
 
 
+#: Variables that would make DefaultAzureCredential pick another credential or managed-identity flavour
+#: than this endpoint; whoever points a process at the simulator clears them.
+COMPETING_CREDENTIAL_ENV = (
+    "AZURE_CLIENT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_CERTIFICATE_PATH",
+    "AZURE_USERNAME",
+    "AZURE_PASSWORD",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_AUTHORITY_HOST",
+    "AZURE_TOKEN_CREDENTIALS",
+    "MSI_ENDPOINT",
+    "MSI_SECRET",
+    "IMDS_ENDPOINT",
+    "IDENTITY_SERVER_THUMBPRINT",
+)
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 

@@ -176,3 +176,22 @@ def test_secrets_never_leave_the_process(
     for where, text in places.items():
         assert token not in text, where
         assert signature not in text, where
+
+
+def test_bad_settings_fail_the_invocation_with_every_problem_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("SOURCES", "onepassword")
+    monkeypatch.setenv(
+        "ONEPASSWORD_TOKEN", "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/op/)"
+    )
+    monkeypatch.setenv("SINK", "logs_ingestion")
+    monkeypatch.delenv("LOGS_INGESTION_ENDPOINT", raising=False)
+    monkeypatch.delenv("KEY_VAULT_URL", raising=False)
+    with caplog.at_level(logging.ERROR), pytest.raises(function_app.CollectionFailed) as caught:
+        collect_function().get_user_function()(timer())
+    assert "3 setting problem(s)" in str(caught.value)
+    problems = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("ONEPASSWORD_TOKEN: the Key Vault reference was not resolved" in p for p in problems)
+    assert any("LOGS_INGESTION_ENDPOINT: missing" in p for p in problems)
+    assert any("LOGS_INGESTION_RULE_ID: missing" in p for p in problems)
