@@ -149,9 +149,8 @@ def cmd_check(
     for warning in sink_warnings(settings):
         print(f"  ! {warning}", file=out)
     for source in settings.sources:
-        module = source_module(source)
 
-        def probe(source: str = source, module: object = module) -> str:
+        def probe(source: str = source) -> str:
             token = secrets.token(source)
             context = SourceContext(settings, token, http, clock, clock.now())
             return source_module(source).probe(context)

@@ -26,8 +26,6 @@ from typing import Any, TextIO
 from auditsync.config import Settings
 from auditsync.runner import CycleReport, run_cycle
 
-HEALTH_TABLE = "AuditSyncHealth_CL"
-
 
 @contextmanager
 def _environment(values: dict[str, str], clear: tuple[str, ...] = ()) -> Iterator[None]:

@@ -8,7 +8,8 @@ from datetime import datetime
 
 from auditsync import __version__
 from auditsync.model import JSON, STATUS_ERROR, STATUS_SKIPPED, StreamReport
-from auditsync.tables.rows import format_time
+from auditsync.tables import HEALTH_TABLE, ONEPASSWORD_TABLE, TABLES
+from auditsync.tables.rows import format_time, shape_rows
 
 #: What 1Password's content reads from a health row: category and action_type.
 _ONEPASSWORD_HEALTH = {
@@ -73,3 +74,16 @@ def onepassword_health_events(reports: Iterable[StreamReport], *, now: datetime,
             }
         )
     return events
+
+
+def heartbeat_batches(
+    reports: list[StreamReport], *, now: datetime, run_id: str
+) -> list[tuple[str, list[JSON]]]:
+    """Every health row of a run as ``(table, rows)`` to send, shaped by the table files like any event."""
+    rows, _ = shape_rows(TABLES[HEALTH_TABLE], health_rows(reports, now=now, run_id=run_id), now=now)
+    batches = [(HEALTH_TABLE, rows)]
+    events = onepassword_health_events(reports, now=now, run_id=run_id)
+    if events:
+        shaped, _ = shape_rows(TABLES[ONEPASSWORD_TABLE], events, now=now, event_type="healthevents")
+        batches.append((ONEPASSWORD_TABLE, shaped))
+    return batches

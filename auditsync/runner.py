@@ -24,7 +24,7 @@ from typing import Any
 from auditsync.checkpoints import claim, open_store, release
 from auditsync.config import Settings
 from auditsync.errors import AuditSyncError, CheckpointConflict
-from auditsync.heartbeat import health_rows, onepassword_health_events
+from auditsync.heartbeat import heartbeat_batches
 from auditsync.http import HttpClient, Redactor
 from auditsync.logs import redacting_logs
 from auditsync.model import (
@@ -43,7 +43,7 @@ from auditsync.model import (
 from auditsync.secrets import CredentialFactory, Secrets, default_credential
 from auditsync.sinks import open_sink
 from auditsync.sources import SourceContext, source_module
-from auditsync.tables import HEALTH_TABLE, ONEPASSWORD_TABLE, TABLES
+from auditsync.tables import TABLES
 from auditsync.tables.rows import shape_rows
 
 log = logging.getLogger(__name__)
@@ -363,13 +363,8 @@ def _finish(
         heartbeat_error = "no sink: health rows could not be sent"
     else:
         try:
-            sink.send(HEALTH_TABLE, health_rows(reports, now=finished, run_id=run_id))
-            health_events = onepassword_health_events(reports, now=finished, run_id=run_id)
-            if health_events:
-                rows, _ = shape_rows(
-                    TABLES[ONEPASSWORD_TABLE], health_events, now=finished, event_type="healthevents"
-                )
-                sink.send(ONEPASSWORD_TABLE, rows)
+            for table, rows in heartbeat_batches(reports, now=finished, run_id=run_id):
+                sink.send(table, rows)
         except AuditSyncError as error:
             heartbeat_error = redactor(str(error))
     if heartbeat_error:
