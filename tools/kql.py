@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from auditsync.sinks import legacy_rows
 from auditsync.tables import HEALTH_TABLE, KEEPER_TABLE, ONEPASSWORD_TABLE, TABLES, TableDef
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,15 +52,7 @@ KEEPER_EVENT_FIELDS_TEXT = (
 )
 KEEPER_EVENT_FIELDS_NUMBER = ("role_id", "node_id")
 
-LEGACY_SUFFIX = {
-    "string": "_s",
-    "dynamic": "_s",
-    "int": "_d",
-    "long": "_d",
-    "real": "_d",
-    "boolean": "_b",
-    "datetime": "_t",
-}
+#: Kusto types of the Data Collector suffixes (numbers are stored as real).
 LEGACY_TYPE = {"_s": "string", "_d": "real", "_b": "bool", "_t": "datetime"}
 
 
@@ -78,19 +71,13 @@ def stream_columns(table: TableDef) -> Columns:
 
 
 def legacy_columns(table: TableDef) -> Columns:
-    """Columns the HTTP Data Collector API creates for rows shaped like the input stream."""
+    """Columns the HTTP Data Collector API creates for our sink's records (``legacy_rows`` decides the names),
+    plus TimeGenerated and the Keeper event-specific fields it flattens out of ``data``."""
     columns: Columns = [("TimeGenerated", "datetime")]
-    for c in table.columns:
-        if c.name == "TimeGenerated":
-            continue
-        if "$rest" in c.sources and table.name == KEEPER_TABLE:
-            columns += [(f"{n}_s", "string") for n in KEEPER_EVENT_FIELDS_TEXT]
-            columns += [(f"{n}_d", "real") for n in KEEPER_EVENT_FIELDS_NUMBER]
-            continue
-        suffix = LEGACY_SUFFIX[c.type]
-        # The sink strips a suffix the declared name already has (uuid_s arrives as uuid_s, not uuid_s_s).
-        name = c.name if c.name.endswith(suffix) else f"{c.name}{suffix}"
-        columns.append((name, LEGACY_TYPE[suffix]))
+    columns += [(name, LEGACY_TYPE[name[-2:]]) for name, _ in legacy_rows.legacy_columns(table)]
+    if table.name == KEEPER_TABLE:
+        columns += [(f"{n}_s", "string") for n in KEEPER_EVENT_FIELDS_TEXT]
+        columns += [(f"{n}_d", "real") for n in KEEPER_EVENT_FIELDS_NUMBER]
     return columns
 
 

@@ -79,15 +79,3 @@ def test_missing_legacy_tables_are_only_warnings(sentinel_kql: SentinelKql) -> N
     checked = sentinel_kql.parser("no_legacy_tables", "KeeperEvents")
     assert [d.code for d in checked.diagnostics] == ["KS205"]
     assert "Keeper_CL" in checked.diagnostics[0].message
-
-
-def test_legacy_schema_matches_what_the_data_collector_sink_writes() -> None:
-    """The legacy tables the KQL checks declare are the columns the Data Collector sink creates."""
-    legacy_rows = pytest.importorskip("auditsync.sinks.legacy_rows")
-    for table in TABLES.values():
-        ours = {name for name, _ in kql.legacy_columns(table)}
-        theirs = {name for name, _ in legacy_rows.legacy_columns(table)}
-        assert theirs <= ours, f"{kql.legacy_table_name(table)} lacks {sorted(theirs - ours)}"
-        assert ours - theirs <= {"TimeGenerated"} | {f"{n}_s" for n in kql.KEEPER_EVENT_FIELDS_TEXT} | {
-            f"{n}_d" for n in kql.KEEPER_EVENT_FIELDS_NUMBER
-        }
