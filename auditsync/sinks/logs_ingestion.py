@@ -110,10 +110,12 @@ class LogsIngestionSink:
         self.rule_id = rule_id
         # Loopback stand-ins (the simulator) speak plain http; anything else must be https.
         self.enforce_https = not is_loopback_url(endpoint)
+        self.credential = credential
+        self.scope = audience.rstrip("/") + "/.default"
         self.client = LogsIngestionClient(
             endpoint,
             credential,
-            credential_scopes=[audience.rstrip("/") + "/.default"],
+            credential_scopes=[self.scope],
             retry_total=retry_total,
             retry_backoff_factor=retry_backoff_factor,
             retry_backoff_max=retry_backoff_max,
@@ -149,9 +151,8 @@ class LogsIngestionSink:
         return SendResult(len(rows), {"truncated_fields": truncated} if truncated else {})
 
     def probe(self) -> str:
-        """Send an empty-looking but valid check: nothing is uploaded, we only get a token."""
-        credential = self.client._config.credential  # the same credential the uploads use
-        credential.get_token(*self.client._config.credential_scopes)
+        """Get a token for the ingestion audience with the uploads' credential; nothing is uploaded."""
+        self.credential.get_token(self.scope)
         return f"logs ingestion to DCR {self.rule_id} at {redact_url(self.endpoint)} (token acquired)"
 
 

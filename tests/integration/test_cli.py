@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 from auditsync.cli import main
+from simulators.identity import ManagedIdentitySim
+from simulators.logs_ingestion import LogsIngestionSim
 from simulators.onepassword import OnePasswordSim
 
 
@@ -109,3 +111,22 @@ def test_demo_shows_the_whole_flow(tmp_path: Path) -> None:
         and kinds.count("auditevents") == 40
         and kinds.count("healthevents") == 9
     )
+
+
+def test_check_probes_logs_ingestion_with_the_managed_identity(
+    onepassword_sim: OnePasswordSim,
+    logs_ingestion_sim: LogsIngestionSim,
+    identity_sim: ManagedIdentitySim,
+    tmp_path: Path,
+) -> None:
+    env = {
+        **local_env(onepassword_sim, tmp_path, onepassword_sim.issue_token()),
+        "SINK": "logs_ingestion",
+        "LOGS_INGESTION_ENDPOINT": logs_ingestion_sim.url,
+        "LOGS_INGESTION_RULE_ID": logs_ingestion_sim.dcr_id,
+    }
+    code, out = run(["check"], env)
+    assert code == 0, out
+    assert f"ok sink logs_ingestion: logs ingestion to DCR {logs_ingestion_sim.dcr_id}" in out
+    assert "https://monitor.azure.com" in identity_sim.requested
+    assert logs_ingestion_sim.uploads == 0
