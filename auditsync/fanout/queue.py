@@ -1,0 +1,56 @@
+"""The work queue: an Azure Storage queue that the Functions queue trigger reads.
+
+Messages are base64 text, the encoding the Functions queue trigger expects by default
+(``extensions.queues.messageEncoding``), so the dispatcher's messages bind in Azure exactly as they do
+against Azurite. The host moves a message that failed ``maxDequeueCount`` times to ``<queue>-poison``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from azure.core.credentials import TokenCredential
+from azure.storage.queue import (
+    QueueClient,
+    TextBase64DecodePolicy,
+    TextBase64EncodePolicy,
+)
+
+DEFAULT_QUEUE = "auditsync-work"
+#: host.json ``extensions.queues.maxDequeueCount``; the local worker applies the same limit.
+MAX_DEQUEUE_COUNT = 5
+
+__all__ = ["DEFAULT_QUEUE", "MAX_DEQUEUE_COUNT", "open_queue", "poison_queue_name"]
+
+
+def poison_queue_name(queue: str) -> str:
+    """Where the Functions host (and the local worker) put a message that kept failing."""
+    return f"{queue}-poison"
+
+
+def open_queue(
+    name: str,
+    *,
+    connection_string: str = "",
+    account_url: str = "",
+    credential: TokenCredential | None = None,
+    **client_kwargs: Any,
+) -> QueueClient:
+    """A client for queue ``name``: by connection string (Azurite, local) or account URL + managed identity."""
+    encode, decode = TextBase64EncodePolicy(), TextBase64DecodePolicy()
+    if connection_string:
+        return QueueClient.from_connection_string(
+            connection_string,
+            name,
+            message_encode_policy=encode,
+            message_decode_policy=decode,
+            **client_kwargs,
+        )
+    return QueueClient(
+        account_url,
+        name,
+        credential=credential,
+        message_encode_policy=encode,
+        message_decode_policy=decode,
+        **client_kwargs,
+    )
