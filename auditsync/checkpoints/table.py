@@ -41,7 +41,7 @@ from azure.data.tables import (
 
 from auditsync.checkpoints.codec import CONFLICT_HINT, parse_position, prepare, stream_key, utc
 from auditsync.errors import AuditSyncError, AuthError, CheckpointConflict, CheckpointError, ConfigError
-from auditsync.http import Redactor, redact_url
+from auditsync.http import Redactor, network_failure, redact_url
 from auditsync.model import Checkpoint
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,17 @@ UNREACHABLE_HINT = (
     "Check CHECKPOINT_TABLE_URL / CHECKPOINT_CONNECTION_STRING and that the storage account's firewall "
     "lets the Function App in; the next run retries."
 )
+#: Every checkpoint operation ends within about 20 s whatever the network does (azure-core's defaults
+#: are a 300 s read timeout and 10 retries backing off up to 2 minutes): checkpoint calls happen also
+#: after the run's deadline (the page in hand is saved), so they need their own bound.
+CLIENT_BOUNDS: dict[str, Any] = {
+    "connection_timeout": 5,
+    "read_timeout": 8,
+    "retry_total": 2,
+    "retry_backoff_factor": 0.5,
+    "retry_backoff_max": 2,
+    "timeout": 20,  # the retry policy's total for one operation; it starts no attempt after it
+}
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
 _DATETIMES = {
     "last_success": "LastSuccess",
@@ -104,10 +115,12 @@ class TableCheckpointStore:
     ) -> TableCheckpointStore:
         """The production path: ``https://<account>.table.core.windows.net`` and the managed identity.
 
-        ``client_kwargs`` go to the SDK client (e.g. ``retry_total=0`` in tests).
+        ``client_kwargs`` go to the SDK client over CLIENT_BOUNDS (e.g. ``retry_total=0`` in tests).
         """
         try:
-            service = TableServiceClient(endpoint=url, credential=credential, **client_kwargs)
+            service = TableServiceClient(
+                endpoint=url, credential=credential, **{**CLIENT_BOUNDS, **client_kwargs}
+            )
         except ValueError as exc:
             https = "HTTPS" in str(exc)
             raise ConfigError(
@@ -128,7 +141,9 @@ class TableCheckpointStore:
         """Local runs and tests (Azurite), or an account key where managed identity is not available."""
         secrets = connection_string_secrets(connection_string)
         try:
-            service = TableServiceClient.from_connection_string(connection_string, **client_kwargs)
+            service = TableServiceClient.from_connection_string(
+                connection_string, **{**CLIENT_BOUNDS, **client_kwargs}
+            )
         except (ValueError, AzureError):
             raise ConfigError(
                 "CHECKPOINT_CONNECTION_STRING: not a valid storage connection string.",
@@ -233,8 +248,9 @@ class TableCheckpointStore:
         if isinstance(exc, ClientAuthenticationError) or status in (401, 403):
             return AuthError(f"{where} was refused ({detail}).", hint=self._auth_hint)
         if isinstance(exc, ServiceRequestError | ServiceResponseError):
+            failure, _hint = network_failure(exc)
             return CheckpointError(
-                f"{where} failed: the service is unreachable ({reason}).", hint=UNREACHABLE_HINT
+                f"{where} failed: the service is unreachable ({failure}: {reason}).", hint=UNREACHABLE_HINT
             )
         return CheckpointError(f"{where} failed ({detail}).", hint=UNREACHABLE_HINT)
 
