@@ -290,13 +290,11 @@ class HttpClient:
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             outcome = state.outcome
-            what = (
-                network_failure(outcome.exception())[0]
-                if outcome is not None and outcome.failed
-                else str(outcome.result().status_code)
-                if outcome is not None
-                else "?"
-            )
+            error = outcome.exception() if outcome is not None and outcome.failed else None
+            if error is not None:
+                what = network_failure(error)[0]
+            else:
+                what = str(outcome.result().status_code) if outcome is not None else "?"
             log.warning(
                 "%s %s failed (%s); retry %d in %.1fs",
                 method,
