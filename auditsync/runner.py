@@ -138,7 +138,7 @@ def _run_cycle(
 
     store_error: AuditSyncError | None = None
     try:
-        store = store or open_store(settings, credential)
+        store = store or open_store(settings, credential, deadline)
     except AuditSyncError as error:
         # Kind checkpoint whatever the cause, so the health row names the part that failed.
         store_error = CheckpointError(f"checkpoint store: {error.message}", hint=error.hint)

@@ -134,6 +134,11 @@ class Secrets:
         except HttpResponseError as exc:
             if exc.status_code in (401, 403):
                 raise _denied(name, vault) from None
+            if exc.status_code is None:  # the answer was cut short: a network failure, not the vault's
+                raise RetryableError(
+                    f"Key Vault {vault} answer for secret '{name}' was cut short: {network_failure(exc)[0]}",
+                    hint="Check the Function App's outbound network (proxy, firewall); the next run retries.",
+                ) from None
             raise RetryableError(
                 f"Key Vault {vault} answered {exc.status_code} reading secret '{name}'",
                 hint="A transient vault failure; the next run retries.",

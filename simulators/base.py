@@ -13,6 +13,7 @@ import socket
 import ssl
 import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +30,8 @@ class Request:
     query: dict[str, list[str]]
     headers: dict[str, str]
     body: bytes
+    #: ``time.monotonic()`` when the request line and headers had arrived.
+    received: float = field(default_factory=time.monotonic)
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -239,7 +242,9 @@ class SimServer:
             self.requests.append(
                 request
                 if self.record_bodies
-                else Request(request.method, request.path, request.query, request.headers, b"")
+                else Request(
+                    request.method, request.path, request.query, request.headers, b"", request.received
+                )
             )
             for fault in self.faults:
                 if fault.response.network not in _EARLY and fault.matches(request):
