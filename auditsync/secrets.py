@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 CredentialFactory = Callable[[], Any]
 
+#: A managed identity token request ends within about 10 s whatever the network does.
+IDENTITY_CLIENT_BOUNDS: dict[str, Any] = {"connection_timeout": 4, "read_timeout": 4, "retry_total": 1}
 #: A vault read ends within about 20 s whatever the network does (azure-core's defaults: 300 s read
 #: timeout, 10 retries backing off up to 2 minutes).
 VAULT_CLIENT_BOUNDS: dict[str, Any] = {
@@ -54,7 +56,8 @@ def default_credential() -> Any:
     """The production credential: managed identity in Azure, developer sign-in locally."""
     from azure.identity import DefaultAzureCredential
 
-    return DefaultAzureCredential(exclude_interactive_browser_credential=True)
+    # Bounded like every other client: a token request that hangs would otherwise wait 300 s per try.
+    return DefaultAzureCredential(exclude_interactive_browser_credential=True, **IDENTITY_CLIENT_BOUNDS)
 
 
 class Secrets:

@@ -340,6 +340,14 @@ SCENARIOS = [
         function=True,
     ),
     Scenario(
+        "identity_never_answers",
+        lambda w: forever(w.identity, "hang"),
+        "error",
+        "auth",
+        "no Entra token",
+        health_sent=False,
+    ),
+    Scenario(
         "checkpoint_store_cannot_open",
         no_fault,
         "error",
