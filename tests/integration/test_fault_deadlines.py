@@ -45,7 +45,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BUDGET_SECONDS = 10
 #: For scenarios whose retries succeed: a run under load must not stop "behind" before they do.
 ROOMY_BUDGET = 40
-#: docs/operations.md: a run ends within RUN_TIME_BUDGET plus this (the heartbeat's 10 s grace, a
+#: README "Time bounds": a run ends within RUN_TIME_BUDGET plus this (the heartbeat's 10 s grace, a
 #: checkpoint save's bound near the deadline). Measured worst case: about 11 s (a sink that never answers).
 MARGIN_SECONDS = 15
 #: Starting Python and importing the Azure SDKs, with every scenario's process starting at once on a
@@ -456,7 +456,7 @@ def results(
             for entry, s in CASES
         }
         played = {case: future.result() for case, future in futures.items()}
-    for (entry, name), result in played.items():  # shown with -s: the figures docs/operations.md quotes
+    for (entry, name), result in played.items():  # shown with -s: the figures README "Time bounds" quotes
         faulty = result.faulty
         print(
             f"{entry} {name}: run {faulty.run_seconds:.1f}s, process {faulty.seconds:.1f}s "
