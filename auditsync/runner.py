@@ -200,6 +200,10 @@ def _run_stream(run: _Run, stream: Stream) -> StreamReport:
         )
     except AuditSyncError as claim_error:
         return _error_report(stream.source, stream.name, claim_error, 0, run.redactor)
+    except Exception as caught:  # a bug in a store must fail this stream only
+        log.exception("unexpected failure claiming %s", stream.name, extra={"stream": stream.name})
+        wrapped = AuditSyncError(f"unexpected {type(caught).__name__} claiming {stream.name}", hint=_BUG_HINT)
+        return _error_report(stream.source, stream.name, wrapped, 0, run.redactor)
     if checkpoint is None:
         log.warning(
             "%s is being collected by another runner; skipped", stream.name, extra={"stream": stream.name}
@@ -311,6 +315,8 @@ def _close(run: _Run, checkpoint: Any, report: StreamReport, finished: datetime)
         )
     except AuditSyncError as error:
         log.error("%s: could not record the outcome: %s", report.stream, run.redactor(str(error)))
+    except Exception:  # a bug in a store must not lose the other streams' reports
+        log.exception("%s: unexpected failure recording the outcome", report.stream)
 
 
 def _error_report(
