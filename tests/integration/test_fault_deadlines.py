@@ -46,8 +46,9 @@ BUDGET_SECONDS = 10
 #: For scenarios whose retries succeed: a run under load must not stop "behind" before they do.
 ROOMY_BUDGET = 40
 #: README "Time bounds": a run ends within RUN_TIME_BUDGET plus this (the heartbeat's 10 s grace, a
-#: checkpoint save's bound near the deadline). Measured worst: +12.6 s, a sink that never answers, under load.
-MARGIN_SECONDS = 15
+#: checkpoint save's bound near the deadline, slack for a loaded machine). Measured worst over three
+#: rounds of these scenarios: +13.4 s, a sink that never answers.
+MARGIN_SECONDS = 20
 #: Starting Python and importing the Azure SDKs, with every scenario's process starting at once on a
 #: small shared machine.
 STARTUP_SECONDS = 20
@@ -251,6 +252,15 @@ SCENARIOS = [
         sink="data_collector",
         health_sent=False,
         function=True,
+    ),
+    Scenario(
+        "data_collector_never_answers",
+        lambda w: forever(w.sink, "hang"),
+        "error",
+        "sink",
+        "timed out",
+        sink="data_collector",
+        health_sent=False,
     ),
     Scenario(
         "sink_never_answers",
