@@ -36,6 +36,80 @@ BACKOFF_CAP = 60.0
 DEADLINE_MARGIN = 5.0
 
 
+#: What ``network_failure`` recognises in an exception chain, first match wins, and what to do about it.
+_NETWORK_FAILURES: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    (
+        ("NameResolutionError", "gaierror", "Name or service not known", "getaddrinfo failed"),
+        "DNS lookup failed",
+        "Check the host name in the setting and the Function App's DNS (private endpoints need a private "
+        "DNS zone); the next run retries.",
+    ),
+    (
+        ("SSLError", "SSLCertVerificationError", "CERTIFICATE_VERIFY_FAILED", "SSLEOFError"),
+        "TLS handshake failed",
+        "Check that the URL points at the service itself (not a proxy or captive portal) and that its "
+        "certificate is trusted; the next run retries.",
+    ),
+    (
+        ("ReadTimeout", "ConnectTimeout", "TimeoutError", "timed out", "Timeout"),
+        "timed out",
+        "The service did not answer in time; the next run retries. If this repeats, check the network path.",
+    ),
+    (
+        ("ConnectionRefusedError", "Connection refused"),
+        "connection refused",
+        "Nothing listens at that address: check the URL and port; the next run retries.",
+    ),
+    (
+        (
+            "ConnectionResetError",
+            "Connection reset",
+            "RemoteDisconnected",
+            "ChunkedEncodingError",
+            "IncompleteRead",
+            "ProtocolError",
+            "Connection aborted",
+            "BrokenPipeError",
+        ),
+        "connection reset",
+        "The connection was dropped mid-request (a proxy, firewall or the service); the next run retries.",
+    ),
+)
+
+
+def network_failure(exc: BaseException) -> tuple[str, str]:
+    """``(reason, hint)`` for a transport failure of any client (requests, azure-core, urllib3).
+
+    Walks the exception chain (``__cause__``, ``__context__``, azure-core's ``inner_exception``) and
+    matches class names and message fragments, never returning the exception text itself: it may hold
+    URLs with query strings.
+    """
+    seen: list[str] = []
+    current: BaseException | None = exc
+    while current is not None and len(seen) < 12:
+        seen.append(" ".join(t.__name__ for t in type(current).__mro__) + " " + str(current)[:500])
+        inner = getattr(current, "inner_exception", None)
+        nxt = inner if isinstance(inner, BaseException) and inner is not current else None
+        current = nxt or current.__cause__ or current.__context__
+    text = " | ".join(seen)
+    for needles, reason, hint in _NETWORK_FAILURES:
+        if any(needle in text for needle in needles):
+            return reason, hint
+    return (
+        f"network error ({type(exc).__name__})",
+        "Check the URL and the outbound network; the next run retries.",
+    )
+
+
+#: requests' transport failures: connection (incl. DNS, TLS, reset), timeouts, a body cut short.
+TRANSPORT_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
+
+
 def redact_url(url: str) -> str:
     """Scheme, host, port and path: enough to tell which call failed, nothing that could be a secret."""
     parts = urlsplit(url)
@@ -195,7 +269,7 @@ class HttpClient:
             if outcome is None:
                 return False
             if outcome.failed:
-                return isinstance(outcome.exception(), requests.ConnectionError | requests.Timeout)
+                return isinstance(outcome.exception(), TRANSPORT_ERRORS)
             response = outcome.result()
             return response.status_code in RETRY_STATUSES or is_throttled(response)
 
@@ -216,13 +290,11 @@ class HttpClient:
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             outcome = state.outcome
-            what = (
-                type(outcome.exception()).__name__
-                if outcome is not None and outcome.failed
-                else str(outcome.result().status_code)
-                if outcome is not None
-                else "?"
-            )
+            error = outcome.exception() if outcome is not None and outcome.failed else None
+            if error is not None:
+                what = network_failure(error)[0]
+            else:
+                what = str(outcome.result().status_code) if outcome is not None else "?"
             log.warning(
                 "%s %s failed (%s); retry %d in %.1fs",
                 method,
@@ -252,17 +324,16 @@ class HttpClient:
             stop=stop,
             sleep=self.clock.sleep,
             before_sleep=before_sleep,
-            retry_error_callback=lambda state: (
-                state.outcome.result() if state.outcome and not state.outcome.failed else None
-            ),
+            # The last outcome as is: a response to classify below, or the transport error re-raised.
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
             reraise=False,
         )
         try:
             response: requests.Response | None = retrying(send)
-        except (requests.ConnectionError, requests.Timeout) as exc:
+        except TRANSPORT_ERRORS as exc:
+            reason, hint = network_failure(exc)
             raise RetryableError(
-                f"{method} {redact_url(url)} could not be reached ({type(exc).__name__})",
-                hint="Check the host name and the outbound network; the next run retries.",
+                f"{method} {redact_url(url)} could not be reached: {reason}", hint=hint
             ) from None
         except tenacity.RetryError as exc:  # pragma: no cover - retry_error_callback handles it
             raise RetryableError(f"{method} {redact_url(url)} failed after retries") from exc

@@ -122,11 +122,15 @@ class SendResult:
 
 
 class Sink(Protocol):
-    """Where rows go. ``send`` returns only when every row was accepted, else raises SinkError/AuthError."""
+    """Where rows go. ``send`` returns only when every row was accepted, else raises SinkError/AuthError.
+
+    Every request ``send`` makes, with its retries and waits, ends by ``deadline`` (plus at most one
+    request's connect timeout); without one the sink applies its own default bound.
+    """
 
     name: str
 
-    def send(self, table: str, rows: list[JSON]) -> SendResult: ...
+    def send(self, table: str, rows: list[JSON], deadline: Deadline | None = None) -> SendResult: ...
 
     def probe(self) -> str:
         """A cheap check for ``auditsync check``; returns a one-line description or raises."""

@@ -5,8 +5,13 @@ accepted every row of it, so the checkpoint never moves past data Log Analytics 
 crash between the two re-delivers at most that one page of that one stream (at-least-once).
 
 Streams fail alone: each gets its own checkpoint, lease, heartbeat and error. Health rows are sent
-for every stream every run (also when nothing was new, also on failure); when the sink itself is the
-problem, the outcome still reaches the logs at ERROR level.
+for every stream every run (also when nothing was new, also on failure, also when the checkpoint
+store cannot be opened); when the sink itself is the problem, the outcome still reaches the logs at
+ERROR level.
+
+One deadline bounds the run: vendor calls and every sink request (with its retries and waits) end by
+it; the heartbeat gets what is left, but at least ``HEARTBEAT_GRACE``, so a run ends within its budget
+plus that grace and one checkpoint operation's bound (README, "Time bounds", gives the measured figures).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any
 
 from auditsync.checkpoints import claim, open_store, release
 from auditsync.config import Settings
-from auditsync.errors import AuditSyncError, CheckpointConflict
+from auditsync.errors import AuditSyncError, CheckpointConflict, CheckpointError
 from auditsync.heartbeat import heartbeat_batches
 from auditsync.http import HttpClient, Redactor
 from auditsync.logs import redacting_logs
@@ -50,6 +55,8 @@ log = logging.getLogger(__name__)
 
 #: A lease outlives the run's budget by this much, so a crashed runner's streams free themselves.
 LEASE_SLACK = timedelta(minutes=2)
+#: The heartbeat may send this long past the run's deadline (the streams may have used all of it).
+HEARTBEAT_GRACE = timedelta(seconds=10)
 
 ProgressCallback = Callable[[str, int], None]
 
@@ -129,16 +136,22 @@ def _run_cycle(
     def all_failed(error: AuditSyncError) -> list[StreamReport]:
         return [_error_report(source, name, error, 0) for source, name in names]
 
+    store_error: AuditSyncError | None = None
     try:
-        store = store or open_store(settings, credential)
+        store = store or open_store(settings, credential, deadline)
     except AuditSyncError as error:
-        return _finish(settings, clock, run_id, started, all_failed(error), None, redactor)
+        # Kind checkpoint whatever the cause, so the health row names the part that failed.
+        store_error = CheckpointError(f"checkpoint store: {error.message}", hint=error.hint)
     try:
         sink = sink or open_sink(
             settings, credential_factory=credential, secrets=secrets, http=http, clock=clock
         )
     except AuditSyncError as error:
-        return _finish(settings, clock, run_id, started, all_failed(error), None, redactor)
+        return _finish(settings, clock, run_id, started, all_failed(store_error or error), None, redactor)
+    if store_error is not None or store is None:
+        # The sink works: the health rows still say why nothing was collected.
+        failure = store_error or CheckpointError("no checkpoint store")
+        return _finish(settings, clock, run_id, started, all_failed(failure), sink, redactor, deadline)
 
     run = _Run(settings, clock, deadline, run_id, redactor, http, secrets, store, sink, progress)
     log.info(
@@ -152,7 +165,7 @@ def _run_cycle(
     with ThreadPoolExecutor(max_workers=max(1, len(settings.sources)), thread_name_prefix="source") as pool:
         futures = [pool.submit(_run_source, run, source) for source in settings.sources]
         reports = [report for future in futures for report in future.result()]
-    return _finish(settings, clock, run_id, started, reports, sink, redactor)
+    return _finish(settings, clock, run_id, started, reports, sink, redactor, deadline)
 
 
 def _run_source(run: _Run, source: str) -> list[StreamReport]:
@@ -187,6 +200,10 @@ def _run_stream(run: _Run, stream: Stream) -> StreamReport:
         )
     except AuditSyncError as claim_error:
         return _error_report(stream.source, stream.name, claim_error, 0, run.redactor)
+    except Exception as caught:  # a bug in a store must fail this stream only
+        log.exception("unexpected failure claiming %s", stream.name, extra={"stream": stream.name})
+        wrapped = AuditSyncError(f"unexpected {type(caught).__name__} claiming {stream.name}", hint=_BUG_HINT)
+        return _error_report(stream.source, stream.name, wrapped, 0, run.redactor)
     if checkpoint is None:
         log.warning(
             "%s is being collected by another runner; skipped", stream.name, extra={"stream": stream.name}
@@ -209,7 +226,7 @@ def _run_stream(run: _Run, stream: Stream) -> StreamReport:
             if page.events:
                 rows, shaping = shape_rows(table, page.events, now=run.clock.now(), event_type=event_type)
                 counters.update(shaping)
-                result = run.sink.send(stream.table, rows)
+                result = run.sink.send(stream.table, rows, run.deadline)
                 counters.update(result.counters)
                 events += len(rows)
                 pages += 1
@@ -298,6 +315,8 @@ def _close(run: _Run, checkpoint: Any, report: StreamReport, finished: datetime)
         )
     except AuditSyncError as error:
         log.error("%s: could not record the outcome: %s", report.stream, run.redactor(str(error)))
+    except Exception:  # a bug in a store must not lose the other streams' reports
+        log.exception("%s: unexpected failure recording the outcome", report.stream)
 
 
 def _error_report(
@@ -337,8 +356,13 @@ def _finish(
     reports: list[StreamReport],
     sink: Sink | None,
     redactor: Redactor,
+    deadline: Deadline | None = None,
 ) -> CycleReport:
-    """Log every outcome and send the heartbeat rows; a failed heartbeat is logged at ERROR with the outcomes."""
+    """Log every outcome and send the heartbeat rows; a failed heartbeat is logged at ERROR with the outcomes.
+
+    The send (the sink retries it) ends by the run's deadline or ``HEARTBEAT_GRACE`` from now,
+    whichever is later.
+    """
     finished = clock.now()
     for report in reports:
         level = logging.ERROR if report.status == STATUS_ERROR else logging.INFO
@@ -362,11 +386,16 @@ def _finish(
     if sink is None:
         heartbeat_error = "no sink: health rows could not be sent"
     else:
+        grace = Deadline.after(clock, HEARTBEAT_GRACE)
+        heartbeat_deadline = deadline if deadline is not None and deadline.at > grace.at else grace
         try:
             for table, rows in heartbeat_batches(reports, now=finished, run_id=run_id):
-                sink.send(table, rows)
+                sink.send(table, rows, heartbeat_deadline)
         except AuditSyncError as error:
             heartbeat_error = redactor(str(error))
+        except Exception as error:  # a bug in a sink must not lose the outcomes logged below
+            log.exception("unexpected failure sending the health rows")
+            heartbeat_error = f"unexpected {type(error).__name__} sending the health rows"
     if heartbeat_error:
         log.error(
             "health rows of run %s did not reach the sink: %s",

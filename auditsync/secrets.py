@@ -13,20 +13,33 @@ from collections.abc import Callable
 from typing import Any
 
 from azure.core.exceptions import (
+    AzureError,
     ClientAuthenticationError,
     HttpResponseError,
     ResourceNotFoundError,
-    ServiceRequestError,
 )
 from azure.keyvault.secrets import SecretClient
 
 from auditsync.config import Settings, is_loopback_url
 from auditsync.errors import AuthError, ConfigError, RetryableError
-from auditsync.http import Redactor, redact_url
+from auditsync.http import Redactor, network_failure, redact_url
 
 log = logging.getLogger(__name__)
 
 CredentialFactory = Callable[[], Any]
+
+#: A managed identity token request ends within about 10 s whatever the network does.
+IDENTITY_CLIENT_BOUNDS: dict[str, Any] = {"connection_timeout": 4, "read_timeout": 4, "retry_total": 1}
+#: A vault read ends within about 20 s whatever the network does (azure-core's defaults: 300 s read
+#: timeout, 10 retries backing off up to 2 minutes).
+VAULT_CLIENT_BOUNDS: dict[str, Any] = {
+    "connection_timeout": 5,
+    "read_timeout": 8,
+    "retry_total": 2,
+    "retry_backoff_factor": 0.5,
+    "retry_backoff_max": 2,
+    "timeout": 20,
+}
 
 _TOKEN_SETTINGS = {
     "keeper": ("keeper_token", "keeper_token_secret", "KEEPER_TOKEN", "KEEPER_TOKEN_SECRET"),
@@ -43,7 +56,8 @@ def default_credential() -> Any:
     """The production credential: managed identity in Azure, developer sign-in locally."""
     from azure.identity import DefaultAzureCredential
 
-    return DefaultAzureCredential(exclude_interactive_browser_credential=True)
+    # Bounded like every other client: a token request that hangs would otherwise wait 300 s per try.
+    return DefaultAzureCredential(exclude_interactive_browser_credential=True, **IDENTITY_CLIENT_BOUNDS)
 
 
 class Secrets:
@@ -93,7 +107,7 @@ class Secrets:
     def _vault(self) -> SecretClient:
         if self._client is None:
             url = self.settings.key_vault_url
-            kwargs: dict[str, Any] = {}
+            kwargs: dict[str, Any] = dict(VAULT_CLIENT_BOUNDS)
             if is_loopback_url(url):
                 # A loopback stand-in cannot be in the vault.azure.net domain the challenge names.
                 kwargs["verify_challenge_resource"] = False
@@ -123,13 +137,19 @@ class Secrets:
         except HttpResponseError as exc:
             if exc.status_code in (401, 403):
                 raise _denied(name, vault) from None
+            if exc.status_code is None:  # the answer was cut short: a network failure, not the vault's
+                raise RetryableError(
+                    f"Key Vault {vault} answer for secret '{name}' was cut short: {network_failure(exc)[0]}",
+                    hint="Check the Function App's outbound network (proxy, firewall); the next run retries.",
+                ) from None
             raise RetryableError(
                 f"Key Vault {vault} answered {exc.status_code} reading secret '{name}'",
                 hint="A transient vault failure; the next run retries.",
             ) from None
-        except ServiceRequestError as exc:
+        except AzureError as exc:  # ServiceRequestError/ServiceResponseError: DNS, TLS, reset, timeout
+            reason, _hint = network_failure(exc)
             raise RetryableError(
-                f"Key Vault {vault} could not be reached ({type(exc).__name__})",
+                f"Key Vault {vault} could not be reached: {reason}",
                 hint="Check KEY_VAULT_URL and the Function App's outbound network (VNet, private endpoint, DNS).",
             ) from None
         if not value:

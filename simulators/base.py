@@ -2,14 +2,18 @@
 
 Standard library only (http.server), so the demo and benchmarks need nothing from the test stack.
 Subclasses implement ``handle``; ``inject`` queues canned failures (401, 429 with Retry-After, 500...)
-that are served before ``handle`` sees a matching request.
+that are served before ``handle`` sees a matching request, and ``inject_network`` queues failures on the
+wire itself (a connection reset before or after the answer starts, a socket that never answers).
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import ssl
+import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,6 +30,8 @@ class Request:
     query: dict[str, list[str]]
     headers: dict[str, str]
     body: bytes
+    #: ``time.monotonic()`` when the request line and headers had arrived.
+    received: float = field(default_factory=time.monotonic)
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -38,11 +44,20 @@ class Request:
         return json.loads(self.body.decode("utf-8")) if self.body else None
 
 
+#: Network faults ``inject_network`` can serve. ``reset``: close with a TCP RST right after the request
+#: headers, before the body is read. ``cut``: send the status line, headers and half the body, then RST.
+#: ``hang``: accept, read nothing more and never answer, until the client gives up or ``stop()``.
+NETWORK_FAULTS = ("reset", "cut", "hang")
+_EARLY = ("reset", "hang")
+
+
 @dataclass
 class Response:
     status: int = 200
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    #: One of NETWORK_FAULTS to misbehave on the wire instead of answering normally.
+    network: str = ""
 
     def encode(self) -> bytes:
         if self.body is None:
@@ -81,6 +96,8 @@ class SimServer:
         self._host = host
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        #: Set by ``stop()``: releases every connection a ``hang`` fault holds.
+        self._stopping = threading.Event()
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> Self:
@@ -96,18 +113,25 @@ class SimServer:
                 return
 
             def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
                 parts = urlsplit(self.path)
                 request = Request(
                     method=self.command,
                     path=parts.path,
                     query=parse_qs(parts.query, keep_blank_values=True),
                     headers={k.lower(): v for k, v in self.headers.items()},
-                    body=body,
+                    body=b"",
                 )
+                early = sim._early_fault(request)
+                if early is not None:
+                    self._misbehave(early.network, b"")
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                request.body = self.rfile.read(length) if length else b""
                 response = sim._dispatch(request)
                 payload = response.encode()
+                if response.network:
+                    self._misbehave(response.network, payload)
+                    return
                 self.send_response(response.status)
                 headers = {k.lower(): v for k, v in response.headers.items()}
                 if "content-type" not in headers and payload:
@@ -119,7 +143,22 @@ class SimServer:
                 if payload and self.command != "HEAD":
                     self.wfile.write(payload)
 
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+            def _misbehave(self, fault: str, payload: bytes) -> None:
+                self.close_connection = True
+                if fault == "hang":
+                    sim._stopping.wait()
+                elif fault == "cut":
+                    payload = payload or b'{"status": "accepted", "detail": "cut short"}'
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload[: len(payload) // 2])
+                # SO_LINGER 0: close() sends RST instead of FIN, as a dropped connection does.
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_MERGE = _serve
 
         server = ThreadingHTTPServer((self._host, 0), Handler)
         server.daemon_threads = True
@@ -129,10 +168,12 @@ class SimServer:
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=type(self).__name__, daemon=True
         )
+        self._stopping.clear()
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -169,15 +210,44 @@ class SimServer:
         with self.lock:
             self.faults.append(Fault(Response(status, body, dict(headers or {})), times, path, when))
 
+    def inject_network(
+        self,
+        fault: str,
+        *,
+        times: int = 1,
+        path: str = "",
+        when: Callable[[Request], bool] | None = None,
+    ) -> None:
+        """Misbehave on the wire (one of NETWORK_FAULTS) for the next ``times`` requests under ``path``.
+
+        ``reset`` and ``hang`` act before the body is read, so ``when`` sees the request without its body.
+        """
+        if fault not in NETWORK_FAULTS:
+            raise ValueError(f"unknown network fault {fault!r}; one of {NETWORK_FAULTS}")
+        with self.lock:
+            self.faults.append(Fault(Response(0, network=fault), times, path, when))
+
+    def _early_fault(self, request: Request) -> Response | None:
+        """A queued ``reset`` or ``hang`` fault for ``request`` (headers only, body not read yet), or None."""
+        with self.lock:
+            for fault in self.faults:
+                if fault.response.network in _EARLY and fault.matches(request):
+                    fault.times -= 1
+                    self.requests.append(request)
+                    return fault.response
+        return None
+
     def _dispatch(self, request: Request) -> Response:
         with self.lock:
             self.requests.append(
                 request
                 if self.record_bodies
-                else Request(request.method, request.path, request.query, request.headers, b"")
+                else Request(
+                    request.method, request.path, request.query, request.headers, b"", request.received
+                )
             )
             for fault in self.faults:
-                if fault.matches(request):
+                if fault.response.network not in _EARLY and fault.matches(request):
                     fault.times -= 1
                     return fault.response
         try:

@@ -16,15 +16,19 @@ from auditsync.checkpoints.file import FileCheckpointStore
 from auditsync.checkpoints.lease import claim, held_by_other, release
 from auditsync.config import Settings
 from auditsync.errors import ConfigError
-from auditsync.model import CheckpointStore
+from auditsync.model import CheckpointStore, Deadline
 
 log = logging.getLogger(__name__)
 
 __all__ = ["FileCheckpointStore", "claim", "held_by_other", "open_store", "release"]
 
 
-def open_store(settings: Settings, credential_factory: Callable[[], TokenCredential]) -> CheckpointStore:
-    """The checkpoint store the settings ask for.
+def open_store(
+    settings: Settings,
+    credential_factory: Callable[[], TokenCredential],
+    deadline: Deadline | None = None,
+) -> CheckpointStore:
+    """The checkpoint store the settings ask for; a table store bounds its calls by ``deadline``.
 
     ``credential_factory`` returns the managed identity credential; it is called only for the
     table-URL case, so local runs never touch azure-identity. When both a connection string and a URL
@@ -45,11 +49,11 @@ def open_store(settings: Settings, credential_factory: Callable[[], TokenCredent
                 "using the connection string"
             )
         return TableCheckpointStore.from_connection_string(
-            settings.checkpoint_connection_string, settings.checkpoint_table
+            settings.checkpoint_connection_string, settings.checkpoint_table, deadline=deadline
         )
     if settings.checkpoint_table_url:
         return TableCheckpointStore.from_url(
-            settings.checkpoint_table_url, credential_factory(), settings.checkpoint_table
+            settings.checkpoint_table_url, credential_factory(), settings.checkpoint_table, deadline=deadline
         )
     raise ConfigError(
         "CHECKPOINT_TABLE_URL: missing; set it to https://<account>.table.core.windows.net "

@@ -41,8 +41,8 @@ from azure.data.tables import (
 
 from auditsync.checkpoints.codec import CONFLICT_HINT, parse_position, prepare, stream_key, utc
 from auditsync.errors import AuditSyncError, AuthError, CheckpointConflict, CheckpointError, ConfigError
-from auditsync.http import Redactor, redact_url
-from auditsync.model import Checkpoint
+from auditsync.http import Redactor, network_failure, redact_url
+from auditsync.model import Checkpoint, Deadline
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,21 @@ UNREACHABLE_HINT = (
     "Check CHECKPOINT_TABLE_URL / CHECKPOINT_CONNECTION_STRING and that the storage account's firewall "
     "lets the Function App in; the next run retries."
 )
+#: Every checkpoint operation ends within about 20 s whatever the network does (azure-core's defaults
+#: are a 300 s read timeout and 10 retries backing off up to 2 minutes).
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 8.0
+CLIENT_BOUNDS: dict[str, Any] = {
+    "connection_timeout": CONNECT_TIMEOUT,
+    "read_timeout": READ_TIMEOUT,
+    "retry_total": 2,
+    "retry_backoff_factor": 0.5,
+    "retry_backoff_max": 2,
+    "timeout": 20,  # the retry policy's total for one operation; it starts no attempt after it
+}
+#: Checkpoint calls also happen at and after the run's deadline (the page just sent is saved, the lease
+#: freed): near it, one operation gets what is left of the run, but at least this, and no retry.
+DEADLINE_GRACE = 5.0
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
 _DATETIMES = {
     "last_success": "LastSuccess",
@@ -86,6 +101,7 @@ class TableCheckpointStore:
         *,
         secrets: tuple[str, ...] = (),
         auth_hint: str = ROLE_HINT,
+        deadline: Deadline | None = None,
     ) -> None:
         if not _TABLE_NAME.match(table):
             raise ConfigError(
@@ -97,17 +113,26 @@ class TableCheckpointStore:
         self._table: TableClient = service.get_table_client(table)
         self._redact = Redactor(secrets)
         self._auth_hint = auth_hint
+        self.deadline = deadline
 
     @classmethod
     def from_url(
-        cls, url: str, credential: TokenCredential, table: str = DEFAULT_TABLE, **client_kwargs: Any
+        cls,
+        url: str,
+        credential: TokenCredential,
+        table: str = DEFAULT_TABLE,
+        *,
+        deadline: Deadline | None = None,
+        **client_kwargs: Any,
     ) -> TableCheckpointStore:
         """The production path: ``https://<account>.table.core.windows.net`` and the managed identity.
 
-        ``client_kwargs`` go to the SDK client (e.g. ``retry_total=0`` in tests).
+        ``client_kwargs`` go to the SDK client over CLIENT_BOUNDS (e.g. ``retry_total=0`` in tests).
         """
         try:
-            service = TableServiceClient(endpoint=url, credential=credential, **client_kwargs)
+            service = TableServiceClient(
+                endpoint=url, credential=credential, **{**CLIENT_BOUNDS, **client_kwargs}
+            )
         except ValueError as exc:
             https = "HTTPS" in str(exc)
             raise ConfigError(
@@ -119,22 +144,29 @@ class TableCheckpointStore:
                 ),
                 hint="Set it to the account's Table endpoint, https://<account>.table.core.windows.net.",
             ) from None
-        return cls(service, table)
+        return cls(service, table, deadline=deadline)
 
     @classmethod
     def from_connection_string(
-        cls, connection_string: str, table: str = DEFAULT_TABLE, **client_kwargs: Any
+        cls,
+        connection_string: str,
+        table: str = DEFAULT_TABLE,
+        *,
+        deadline: Deadline | None = None,
+        **client_kwargs: Any,
     ) -> TableCheckpointStore:
         """Local runs and tests (Azurite), or an account key where managed identity is not available."""
         secrets = connection_string_secrets(connection_string)
         try:
-            service = TableServiceClient.from_connection_string(connection_string, **client_kwargs)
+            service = TableServiceClient.from_connection_string(
+                connection_string, **{**CLIENT_BOUNDS, **client_kwargs}
+            )
         except (ValueError, AzureError):
             raise ConfigError(
                 "CHECKPOINT_CONNECTION_STRING: not a valid storage connection string.",
                 hint="Copy it again from the storage account's Access keys page (or use the Azurite one).",
             ) from None
-        return cls(service, table, secrets=secrets, auth_hint=KEY_HINT)
+        return cls(service, table, secrets=secrets, auth_hint=KEY_HINT, deadline=deadline)
 
     def __repr__(self) -> str:
         return f"TableCheckpointStore({self.location!r}, {self.table_name!r})"
@@ -142,7 +174,7 @@ class TableCheckpointStore:
     def load(self, stream: str) -> Checkpoint:
         key = stream_key(stream)
         try:
-            entity = self._table.get_entity(PARTITION, key)
+            entity = self._table.get_entity(PARTITION, key, **self._bounds())
         except ResourceNotFoundError:
             return Checkpoint(stream)  # no entity, or no table yet: the stream never ran
         except AzureError as exc:
@@ -162,6 +194,7 @@ class TableCheckpointStore:
                     mode=UpdateMode.REPLACE,
                     etag=checkpoint.etag,
                     match_condition=MatchConditions.IfNotModified,
+                    **self._bounds(),
                 )
         except ResourceExistsError:
             raise CheckpointConflict(
@@ -185,7 +218,11 @@ class TableCheckpointStore:
 
     def list(self) -> list[Checkpoint]:
         try:
-            entities = list(self._table.query_entities("PartitionKey eq @pk", parameters={"pk": PARTITION}))
+            entities = list(
+                self._table.query_entities(
+                    "PartitionKey eq @pk", parameters={"pk": PARTITION}, **self._bounds()
+                )
+            )
         except ResourceNotFoundError:
             return []
         except AzureError as exc:
@@ -195,15 +232,28 @@ class TableCheckpointStore:
     def _create(self, entity: dict[str, Any]) -> dict[str, Any]:
         """Create the entity; on a missing table create the table (another runner may race us) and retry."""
         try:
-            return self._table.create_entity(entity)
+            return self._table.create_entity(entity, **self._bounds())
         except ResourceNotFoundError:
             pass
         try:
-            self.service.create_table(self.table_name)
+            self.service.create_table(self.table_name, **self._bounds())
             log.info("created checkpoint table %s at %s", self.table_name, self.location)
         except ResourceExistsError:
             pass
-        return self._table.create_entity(entity)
+        return self._table.create_entity(entity, **self._bounds())
+
+    def _bounds(self) -> dict[str, Any]:
+        """Per-operation transport options: the client's bounds, cut short near the run's deadline."""
+        if self.deadline is None:
+            return {}
+        budget = max(self.deadline.remaining(), DEADLINE_GRACE)
+        if budget >= CLIENT_BOUNDS["timeout"]:
+            return {}
+        return {
+            "connection_timeout": min(CONNECT_TIMEOUT, budget),
+            "read_timeout": min(READ_TIMEOUT, budget),
+            "retry_total": 1 if budget >= 2 * READ_TIMEOUT else 0,
+        }
 
     def _checkpoint(self, entity: TableEntity, stream: str | None) -> Checkpoint:
         name = str(entity.get("Stream") or stream or entity.get("RowKey"))
@@ -233,8 +283,9 @@ class TableCheckpointStore:
         if isinstance(exc, ClientAuthenticationError) or status in (401, 403):
             return AuthError(f"{where} was refused ({detail}).", hint=self._auth_hint)
         if isinstance(exc, ServiceRequestError | ServiceResponseError):
+            failure, _hint = network_failure(exc)
             return CheckpointError(
-                f"{where} failed: the service is unreachable ({reason}).", hint=UNREACHABLE_HINT
+                f"{where} failed: the service is unreachable ({failure}: {reason}).", hint=UNREACHABLE_HINT
             )
         return CheckpointError(f"{where} failed ({detail}).", hint=UNREACHABLE_HINT)
 

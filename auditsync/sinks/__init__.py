@@ -26,6 +26,7 @@ def open_sink(
             settings.logs_ingestion_rule_id,
             credential_factory(),
             audience=settings.logs_ingestion_audience,
+            clock=clock,
         )
     if settings.sink == "data_collector":
         from auditsync.sinks.data_collector import DataCollectorSink

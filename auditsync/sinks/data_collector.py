@@ -165,8 +165,8 @@ class DataCollectorSink:
         return f"DataCollectorSink(workspace_id={self.workspace_id!r}, url={redact_url(self.url)!r})"
 
     # -- Sink protocol ------------------------------------------------------------------------------
-    def send(self, table: str, rows: list[JSON]) -> SendResult:
-        """Post every row of one page; return only when every post returned 200."""
+    def send(self, table: str, rows: list[JSON], deadline: Deadline | None = None) -> SendResult:
+        """Post every row of one page within ``deadline``; return only when every post returned 200."""
         if not rows:
             return SendResult(0)
         definition = self._table(table)
@@ -183,7 +183,7 @@ class DataCollectorSink:
                 ", ".join(sorted(shaper.truncated_columns)),
                 extra={"sink": self.name, "truncated_fields": shaper.truncated_fields},
             )
-        deadline = self._deadline()
+        deadline = self._deadline(deadline)
         for number, body in enumerate(bodies, 1):
             self._post(log_type, body, deadline, number=number, total=len(bodies))
         log.info(
@@ -213,11 +213,10 @@ class DataCollectorSink:
             )
         return definition
 
-    def _deadline(self) -> Deadline:
-        own = Deadline.after(self.clock, self.send_budget)
-        if self.deadline is not None and self.deadline.at < own.at:
-            return self.deadline
-        return own
+    def _deadline(self, given: Deadline | None = None) -> Deadline:
+        """The earliest of the send's own budget, the sink's and the caller's deadline."""
+        candidates = [Deadline.after(self.clock, self.send_budget), self.deadline, given]
+        return min((d for d in candidates if d is not None), key=lambda d: d.at)
 
     def _post(self, log_type: str, body: bytes, deadline: Deadline, *, number: int, total: int) -> None:
         where = f"{log_type}_CL post {number} of {total}"

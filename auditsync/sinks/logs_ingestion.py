@@ -1,9 +1,15 @@
 """The Logs Ingestion API sink (DCR-based), through azure-monitor-ingestion.
 
-The SDK gzips and uploads, retrying 408/429/5xx with azure-core's policy (honouring Retry-After).
-Without ``on_error`` it raises on the first chunk that still fails, which is what we want: a page
-counts as sent only when every chunk was accepted, and nothing after a failed chunk is sent, which
-keeps the re-delivered part small.
+The SDK uploads; the retries are ours, bound to the run's deadline. azure-core's RetryPolicy cannot
+be bound to it: it sleeps a server's whole ``Retry-After`` whatever its ``timeout`` says (a 429 with
+``Retry-After: 25`` waits 25 s), its ``timeout`` caps only the connection timeout, not the read timeout
+(300 s by default), and it never retries a POST whose connection dropped after sending
+(``ServiceResponseError``). So the client is built with ``retry_total=0`` and each upload is one
+attempt whose connection and read timeouts come from the time left; 408/429/5xx and transport failures
+are retried with backoff (exactly ``Retry-After`` when sent) only while the wait ends before the
+deadline's margin. A page counts as sent only when every chunk was accepted, and nothing after a failed
+chunk is sent, which keeps the re-delivered part small. Retrying a POST whose answer was lost can store
+its rows twice; the alternative, failing the page, resends them on the next run anyway.
 
 We cut and gzip the batches ourselves, though: azure-monitor-ingestion 1.1.0 sizes its 1 MiB chunks by
 adding up the rows' JSON without the separators and brackets, so a chunk of many small rows comes out
@@ -15,17 +21,34 @@ from __future__ import annotations
 
 import io
 import logging
+import random
 import zlib
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
-from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
+import tenacity
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 from azure.monitor.ingestion import LogsIngestionClient
 
 from auditsync.config import is_loopback_url
 from auditsync.errors import AuthError, SinkError
-from auditsync.http import redact_url
-from auditsync.model import SendResult
+from auditsync.http import (
+    BACKOFF_BASE,
+    CONNECT_TIMEOUT,
+    DEADLINE_MARGIN,
+    READ_TIMEOUT,
+    network_failure,
+    redact_url,
+    retry_after_seconds,
+)
+from auditsync.model import Clock, Deadline, SendResult
 from auditsync.sinks.limits import COMPACT_JSON, truncate_fields
 from auditsync.tables import TABLES
 
@@ -41,6 +64,12 @@ ROLE_HINT = (
 MAX_BATCH_BYTES = 1_000_000
 #: zlib's default level, as the SDK uses: the benchmark compares like with like.
 GZIP_LEVEL = 6
+#: Statuses worth another attempt (Azure Monitor documents 429 and 503 with Retry-After).
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+MAX_ATTEMPTS = 6
+BACKOFF_CAP = 30.0
+#: Without a run deadline (``auditsync check``, tests) one send may take this long.
+DEFAULT_SEND_BUDGET = timedelta(minutes=3)
 
 
 def encode_batches(rows: list[dict[str, Any]], limit: int = MAX_BATCH_BYTES) -> Iterator[tuple[bytes, int]]:
@@ -102,9 +131,8 @@ class LogsIngestionSink:
         credential: Any,
         *,
         audience: str = "https://monitor.azure.com",
-        retry_total: int = 5,
-        retry_backoff_factor: float = 0.8,
-        retry_backoff_max: int = 30,
+        clock: Clock | None = None,
+        max_attempts: int = MAX_ATTEMPTS,
     ) -> None:
         self.endpoint = endpoint
         self.rule_id = rule_id
@@ -112,27 +140,22 @@ class LogsIngestionSink:
         self.enforce_https = not is_loopback_url(endpoint)
         self.credential = credential
         self.scope = audience.rstrip("/") + "/.default"
-        self.client = LogsIngestionClient(
-            endpoint,
-            credential,
-            credential_scopes=[self.scope],
-            retry_total=retry_total,
-            retry_backoff_factor=retry_backoff_factor,
-            retry_backoff_max=retry_backoff_max,
-        )
+        self.clock = clock or Clock()
+        self.max_attempts = max_attempts
+        self._random = random.Random()
+        # retry_total=0: every retry is ours (see the module docstring).
+        self.client = LogsIngestionClient(endpoint, credential, credential_scopes=[self.scope], retry_total=0)
 
-    def send(self, table: str, rows: list[dict[str, Any]]) -> SendResult:
+    def send(self, table: str, rows: list[dict[str, Any]], deadline: Deadline | None = None) -> SendResult:
         if not rows:
             return SendResult(0)
         definition = TABLES[table]
         encoded, truncated = encode_rows(rows, MAX_FIELD_BYTES)
         where = f"stream {definition.stream} of DCR {self.rule_id} at {redact_url(self.endpoint)}"
+        deadline = deadline or Deadline.after(self.clock, DEFAULT_SEND_BUDGET)
         try:
             for body, _count in batch_encoded(encoded):
-                # A gzip stream is uploaded as-is: one request per batch, nothing re-serialised.
-                self.client.upload(
-                    self.rule_id, definition.stream, io.BytesIO(body), enforce_https=self.enforce_https
-                )
+                self._upload(definition.stream, body, deadline)
         except ClientAuthenticationError as exc:
             status = getattr(exc, "status_code", None)
             if status in (401, 403):
@@ -142,13 +165,83 @@ class LogsIngestionSink:
                 hint="Enable the Function App's managed identity (or 'az login' locally).",
             ) from None
         except HttpResponseError as exc:
-            raise _classify(exc.status_code, where, definition.stream) from None
-        except ServiceRequestError as exc:
+            if exc.status_code is not None:
+                raise _classify(exc.status_code, where, definition.stream) from None
+            reason, _hint = network_failure(exc)
             raise SinkError(
-                f"Logs Ingestion endpoint {redact_url(self.endpoint)} could not be reached ({type(exc).__name__})",
+                f"Logs Ingestion answer for {where} was cut short: {reason} (retries ended within the run's "
+                "deadline)",
+                hint="The connection dropped mid-answer (proxy, firewall or service); the next run resends "
+                "the page.",
+            ) from None
+        except AzureError as exc:  # ServiceRequestError/ServiceResponseError: DNS, TLS, reset, timeout
+            reason, _hint = network_failure(exc)
+            raise SinkError(
+                f"Logs Ingestion endpoint {redact_url(self.endpoint)} could not be reached: {reason}"
+                " (retries ended within the run's deadline)",
                 hint="Check LOGS_INGESTION_ENDPOINT and the outbound network; the next run resends the page.",
             ) from None
         return SendResult(len(rows), {"truncated_fields": truncated} if truncated else {})
+
+    def _upload(self, stream: str, body: bytes, deadline: Deadline) -> None:
+        """One gzip body as one request, retried within ``deadline``; raises the last failure."""
+
+        def retryable(exc: BaseException) -> bool:
+            if isinstance(exc, ClientAuthenticationError):
+                return False  # no token, or 401/403: another attempt gets the same answer
+            if isinstance(exc, HttpResponseError) and exc.status_code is not None:
+                return exc.status_code in RETRY_STATUSES
+            # DNS, TLS, refused, reset, timeout; or an answer cut short (IncompleteReadError, no status)
+            return isinstance(exc, ServiceRequestError | ServiceResponseError | HttpResponseError)
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome is not None else None
+            response = getattr(error, "response", None)
+            if response is not None:
+                hinted = retry_after_seconds(response, self.clock.now())
+                if hinted is not None:
+                    return hinted
+            ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (state.attempt_number - 1))
+            return self._random.uniform(ceiling / 2, ceiling)
+
+        def stop(state: tenacity.RetryCallState) -> bool:
+            if state.attempt_number >= self.max_attempts:
+                return True
+            return (state.upcoming_sleep or 0.0) > deadline.remaining() - DEADLINE_MARGIN
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome is not None else None
+            status = getattr(error, "status_code", None)
+            what = str(status) if status else network_failure(error)[0] if error else "?"
+            log.warning(
+                "Logs Ingestion upload to %s failed (%s); retry %d in %.1fs",
+                stream,
+                what,
+                state.attempt_number,
+                state.upcoming_sleep or 0.0,
+                extra={"sink": self.name, "status": what, "attempt": state.attempt_number},
+            )
+
+        def attempt() -> None:
+            remaining = max(1.0, deadline.remaining())
+            # A gzip stream is uploaded as-is: one request per batch, nothing re-serialised.
+            self.client.upload(
+                self.rule_id,
+                stream,
+                io.BytesIO(body),
+                enforce_https=self.enforce_https,
+                connection_timeout=min(CONNECT_TIMEOUT, remaining),
+                read_timeout=min(READ_TIMEOUT, remaining),
+            )
+
+        tenacity.Retrying(
+            retry=tenacity.retry_if_exception(retryable),
+            wait=wait,
+            stop=stop,
+            sleep=self.clock.sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )(attempt)
 
     def probe(self) -> str:
         """Get a token for the ingestion audience with the uploads' credential; nothing is uploaded."""

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from auditsync.checkpoints.file import FileCheckpointStore
 from auditsync.errors import CheckpointError
-from auditsync.model import Checkpoint, SendResult
+from auditsync.model import Checkpoint, Deadline, SendResult
 from auditsync.runner import run_cycle
 from auditsync.sinks.file import FileSink
 from auditsync.tables import KEEPER_TABLE, TABLES
@@ -47,8 +47,8 @@ class RecordingSink:
     name: str = "file"
     batches: list[list[dict[str, Any]]] = field(default_factory=list)
 
-    def send(self, table: str, rows: list[dict[str, Any]]) -> SendResult:
-        result = self.inner.send(table, rows)
+    def send(self, table: str, rows: list[dict[str, Any]], deadline: Deadline | None = None) -> SendResult:
+        result = self.inner.send(table, rows, deadline)
         if table == KEEPER_TABLE:
             self.batches.append(rows)
         return result

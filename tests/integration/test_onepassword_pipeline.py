@@ -97,7 +97,7 @@ def test_events_repeated_at_the_resume_point_are_dropped(pipeline: Pipeline) -> 
 def test_sink_failing_on_page_n_keeps_the_checkpoint_and_loses_nothing(pipeline: Pipeline) -> None:
     events = pipeline.onepassword.generate("signinattempts", 5_000, step=timedelta(seconds=2))
     settings = pipeline.settings("signinattempts")
-    sink = pipeline.sink(retry_total=2, retry_backoff_factor=0.01)
+    sink = pipeline.sink(max_attempts=3)
     logs = pipeline.logs
     # Page 3's upload (one batch per page of sign-in attempts) fails with 503 on the first try and both retries.
     logs.inject(
@@ -121,7 +121,7 @@ def test_sink_failing_on_page_n_keeps_the_checkpoint_and_loses_nothing(pipeline:
 def test_one_failed_chunk_fails_the_page_and_the_rerun_fills_the_gap(pipeline: Pipeline) -> None:
     events = pipeline.onepassword.generate("auditevents", 3_000, step=timedelta(seconds=2))
     settings = pipeline.settings("auditevents")
-    sink = pipeline.sink(retry_total=0)
+    sink = pipeline.sink()
     # A page of 1,000 audit events is more than 1 MB, so it goes in two chunks; the 2nd chunk of page 2 fails.
     pipeline.logs.inject(500, times=1, when=pipeline.logs.nth_upload(4))
     report = pipeline.run(settings, sink=sink)
@@ -186,7 +186,7 @@ def test_missing_dcr_role_is_an_auth_error_logged_at_error_level(
     pipeline.onepassword.generate("signinattempts", 30)
     pipeline.logs.deny()
     with caplog.at_level(logging.INFO):
-        report = pipeline.run(pipeline.settings("signinattempts"), sink=pipeline.sink(retry_total=0))
+        report = pipeline.run(pipeline.settings("signinattempts"), sink=pipeline.sink())
     (stream,) = report.reports
     assert (stream.status, stream.error_kind) == ("error", "auth")
     assert "Monitoring Metrics Publisher" in stream.hint
