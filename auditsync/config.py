@@ -23,6 +23,7 @@ KNOWN_SOURCES = ("keeper", "onepassword")
 ONEPASSWORD_EVENT_TYPES = ("auditevents", "itemusages", "signinattempts")
 SINKS = ("logs_ingestion", "data_collector", "file")
 CHECKPOINT_STORES = ("table", "file")
+TENANT_REGISTRIES = ("none", "file", "table")
 
 ONEPASSWORD_HOSTS = (
     "events.1password.com",
@@ -70,6 +71,11 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "INITIAL_LOOKBACK": ("1d", "history pulled by a stream's first run"),
     "RUN_TIME_BUDGET": ("8m", "a run stops by itself after this, checkpoint saved"),
     "TIMER_SCHEDULE": ("0 */5 * * * *", "NCRONTAB schedule of the timer function (UTC)"),
+    "TENANT_REGISTRY": ("none", "none (single tenant), file or table: where the tenants of a deployment live"),
+    "TENANT_TABLE": ("auditsynctenants", "tenant table name (in the checkpoint storage account)"),
+    "WORK_QUEUE": ("auditsync-work", "Storage queue of (tenant, stream) work items"),
+    "WORK_QUEUE_URL": ("", "Queue service URL (default: the checkpoint account's queue endpoint)"),
+    "WORK_QUEUE_CONNECTION_STRING": ("", "Queue connection string (Azurite, local runs)"),
 }
 
 _KV_REFERENCE = re.compile(r"@Microsoft\.KeyVault\(", re.IGNORECASE)
@@ -77,6 +83,7 @@ _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _DCR_ID = re.compile(r"^dcr-[0-9a-f]{32}$")
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+_QUEUE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9])$")
 _SECRET_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 
 
@@ -137,6 +144,23 @@ class Settings:
     initial_lookback: timedelta = timedelta(days=1)
     run_time_budget: timedelta = timedelta(minutes=8)
     timer_schedule: str = "0 */5 * * * *"
+    tenant_registry: str = "none"
+    tenant_table: str = "auditsynctenants"
+    work_queue: str = "auditsync-work"
+    work_queue_url: str = ""
+    work_queue_connection_string: str = field(default="", repr=False)
+
+    @property
+    def multi_tenant(self) -> bool:
+        """A registry is configured: the timer dispatches, queue workers collect."""
+        return self.tenant_registry != "none"
+
+    @property
+    def effective_work_queue_url(self) -> str:
+        """WORK_QUEUE_URL, or the checkpoint account's queue endpoint (same account, sibling service)."""
+        if self.work_queue_url:
+            return self.work_queue_url
+        return self.checkpoint_table_url.replace(".table.", ".queue.", 1) if self.checkpoint_table_url else ""
 
     @property
     def effective_data_collector_url(self) -> str:
@@ -146,7 +170,7 @@ class Settings:
         """Every secret held directly in settings, for redaction filters and tests."""
         return [
             v for v in (self.keeper_token, self.onepassword_token, self.workspace_key) if v
-        ] + _connection_string_keys(self.checkpoint_connection_string)
+        ] + _connection_string_keys(self.checkpoint_connection_string + ";" + self.work_queue_connection_string)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -321,6 +345,32 @@ class _Parser:
                     f"CHECKPOINT_TABLE: '{table}' must be 3-63 letters and digits, starting with a letter."
                 )
 
+        registry = self.choice("TENANT_REGISTRY", TENANT_REGISTRIES)
+        tenant_table = self.raw("TENANT_TABLE")
+        work_queue = self.raw("WORK_QUEUE")
+        work_queue_url = self.url("WORK_QUEUE_URL")
+        work_queue_connection = self.raw("WORK_QUEUE_CONNECTION_STRING")
+        if registry == "table":
+            if not table_url and not connection_string:
+                self.problems.append(
+                    "TENANT_REGISTRY: 'table' keeps tenants in the checkpoint storage account; set "
+                    "CHECKPOINT_TABLE_URL (or CHECKPOINT_CONNECTION_STRING for Azurite)."
+                )
+            if not _TABLE_NAME.match(tenant_table):
+                self.problems.append(
+                    f"TENANT_TABLE: '{tenant_table}' must be 3-63 letters and digits, starting with a letter."
+                )
+        if registry != "none":
+            if not _QUEUE_NAME.match(work_queue) or "--" in work_queue:
+                self.problems.append(
+                    f"WORK_QUEUE: '{work_queue}' must be 3-63 lowercase letters, digits and single dashes."
+                )
+            if not (work_queue_url or work_queue_connection or table_url):
+                self.problems.append(
+                    "WORK_QUEUE_URL: missing; set it to https://<account>.queue.core.windows.net (or "
+                    "CHECKPOINT_TABLE_URL, whose account is used, or WORK_QUEUE_CONNECTION_STRING for Azurite)."
+                )
+
         settings = Settings(
             sources=sources,
             keeper_base_url=keeper_url,
@@ -350,6 +400,11 @@ class _Parser:
             initial_lookback=self.duration("INITIAL_LOOKBACK"),
             run_time_budget=self.duration("RUN_TIME_BUDGET"),
             timer_schedule=self.raw("TIMER_SCHEDULE"),
+            tenant_registry=registry,
+            tenant_table=tenant_table,
+            work_queue=work_queue,
+            work_queue_url=work_queue_url,
+            work_queue_connection_string=work_queue_connection,
         )
         if self.problems:
             raise ConfigError(

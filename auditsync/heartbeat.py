@@ -22,8 +22,13 @@ _ONEPASSWORD_HEALTH = {
 }
 
 
-def health_rows(reports: Iterable[StreamReport], *, now: datetime, run_id: str) -> list[JSON]:
-    """Rows for AuditSyncHealth_CL, already in its column names (its transform is ``source``)."""
+def health_rows(
+    reports: Iterable[StreamReport], *, now: datetime, run_id: str, tenant: str = ""
+) -> list[JSON]:
+    """Rows for AuditSyncHealth_CL, already in its column names (its transform is ``source``).
+
+    ``tenant`` is the registry's tenant name; a single-tenant deployment leaves it empty.
+    """
     rows = []
     for report in reports:
         if report.status == STATUS_SKIPPED:
@@ -44,6 +49,7 @@ def health_rows(reports: Iterable[StreamReport], *, now: datetime, run_id: str) 
             "Details": dict(report.counters) if report.counters else None,
             "Version": __version__,
             "RunId": run_id,
+            "Tenant": tenant,
         }
         rows.append({k: v for k, v in row.items() if v is not None})
     return rows
@@ -77,10 +83,12 @@ def onepassword_health_events(reports: Iterable[StreamReport], *, now: datetime,
 
 
 def heartbeat_batches(
-    reports: list[StreamReport], *, now: datetime, run_id: str
+    reports: list[StreamReport], *, now: datetime, run_id: str, tenant: str = ""
 ) -> list[tuple[str, list[JSON]]]:
     """Every health row of a run as ``(table, rows)`` to send, shaped by the table files like any event."""
-    rows, _ = shape_rows(TABLES[HEALTH_TABLE], health_rows(reports, now=now, run_id=run_id), now=now)
+    rows, _ = shape_rows(
+        TABLES[HEALTH_TABLE], health_rows(reports, now=now, run_id=run_id, tenant=tenant), now=now
+    )
     batches = [(HEALTH_TABLE, rows)]
     events = onepassword_health_events(reports, now=now, run_id=run_id)
     if events:

@@ -103,12 +103,19 @@ def run_cycle(
     redactor: Redactor | None = None,
     progress: ProgressCallback | None = None,
     run_id: str | None = None,
+    tenant: str = "",
 ) -> CycleReport:
-    """Run every enabled stream once. Never raises for a stream's failure: read the report."""
+    """Run every enabled stream once. Never raises for a stream's failure: read the report.
+
+    ``tenant`` names the registry tenant these settings belong to (the queue worker sets it); it goes
+    into every health row's ``Tenant`` column and is empty for a single-tenant deployment.
+    """
     redactor = redactor or Redactor()
     redactor.add(*settings.secret_values())
     with redacting_logs(redactor):
-        return _run_cycle(settings, clock, credential_factory, sink, store, http, redactor, progress, run_id)
+        return _run_cycle(
+            settings, clock, credential_factory, sink, store, http, redactor, progress, run_id, tenant
+        )
 
 
 def _run_cycle(
@@ -121,6 +128,7 @@ def _run_cycle(
     redactor: Redactor,
     progress: ProgressCallback | None,
     run_id: str | None,
+    tenant: str,
 ) -> CycleReport:
     clock = clock or Clock()
     started = clock.now()
@@ -147,11 +155,15 @@ def _run_cycle(
             settings, credential_factory=credential, secrets=secrets, http=http, clock=clock
         )
     except AuditSyncError as error:
-        return _finish(settings, clock, run_id, started, all_failed(store_error or error), None, redactor)
+        return _finish(
+            settings, clock, run_id, started, all_failed(store_error or error), None, redactor, tenant=tenant
+        )
     if store_error is not None or store is None:
         # The sink works: the health rows still say why nothing was collected.
         failure = store_error or CheckpointError("no checkpoint store")
-        return _finish(settings, clock, run_id, started, all_failed(failure), sink, redactor, deadline)
+        return _finish(
+            settings, clock, run_id, started, all_failed(failure), sink, redactor, deadline, tenant=tenant
+        )
 
     run = _Run(settings, clock, deadline, run_id, redactor, http, secrets, store, sink, progress)
     log.info(
@@ -165,7 +177,7 @@ def _run_cycle(
     with ThreadPoolExecutor(max_workers=max(1, len(settings.sources)), thread_name_prefix="source") as pool:
         futures = [pool.submit(_run_source, run, source) for source in settings.sources]
         reports = [report for future in futures for report in future.result()]
-    return _finish(settings, clock, run_id, started, reports, sink, redactor, deadline)
+    return _finish(settings, clock, run_id, started, reports, sink, redactor, deadline, tenant=tenant)
 
 
 def _run_source(run: _Run, source: str) -> list[StreamReport]:
@@ -357,6 +369,8 @@ def _finish(
     sink: Sink | None,
     redactor: Redactor,
     deadline: Deadline | None = None,
+    *,
+    tenant: str = "",
 ) -> CycleReport:
     """Log every outcome and send the heartbeat rows; a failed heartbeat is logged at ERROR with the outcomes.
 
@@ -389,7 +403,7 @@ def _finish(
         grace = Deadline.after(clock, HEARTBEAT_GRACE)
         heartbeat_deadline = deadline if deadline is not None and deadline.at > grace.at else grace
         try:
-            for table, rows in heartbeat_batches(reports, now=finished, run_id=run_id):
+            for table, rows in heartbeat_batches(reports, now=finished, run_id=run_id, tenant=tenant):
                 sink.send(table, rows, heartbeat_deadline)
         except AuditSyncError as error:
             heartbeat_error = redactor(str(error))

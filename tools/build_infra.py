@@ -607,7 +607,7 @@ HEALTH_ALERTS = [
         "A stream wrote no health row for 15 minutes: the Function App is stopped, failing to start, or "
         "cannot reach the workspace.",
         2,
-        "AuditSyncHealth_CL | summarize LastSeen = max(TimeGenerated) by Stream | where LastSeen < ago(15m)",
+        "AuditSyncHealth_CL | summarize LastSeen = max(TimeGenerated) by Tenant, Stream | where LastSeen < ago(15m)",
         "P2D",
     ),
     (
@@ -615,7 +615,7 @@ HEALTH_ALERTS = [
         "auditsync: a stream reported an error",
         "A health row has Status error; its Message and Hint say what failed and what to do.",
         1,
-        'AuditSyncHealth_CL | where Status == "error" | project TimeGenerated, Stream, ErrorKind, Message, Hint',
+        'AuditSyncHealth_CL | where Status == "error" | project TimeGenerated, Tenant, Stream, ErrorKind, Message, Hint',
         None,
     ),
     (
@@ -624,7 +624,7 @@ HEALTH_ALERTS = [
         "Events delivered by a run were older than the lag threshold: the connector is catching up or throttled.",
         3,
         '[format(\'AuditSyncHealth_CL | where Status in ("ok", "behind") and LagSeconds > {0} '
-        "| project TimeGenerated, Stream, LagSeconds', variables('lagThresholdSeconds'))]",
+        "| project TimeGenerated, Tenant, Stream, LagSeconds', variables('lagThresholdSeconds'))]",
         None,
     ),
 ]
@@ -675,7 +675,10 @@ def alerts() -> list[JSON]:
                             "timeAggregation": "Count",
                             "operator": "GreaterThan",
                             "threshold": 0,
-                            "dimensions": [{"name": "Stream", "operator": "Include", "values": ["*"]}],
+                            "dimensions": [
+                                {"name": "Tenant", "operator": "Include", "values": ["*"]},
+                                {"name": "Stream", "operator": "Include", "values": ["*"]},
+                            ],
                             "failingPeriods": {"numberOfEvaluationPeriods": 1, "minFailingPeriodsToAlert": 1},
                         }
                     ]

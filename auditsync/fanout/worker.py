@@ -77,7 +77,12 @@ def work(
     credential = functools.cache(credential_factory or default_credential)
     scoped = TenantScopedStore(store or open_store(settings, credential), tenant.name)
     report = run_cycle(
-        settings, store=scoped, credential_factory=credential, run_id=item.run_id, **run_kwargs
+        settings,
+        store=scoped,
+        credential_factory=credential,
+        run_id=item.run_id,
+        tenant=tenant.name,
+        **run_kwargs,
     )
     if report.heartbeat_error:
         raise WorkFailed(

@@ -1,5 +1,5 @@
-// Connector health in the portal: log alerts on AuditSyncHealth_CL, one alert per stream (dimension
-// Stream), with an optional email action group.
+// Connector health in the portal: log alerts on AuditSyncHealth_CL, one alert per tenant and stream
+// (dimensions Tenant, Stream; Tenant is empty for a single-tenant deployment), with an optional email action group.
 param namePrefix string
 param location string
 param tags object
@@ -45,11 +45,18 @@ resource noHeartbeat 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
     criteria: {
       allOf: [
         {
-          query: 'AuditSyncHealth_CL | summarize LastSeen = max(TimeGenerated) by Stream | where LastSeen < ago(15m)'
+          query: 'AuditSyncHealth_CL | summarize LastSeen = max(TimeGenerated) by Tenant, Stream | where LastSeen < ago(15m)'
           timeAggregation: 'Count'
           operator: 'GreaterThan'
           threshold: 0
           dimensions: [
+            {
+              name: 'Tenant'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
             {
               name: 'Stream'
               operator: 'Include'
@@ -91,11 +98,18 @@ resource errorRows 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
     criteria: {
       allOf: [
         {
-          query: 'AuditSyncHealth_CL | where Status == "error" | project TimeGenerated, Stream, ErrorKind, Message, Hint'
+          query: 'AuditSyncHealth_CL | where Status == "error" | project TimeGenerated, Tenant, Stream, ErrorKind, Message, Hint'
           timeAggregation: 'Count'
           operator: 'GreaterThan'
           threshold: 0
           dimensions: [
+            {
+              name: 'Tenant'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
             {
               name: 'Stream'
               operator: 'Include'
@@ -137,11 +151,18 @@ resource lag 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
     criteria: {
       allOf: [
         {
-          query: 'AuditSyncHealth_CL | where Status in ("ok", "behind") and LagSeconds > ${lagThresholdSeconds} | project TimeGenerated, Stream, LagSeconds'
+          query: 'AuditSyncHealth_CL | where Status in ("ok", "behind") and LagSeconds > ${lagThresholdSeconds} | project TimeGenerated, Tenant, Stream, LagSeconds'
           timeAggregation: 'Count'
           operator: 'GreaterThan'
           threshold: 0
           dimensions: [
+            {
+              name: 'Tenant'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
             {
               name: 'Stream'
               operator: 'Include'

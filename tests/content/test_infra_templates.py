@@ -307,13 +307,14 @@ def test_health_alerts_cover_heartbeat_errors_and_lag(arm_template: dict[str, An
     rules = _arm_of(arm_template, "Microsoft.Insights/scheduledQueryRules")
     queries = [ctx.evaluate(r["properties"]["criteria"]["allOf"][0]["query"]) for r in rules]
     assert all(q.startswith("AuditSyncHealth_CL") for q in queries)
-    assert any("max(TimeGenerated) by Stream" in q and "ago(15m)" in q for q in queries)
+    assert any("max(TimeGenerated) by Tenant, Stream" in q and "ago(15m)" in q for q in queries)
     assert any('Status == "error"' in q for q in queries)
     assert any("LagSeconds > 2700" in q for q in queries)
     for rule in rules:
         props = ctx.evaluate(rule["properties"])
         assert props["scopes"] == [WORKSPACE_ID]
-        assert props["criteria"]["allOf"][0]["dimensions"][0]["name"] == "Stream"
+        dimensions = [d["name"] for d in props["criteria"]["allOf"][0]["dimensions"]]
+        assert dimensions == ["Tenant", "Stream"], "one alert per tenant and stream"
         assert props["actions"]["actionGroups"] == []
     with_email = ArmContext(
         arm_template, {"workspaceResourceId": WORKSPACE_ID, "alertEmail": "soc@example.com"}
