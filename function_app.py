@@ -1,18 +1,28 @@
-"""Azure Functions entry point: a thin adapter from the timer trigger to ``auditsync.run_cycle``.
+"""Azure Functions entry point: a thin adapter from the triggers to auditsync.
 
-The invocation fails (after every stream ran and the heartbeat was sent) when any stream ended in
-error, so the portal's failure count tells the truth.
+Single tenant (no TENANT_REGISTRY): the timer runs ``run_cycle``. The invocation fails (after every
+stream ran and the heartbeat was sent) when any stream ended in error, so the portal's failure count
+tells the truth.
+
+Many tenants (TENANT_REGISTRY=table): the timer only dispatches one work item per (tenant, stream) to
+the WORK_QUEUE; ``work`` (queue trigger, scaled out by the host by queue length) collects one item;
+``poisoned`` reports an item that failed ``maxDequeueCount`` times (host.json) as an ``error`` health
+row of its tenant and stream.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import uuid
 
 import azure.functions as func
 
 from auditsync.config import SETTINGS, Settings
-from auditsync.errors import ConfigError
+from auditsync.errors import AuditSyncError, ConfigError
+from auditsync.fanout.deployment import dispatch_tick, report_poison, work_message
+from auditsync.fanout.queue import MAX_DEQUEUE_COUNT, poison_queue_name
+from auditsync.model import Clock
 from auditsync.runner import run_cycle
 
 log = logging.getLogger("auditsync.function")
@@ -21,6 +31,10 @@ app = func.FunctionApp()
 
 #: Read once at indexing time: the host builds the trigger from this value.
 SCHEDULE = os.environ.get("TIMER_SCHEDULE", "").strip() or SETTINGS["TIMER_SCHEDULE"][0]
+WORK_QUEUE = os.environ.get("WORK_QUEUE", "").strip() or SETTINGS["WORK_QUEUE"][0]
+#: The queue triggers use the host's own storage connection (identity-based in Azure: the same account
+#: that holds the checkpoints, with Storage Queue Data Contributor; Azurite locally).
+QUEUE_CONNECTION = "AzureWebJobsStorage"
 
 
 class CollectionFailed(RuntimeError):
@@ -32,12 +46,10 @@ def collect(timer: func.TimerRequest) -> None:
     """Run one collection cycle."""
     if timer.past_due:
         log.warning("timer is past due: a tick was missed; this run catches up from the checkpoints")
-    try:
-        settings = Settings.from_env()
-    except ConfigError as error:
-        for problem in error.problems:
-            log.error("setting problem: %s", problem)
-        raise CollectionFailed(f"{len(error.problems)} setting problem(s); see the log lines above") from None
+    settings = _settings()
+    if settings.multi_tenant:
+        _dispatch(settings)
+        return
     report = run_cycle(settings)
     failed = [r for r in report.reports if r.status == "error"]
     if failed or report.heartbeat_error:
@@ -47,3 +59,41 @@ def collect(timer: func.TimerRequest) -> None:
             + (f"{len(failed)} stream(s) failed: {names}" if failed else "")
             + (f"; heartbeat not sent: {report.heartbeat_error}" if report.heartbeat_error else "")
         )
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as error:
+        for problem in error.problems:
+            log.error("setting problem: %s", problem)
+        raise CollectionFailed(f"{len(error.problems)} setting problem(s); see the log lines above") from None
+
+
+def _dispatch(settings: Settings) -> None:
+    """Enqueue every enabled tenant's streams; fail the invocation (after the others) for a bad tenant."""
+    run_id = uuid.uuid4().hex[:12]
+    try:
+        report = dispatch_tick(settings, os.environ, now=Clock().now(), run_id=run_id)
+    except AuditSyncError as error:
+        log.error("dispatch failed: %s (hint: %s)", error, error.hint)
+        raise CollectionFailed(f"dispatch {run_id}: {error}") from None
+    if report.failed:
+        raise CollectionFailed(
+            f"dispatch {run_id}: {len(report.enqueued)} work items enqueued; tenant(s) not dispatched: "
+            + ", ".join(f"{name} ({error.kind})" for name, error in sorted(report.failed.items()))
+        )
+
+
+@app.queue_trigger(arg_name="message", queue_name=WORK_QUEUE, connection=QUEUE_CONNECTION)
+def work(message: func.QueueMessage) -> None:
+    """Collect one (tenant, stream). Raises only when a retry is warranted (see auditsync.fanout.worker)."""
+    work_message(message.get_body().decode("utf-8"), _settings(), os.environ)
+
+
+@app.queue_trigger(arg_name="message", queue_name=poison_queue_name(WORK_QUEUE), connection=QUEUE_CONNECTION)
+def poisoned(message: func.QueueMessage) -> None:
+    """Report a work item that failed maxDequeueCount times as an ``error`` health row, never drop it."""
+    # The message failed maxDequeueCount times on the work queue (its count here is the poison queue's).
+    where = report_poison(message.get_body().decode("utf-8"), MAX_DEQUEUE_COUNT, _settings(), os.environ)
+    log.warning("poisoned work item reported to the %s destination", where)

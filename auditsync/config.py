@@ -71,7 +71,10 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "INITIAL_LOOKBACK": ("1d", "history pulled by a stream's first run"),
     "RUN_TIME_BUDGET": ("8m", "a run stops by itself after this, checkpoint saved"),
     "TIMER_SCHEDULE": ("0 */5 * * * *", "NCRONTAB schedule of the timer function (UTC)"),
-    "TENANT_REGISTRY": ("none", "none (single tenant), file or table: where the tenants of a deployment live"),
+    "TENANT_REGISTRY": (
+        "none",
+        "none (single tenant), file or table: where the tenants of a deployment live",
+    ),
     "TENANT_TABLE": ("auditsynctenants", "tenant table name (in the checkpoint storage account)"),
     "WORK_QUEUE": ("auditsync-work", "Storage queue of (tenant, stream) work items"),
     "WORK_QUEUE_URL": ("", "Queue service URL (default: the checkpoint account's queue endpoint)"),
@@ -170,7 +173,9 @@ class Settings:
         """Every secret held directly in settings, for redaction filters and tests."""
         return [
             v for v in (self.keeper_token, self.onepassword_token, self.workspace_key) if v
-        ] + _connection_string_keys(self.checkpoint_connection_string + ";" + self.work_queue_connection_string)
+        ] + _connection_string_keys(
+            self.checkpoint_connection_string + ";" + self.work_queue_connection_string
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -96,7 +96,7 @@ import logging, sys
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
 from azure.functions.timer import TimerRequest
 import function_app
-(fn,) = function_app.app.get_functions()
+(fn,) = [f for f in function_app.app.get_functions() if f.get_function_name() == "collect"]
 try:
     fn.get_user_function()(TimerRequest(past_due=False, schedule_status={}, schedule={}))
 except function_app.CollectionFailed as failed:

@@ -25,12 +25,16 @@ from tests.fixtures.pipeline import event_rows, health, uuid_counts
 _FUNCTIONS: list[Any] = []
 
 
-def collect_function() -> Any:
+def indexed_function(name: str) -> Any:
     """``get_functions`` may be called once per FunctionApp: cache it for the module."""
     if not _FUNCTIONS:
         _FUNCTIONS.extend(function_app.app.get_functions())
-    (fn,) = _FUNCTIONS
+    (fn,) = [f for f in _FUNCTIONS if f.get_function_name() == name]
     return fn
+
+
+def collect_function() -> Any:
+    return indexed_function("collect")
 
 
 def timer(past_due: bool = False) -> TimerRequest:

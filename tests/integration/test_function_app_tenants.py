@@ -1,0 +1,158 @@
+"""The three functions of a multi-tenant deployment as the Functions host indexes and calls them: the timer
+dispatches to Azurite's queue, the queue function collects one (tenant, stream) into that tenant's DCR,
+the poison function reports a work item that kept failing as an ``error`` health row of its tenant."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+import pytest
+
+from auditsync.fanout.queue import MAX_DEQUEUE_COUNT, open_queue
+from auditsync.fanout.work_item import WorkItem
+from auditsync.fanout.worker import WorkFailed
+from auditsync.tenants import FileTenantRegistry, Tenant
+from simulators.identity import ManagedIdentitySim
+from simulators.keyvault import KeyVaultSim
+from simulators.logs_ingestion import LogsIngestionSim
+from simulators.onepassword import OnePasswordSim
+from tests.fixtures.pipeline import event_rows, uuid_counts
+from tests.integration.test_function_app import indexed_function, timer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def queue_message(text: str) -> func.QueueMessage:
+    return func.QueueMessage(id="m", body=text.encode("utf-8"))
+
+
+def test_queue_bindings_are_what_the_host_indexes() -> None:
+    for name, queue in (("work", "auditsync-work"), ("poisoned", "auditsync-work-poison")):
+        binding = indexed_function(name).get_trigger().get_dict_repr()
+        assert binding["type"] == "queueTrigger"
+        assert binding["queueName"] == queue
+        assert binding["connection"] == "AzureWebJobsStorage"
+
+
+def test_host_json_bounds_retries_and_concurrency() -> None:
+    queues = json.loads((ROOT / "host.json").read_text())["extensions"]["queues"]
+    assert queues["maxDequeueCount"] == MAX_DEQUEUE_COUNT, "the local worker and the CLI use the same limit"
+    assert queues["batchSize"] + queues["newBatchThreshold"] <= 16, "per-instance concurrency stays bounded"
+
+
+@pytest.fixture
+def tenants(
+    onepassword_sim: OnePasswordSim,
+    logs_ingestion_sim: LogsIngestionSim,
+    keyvault_sim: KeyVaultSim,
+    identity_sim: ManagedIdentitySim,
+    azurite_queue_connection_string: str,
+    work_queue_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Any:
+    """Two tenants, each with its own 1Password account and DCR; the deployment's own DCR is the fixture's."""
+    other_account = OnePasswordSim(now=onepassword_sim.now, seed=7).start()
+    dcrs = {name: LogsIngestionSim(identity=identity_sim).start() for name in ("acme", "globex")}
+    accounts = {"acme": onepassword_sim, "globex": other_account}
+    registry = FileTenantRegistry(tmp_path / "data" / "tenants.json")
+    for name, account in accounts.items():
+        keyvault_sim.set_secret(f"{name}-op", account.issue_token(features=("auditevents",)))
+        registry.put(
+            Tenant(
+                name,
+                {
+                    "SOURCES": "onepassword",
+                    "ONEPASSWORD_EVENT_TYPES": "auditevents",
+                    "ONEPASSWORD_BASE_URL": account.url,
+                    "ONEPASSWORD_TOKEN_SECRET": f"{name}-op",
+                    "LOGS_INGESTION_ENDPOINT": dcrs[name].url,
+                    "LOGS_INGESTION_RULE_ID": dcrs[name].dcr_id,
+                },
+            )
+        )
+    registry.put(Tenant("initech", {"SOURCES": "onepassword"}, enabled=False))
+    env = {
+        "SOURCES": "onepassword",
+        "KEY_VAULT_URL": keyvault_sim.url,
+        "SINK": "logs_ingestion",
+        "LOGS_INGESTION_ENDPOINT": logs_ingestion_sim.url,
+        "LOGS_INGESTION_RULE_ID": logs_ingestion_sim.dcr_id,
+        "CHECKPOINT_STORE": "file",
+        "AUDITSYNC_DATA_DIR": str(tmp_path / "data"),
+        "RUN_TIME_BUDGET": "2m",
+        "TENANT_REGISTRY": "file",
+        "WORK_QUEUE": work_queue_name,
+        "WORK_QUEUE_CONNECTION_STRING": azurite_queue_connection_string,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    yield accounts, dcrs
+    other_account.stop()
+    for sim in dcrs.values():
+        sim.stop()
+
+
+def test_a_tick_dispatches_the_queue_function_collects_and_poison_is_reported(
+    tenants: Any,
+    logs_ingestion_sim: LogsIngestionSim,
+    azurite_queue_connection_string: str,
+    work_queue_name: str,
+) -> None:
+    accounts, dcrs = tenants
+    generated = {
+        name: account.generate("auditevents", 120, step=timedelta(seconds=30))
+        for name, account in accounts.items()
+    }
+
+    indexed_function("collect").get_user_function()(timer())
+    queue = open_queue(work_queue_name, connection_string=azurite_queue_connection_string)
+    messages = list(queue.receive_messages(max_messages=32))
+    items = sorted((WorkItem.from_json(m.content) for m in messages), key=lambda i: i.tenant)
+    assert [(i.tenant, i.stream) for i in items] == [
+        ("acme", "onepassword/auditevents"),
+        ("globex", "onepassword/auditevents"),
+    ], "one item per stream of each enabled tenant; the disabled tenant gets none"
+
+    for message in messages:
+        indexed_function("work").get_user_function()(queue_message(message.content))
+    for name, dcr in dcrs.items():
+        assert uuid_counts(event_rows(dcr)) == Counter(e["uuid"] for e in generated[name])
+        (row,) = dcr.rows("AuditSyncHealth_CL")
+        assert (row["Tenant"], row["Stream"], row["Status"], row["EventsIngested"]) == (
+            name,
+            "onepassword/auditevents",
+            "ok",
+            120,
+        )
+    assert logs_ingestion_sim.rows("AuditSyncHealth_CL") == [], "the deployment's own DCR got no tenant data"
+
+    # globex's DCR loses the app's role: its stream fails and so does its heartbeat -> the host retries.
+    dcrs["globex"].deny()
+    accounts["globex"].generate("auditevents", 5)
+    globex = next(m.content for m in messages if WorkItem.from_json(m.content).tenant == "globex")
+    with pytest.raises(WorkFailed, match="health rows did not reach the sink"):
+        indexed_function("work").get_user_function()(queue_message(globex))
+
+    # After maxDequeueCount the host moves it to the poison queue: the report reaches the deployment's
+    # DCR, because the tenant's own refuses it, and names the tenant, the stream and the last outcome.
+    indexed_function("poisoned").get_user_function()(queue_message(globex))
+    (row,) = logs_ingestion_sim.rows("AuditSyncHealth_CL")
+    assert (row["Tenant"], row["Stream"], row["Status"], row["ErrorKind"]) == (
+        "globex",
+        "onepassword/auditevents",
+        "error",
+        "auth",  # the last outcome of the stream: the DCR refused the app (403)
+    )
+    assert f"failed {MAX_DEQUEUE_COUNT} times" in row["Message"] and "poison" in row["Message"]
+
+    # A poisoned item of a tenant whose DCR works is reported there.
+    acme = next(m.content for m in messages if WorkItem.from_json(m.content).tenant == "acme")
+    indexed_function("poisoned").get_user_function()(queue_message(acme))
+    rows = dcrs["acme"].rows("AuditSyncHealth_CL")
+    assert [(r["Tenant"], r["Status"]) for r in rows] == [("acme", "ok"), ("acme", "error")]
