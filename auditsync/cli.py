@@ -20,6 +20,7 @@ from typing import TextIO
 from auditsync import __version__
 from auditsync.config import Settings
 from auditsync.errors import AuditSyncError, ConfigError
+from auditsync.fanout import commands as fanout_commands
 from auditsync.http import HttpClient, Redactor
 from auditsync.model import STATUS_ERROR, Clock, StreamReport
 from auditsync.runner import CycleReport, run_cycle
@@ -42,6 +43,7 @@ def main(
     sub.add_parser("status", help="per-stream checkpoint status")
     demo = sub.add_parser("demo", help="run against the bundled simulators with sample data")
     demo.add_argument("--events", type=int, default=300, help="sample events per stream")
+    fanout_commands.register(sub)
     args = parser.parse_args(argv)
     out = out or sys.stdout
     environ = dict(os.environ if env is None else env)
@@ -56,6 +58,8 @@ def main(
         return run_demo(
             out, events_per_stream=args.events, data_dir=environ.get("AUDITSYNC_DATA_DIR", ".auditsync")
         )
+    if args.command in fanout_commands.COMMANDS:
+        return fanout_commands.run(args, environ, out)
     try:
         settings = Settings.from_env(environ)
     except ConfigError as error:
@@ -63,6 +67,8 @@ def main(
         for problem in error.problems:
             print(f"  x {problem}", file=out)
         return EXIT_CONFIG
+    if args.command == "status" and settings.multi_tenant:
+        return fanout_commands.tenant_status(settings, environ, out)
     commands: dict[str, Callable[[Settings, TextIO], int]] = {
         "run": cmd_run,
         "check": cmd_check,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import uuid
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -49,6 +50,15 @@ def stream_settings(tenant: Tenant, env: Mapping[str, str], stream: str) -> Sett
     return replace(settings, sources=(source,))
 
 
+def execution_id(item: WorkItem) -> str:
+    """The run id (and lease owner) of one execution of an item: the dispatch's id plus a unique suffix.
+
+    Never the dispatch's id alone: the lease treats its own owner as re-entrant, so two copies of one
+    message (at-least-once delivery) would both claim the stream and deliver its events twice.
+    """
+    return f"{item.run_id}-{uuid.uuid4().hex[:8]}"
+
+
 def work(
     item: WorkItem,
     *,
@@ -80,7 +90,7 @@ def work(
         settings,
         store=scoped,
         credential_factory=credential,
-        run_id=item.run_id,
+        run_id=execution_id(item),
         tenant=tenant.name,
         **run_kwargs,
     )
