@@ -152,6 +152,9 @@ class Settings:
     work_queue: str = "auditsync-work"
     work_queue_url: str = ""
     work_queue_connection_string: str = field(default="", repr=False)
+    #: Not a setting: the queue worker sets it to the tenant's number of 1Password streams, so each
+    #: stream paces itself to that share of the account's rate limit (0: no pacing, single tenant).
+    onepassword_rate_share: int = 0
 
     @property
     def multi_tenant(self) -> bool:

@@ -46,7 +46,14 @@ def stream_settings(tenant: Tenant, env: Mapping[str, str], stream: str) -> Sett
     if source == "onepassword":
         if event_type not in settings.onepassword_event_types:
             raise AuditSyncError(f"tenant {tenant.name} no longer collects {stream}")
-        return replace(settings, sources=(source,), onepassword_event_types=(event_type,))
+        # The tenant's 1Password streams share one account's rate limit across workers and instances:
+        # this stream keeps to its 1/N of it (auditsync.sources.pacing).
+        return replace(
+            settings,
+            sources=(source,),
+            onepassword_event_types=(event_type,),
+            onepassword_rate_share=len(settings.onepassword_event_types),
+        )
     return replace(settings, sources=(source,))
 
 

@@ -25,6 +25,7 @@ from auditsync.errors import AuthError, ConfigError, UpstreamError
 from auditsync.http import HttpClient, describe
 from auditsync.model import JSON, Deadline, Page, Stream
 from auditsync.sources import SourceContext
+from auditsync.sources.pacing import ONEPASSWORD_ACCOUNT_INTERVAL, Pacer
 from auditsync.tables import ONEPASSWORD_TABLE
 from auditsync.tables.rows import format_time, parse_time
 
@@ -74,10 +75,12 @@ def _headers(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
 
-def introspect(ctx: SourceContext, deadline: Deadline) -> list[str]:
+def introspect(ctx: SourceContext, deadline: Deadline, pacer: Pacer | None = None) -> list[str]:
     """The event types the token may read."""
     base = ctx.settings.onepassword_base_url
     check_token_host(ctx.token, base)
+    if pacer is not None:
+        pacer.wait(deadline)
     response = ctx.http.request(
         "GET", f"{base}/api/v2/auth/introspect", headers=_headers(ctx.token), deadline=deadline
     )
@@ -91,11 +94,21 @@ def introspect(ctx: SourceContext, deadline: Deadline) -> list[str]:
 
 def open_streams(ctx: SourceContext) -> list[Stream]:
     deadline = Deadline.after(ctx.clock, ctx.settings.run_time_budget)
-    features = introspect(ctx, deadline)
+    pacer = account_pacer(ctx)
+    features = introspect(ctx, deadline, pacer)
     return [
-        OnePasswordStream(ctx, event_type, granted=event_type in features)
+        OnePasswordStream(ctx, event_type, granted=event_type in features, pacer=pacer)
         for event_type in ctx.settings.onepassword_event_types
     ]
+
+
+def account_pacer(ctx: SourceContext) -> Pacer | None:
+    """This run's share of the account's rate limit (see auditsync.sources.pacing), when shared."""
+    share = ctx.settings.onepassword_rate_share
+    streams = len(ctx.settings.onepassword_event_types)
+    if share <= 0 or not streams:
+        return None
+    return Pacer(ctx.clock, ONEPASSWORD_ACCOUNT_INTERVAL * share / streams)
 
 
 def probe(ctx: SourceContext) -> str:
@@ -143,6 +156,7 @@ class OnePasswordStream:
     ctx: SourceContext = field(repr=False)
     event_type: str
     granted: bool = True
+    pacer: Pacer | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -183,6 +197,8 @@ class OnePasswordStream:
         body: JSON = {"cursor": cursor} if cursor else self.first_request()
         recent: list[str] = list(position.get("recent_uuids", [])) if position else []
         while True:
+            if self.pacer is not None:
+                self.pacer.wait(deadline)
             response = self.ctx.http.request(
                 "POST", url, headers=_headers(self.ctx.token), json=body, deadline=deadline
             )
