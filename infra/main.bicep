@@ -68,6 +68,18 @@ param timerSchedule string = '0 */5 * * * *'
 @description('History pulled by a stream\'s very first run (for example 1d, 12h).')
 param initialLookback string = '1d'
 
+@description('none: one tenant, the tokens above. table: many tenants from the auditsynctenants table (python -m auditsync tenants add ...); the timer dispatches to a queue, queue workers scale out (docs/scale-out.md).')
+@allowed([
+  'none'
+  'table'
+])
+param tenantRegistry string = 'none'
+
+@description('Most Flex Consumption instances the queue workers may scale out to (many tenants).')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
 @description('Raise the lag alert when delivered events are older than this many minutes.')
 @minValue(5)
 param lagThresholdMinutes int = 60
@@ -170,6 +182,9 @@ module functionApp 'modules/functionApp.bicep' = {
     onePasswordEventTypes: onePasswordEventTypes
     timerSchedule: timerSchedule
     initialLookback: initialLookback
+    tenantRegistry: tenantRegistry
+    workQueueName: storage.outputs.workQueueName
+    maximumInstanceCount: maximumInstanceCount
   }
 }
 

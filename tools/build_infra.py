@@ -39,6 +39,7 @@ ROLE_IDS = {
     "keyVaultSecretsUser": "4633458b-17de-408a-b874-0445c86b69e6",
     "storageBlobDataOwner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
     "storageTableDataContributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
+    "storageQueueDataContributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
 }
 
 API = {
@@ -186,6 +187,21 @@ def parameters() -> JSON:
         "initialLookback": _param(
             "string", "History pulled by a stream's very first run (for example 1d, 12h).", "1d"
         ),
+        "tenantRegistry": _param(
+            "string",
+            "none: one tenant, the tokens above. table: many tenants from the auditsynctenants table "
+            "(python -m auditsync tenants add ...); the timer dispatches to a queue, queue workers scale out "
+            "(docs/scale-out.md).",
+            "none",
+            allowedValues=["none", "table"],
+        ),
+        "maximumInstanceCount": _param(
+            "int",
+            "Most Flex Consumption instances the queue workers may scale out to (many tenants).",
+            40,
+            minValue=1,
+            maxValue=1000,
+        ),
         "lagThresholdMinutes": _param(
             "int",
             "Raise the lag alert when delivered events are older than this many minutes.",
@@ -224,6 +240,7 @@ def variables() -> JSON:
         "legacyMode": "[equals(parameters('sinkMode'), 'data_collector')]",
         "deploymentContainerName": "app-package",
         "checkpointTableName": "auditsynccheckpoints",
+        "workQueueName": "auditsync-work",
         "keeperTokenSecretName": "keeper-api-token",
         "onePasswordTokenSecretName": "onepassword-api-token",
         "workspaceKeySecretName": "workspace-shared-key",
@@ -375,6 +392,24 @@ def storage() -> list[JSON]:
                 "variables('storageAccountName'), 'default')]"
             ],
         },
+        {
+            "type": "Microsoft.Storage/storageAccounts/queueServices",
+            "apiVersion": API["storage"],
+            "name": "[format('{0}/default', variables('storageAccountName'))]",
+            "dependsOn": [f"[{STORAGE_ID}]"],
+        },
+    ] + [
+        {
+            "type": "Microsoft.Storage/storageAccounts/queueServices/queues",
+            "apiVersion": API["storage"],
+            "name": f"[format('{{0}}/default/{{1}}{suffix}', variables('storageAccountName'), "
+            "variables('workQueueName'))]",
+            "dependsOn": [
+                "[resourceId('Microsoft.Storage/storageAccounts/queueServices', "
+                "variables('storageAccountName'), 'default')]"
+            ],
+        }
+        for suffix in ("", "-poison")
     ]
 
 
@@ -452,6 +487,8 @@ APP_SETTINGS: list[tuple[str, str]] = [
     ("CHECKPOINT_TABLE", "[variables('checkpointTableName')]"),
     ("INITIAL_LOOKBACK", "[parameters('initialLookback')]"),
     ("TIMER_SCHEDULE", "[parameters('timerSchedule')]"),
+    ("TENANT_REGISTRY", "[parameters('tenantRegistry')]"),
+    ("WORK_QUEUE", "[variables('workQueueName')]"),
 ]
 
 
@@ -502,7 +539,10 @@ def function_app() -> list[JSON]:
                             "authentication": {"type": "SystemAssignedIdentity"},
                         }
                     },
-                    "scaleAndConcurrency": {"maximumInstanceCount": 40, "instanceMemoryMB": 2048},
+                    "scaleAndConcurrency": {
+                        "maximumInstanceCount": "[parameters('maximumInstanceCount')]",
+                        "instanceMemoryMB": 2048,
+                    },
                     "runtime": {"name": "python", "version": "3.11"},
                 },
                 "siteConfig": {
@@ -522,6 +562,8 @@ def function_app() -> list[JSON]:
                 "variables('storageAccountName'), 'default', variables('deploymentContainerName'))]",
                 "[resourceId('Microsoft.Storage/storageAccounts/tableServices/tables', "
                 "variables('storageAccountName'), 'default', variables('checkpointTableName'))]",
+                "[resourceId('Microsoft.Storage/storageAccounts/queueServices/queues', "
+                "variables('storageAccountName'), 'default', variables('workQueueName'))]",
             ],
         },
     ]
@@ -547,6 +589,13 @@ ROLE_ASSIGNMENTS = [
     (
         "storageTableContributor",
         "storageTableDataContributor",
+        "Microsoft.Storage/storageAccounts",
+        "storageAccountName",
+        STORAGE_ID,
+    ),
+    (
+        "storageQueueContributor",
+        "storageQueueDataContributor",
         "Microsoft.Storage/storageAccounts",
         "storageAccountName",
         STORAGE_ID,

@@ -24,6 +24,9 @@ param onePasswordBaseUrl string
 param onePasswordEventTypes string
 param timerSchedule string
 param initialLookback string
+param tenantRegistry string
+param workQueueName string
+param maximumInstanceCount int
 
 var legacyMode = sinkMode == 'data_collector'
 
@@ -77,7 +80,9 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         }
       }
       scaleAndConcurrency: {
-        maximumInstanceCount: 40
+        // Queue workers scale out by queue length up to this; per-instance concurrency is host.json's
+        // extensions.queues (batchSize + newBatchThreshold).
+        maximumInstanceCount: maximumInstanceCount
         instanceMemoryMB: 2048
       }
       runtime: {
@@ -173,6 +178,14 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'TIMER_SCHEDULE'
           value: timerSchedule
+        }
+        {
+          name: 'TENANT_REGISTRY'
+          value: tenantRegistry
+        }
+        {
+          name: 'WORK_QUEUE'
+          value: workQueueName
         }
       ]
     }

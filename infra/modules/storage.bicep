@@ -1,4 +1,4 @@
-// Host storage, the Flex Consumption deployment container and the checkpoint table. Reached only with
+// Host storage, the Flex Consumption deployment container, the checkpoint table and the work queues. Reached only with
 // the app's managed identity: shared keys are disabled.
 param name string
 param location string
@@ -6,6 +6,8 @@ param tags object
 
 var deploymentContainerName = 'app-package'
 var checkpointTableName = 'auditsynccheckpoints'
+// Many tenants: the dispatcher's work items; the Functions host moves failing ones to '<queue>-poison'.
+var workQueueName = 'auditsync-work'
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name
@@ -68,8 +70,24 @@ resource checkpointTable 'Microsoft.Storage/storageAccounts/tableServices/tables
   name: checkpointTableName
 }
 
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: account
+  name: 'default'
+}
+
+resource workQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: workQueueName
+}
+
+resource poisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: '${workQueueName}-poison'
+}
+
 output name string = account.name
 output blobEndpoint string = account.properties.primaryEndpoints.blob
 output tableEndpoint string = account.properties.primaryEndpoints.table
 output deploymentContainerName string = deploymentContainerName
 output checkpointTableName string = checkpointTableName
+output workQueueName string = workQueueName

@@ -12,6 +12,8 @@ MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 STORAGE_BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
 STORAGE_TABLE_DATA_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
+#: The work queues of a multi-tenant deployment: send (dispatcher), receive and delete (queue triggers).
+STORAGE_QUEUE_DATA_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
 
 #: (role id, type of the one resource it is scoped to). App Insights with local auth disabled accepts
 #: the host's telemetry only from an identity holding Monitoring Metrics Publisher on the component.
@@ -20,6 +22,7 @@ ALLOWED = {
     (KEY_VAULT_SECRETS_USER, "Microsoft.KeyVault/vaults"),
     (STORAGE_BLOB_DATA_OWNER, "Microsoft.Storage/storageAccounts"),
     (STORAGE_TABLE_DATA_CONTRIBUTOR, "Microsoft.Storage/storageAccounts"),
+    (STORAGE_QUEUE_DATA_CONTRIBUTOR, "Microsoft.Storage/storageAccounts"),
     (MONITORING_METRICS_PUBLISHER, "Microsoft.Insights/components"),
 }
 
