@@ -25,8 +25,7 @@ from auditsync.checkpoints import claim, open_store, release
 from auditsync.config import Settings
 from auditsync.errors import AuditSyncError, CheckpointConflict
 from auditsync.heartbeat import heartbeat_batches
-from auditsync.http import HttpClient, Redactor
-from auditsync.logs import redacting_logs
+from auditsync.http import HttpClient
 from auditsync.model import (
     STATUS_BEHIND,
     STATUS_ERROR,
@@ -40,6 +39,7 @@ from auditsync.model import (
     Stream,
     StreamReport,
 )
+from auditsync.redaction import Redactor, install_log_redaction, redact
 from auditsync.secrets import CredentialFactory, Secrets, default_credential
 from auditsync.sinks import open_sink
 from auditsync.sources import SourceContext, source_module
@@ -98,10 +98,10 @@ def run_cycle(
     run_id: str | None = None,
 ) -> CycleReport:
     """Run every enabled stream once. Never raises for a stream's failure: read the report."""
+    install_log_redaction()
     redactor = redactor or Redactor()
     redactor.add(*settings.secret_values())
-    with redacting_logs(redactor):
-        return _run_cycle(settings, clock, credential_factory, sink, store, http, redactor, progress, run_id)
+    return _run_cycle(settings, clock, credential_factory, sink, store, http, redactor, progress, run_id)
 
 
 def _run_cycle(
@@ -285,7 +285,7 @@ def _close(run: _Run, checkpoint: Any, report: StreamReport, finished: datetime)
                 checkpoint,
                 last_status=report.status,
                 last_error_kind=report.error_kind,
-                last_message=report.message,
+                last_message=redact(report.message),
                 last_run=finished,
                 last_success=finished if report.status != STATUS_ERROR else checkpoint.last_success,
             ),
