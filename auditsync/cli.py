@@ -75,7 +75,8 @@ def main(
         log.error("auditsync %s: interrupted; the next run resumes from the checkpoints", args.command)
         return EXIT_INTERRUPTED
     except Exception as error:  # the last resort: one classified line, never a traceback
-        log.error("%s", crash_line(args.command, error), exc_info=log.isEnabledFor(logging.DEBUG))
+        log.error("%s", crash_line(args.command, error))
+        log.debug("traceback of the failure above", exc_info=error)
         return EXIT_CONFIG if isinstance(error, ConfigError) else EXIT_CRASHED
 
 

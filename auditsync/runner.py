@@ -168,11 +168,17 @@ def _run_source(run: _Run, source: str) -> list[StreamReport]:
         elapsed = _ms(run.clock.now() - started)
         return [_error_report(source, name, error, elapsed, run.redactor) for name in names]
     except Exception as error:  # a bug must not take the other source down
-        log.exception("unexpected failure opening %s", source)
+        _log_unexpected(f"opening {source}", error)
         wrapped = AuditSyncError(f"unexpected {type(error).__name__} opening {source}", hint=_BUG_HINT)
         return [_error_report(source, name, wrapped, 0, run.redactor) for name in names]
     with ThreadPoolExecutor(max_workers=max(1, len(streams)), thread_name_prefix=source) as pool:
         return list(pool.map(lambda s: _run_stream(run, s), streams))
+
+
+def _log_unexpected(where: str, error: Exception) -> None:
+    """One redacted line at ERROR (a fault is data, not a traceback); the traceback itself at DEBUG."""
+    log.error("unexpected %s %s: %s", type(error).__name__, where, " ".join(str(error).split())[:500])
+    log.debug("traceback of the unexpected %s %s", type(error).__name__, where, exc_info=error)
 
 
 _BUG_HINT = "This is a bug in auditsync: report it with the log lines of this run; the next run retries."
@@ -232,7 +238,7 @@ def _run_stream(run: _Run, stream: Stream) -> StreamReport:
     except AuditSyncError as caught:
         failure = caught
     except Exception as caught:  # a bug must fail this stream only, with a clear report
-        log.exception("unexpected failure in %s", stream.name, extra={"stream": stream.name})
+        _log_unexpected(f"in {stream.name}", caught)
         failure = AuditSyncError(f"unexpected {type(caught).__name__} in {stream.name}", hint=_BUG_HINT)
 
     finished = run.clock.now()
