@@ -9,14 +9,11 @@ Scanned every time: stdout, stderr (every log record at DEBUG), every file under
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -257,33 +254,6 @@ def test_inner_control_characters_are_config_errors_that_name_the_setting_or_sec
         {**outputs(bad_env, bad_vault), "data dir": files_text(tmp_path / "data")},
         [kp_token[:20], kp_token[21:], op_token[:30], op_token[30:]],
     )
-
-
-@pytest.fixture
-def resetting_endpoint() -> Iterator[str]:
-    """A 'Logs Ingestion endpoint' that reads each request and resets the connection instead of answering."""
-    server = socket.create_server(("127.0.0.1", 0))
-    server.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(2)
-                with contextlib.suppress(OSError):
-                    conn.recv(65536)
-                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.getsockname()[1]}"
-    stop.set()
-    thread.join()
-    server.close()
 
 
 def test_a_sink_that_resets_the_connection_ends_in_a_classified_line_not_a_traceback(
