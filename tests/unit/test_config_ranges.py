@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from auditsync.config import DURATION_RANGES, HOST_JSON, Settings, host_function_timeout
+from auditsync.config import DURATION_RANGES, HOST_JSON, Settings, format_duration, host_function_timeout
 from auditsync.errors import ConfigError
 
 BASE = {"SOURCES": "keeper", "KEEPER_TOKEN": "kpr-range-test-token-0001"}
@@ -122,3 +122,10 @@ def test_a_token_pasted_into_a_secret_name_setting_is_not_echoed() -> None:
     found = problems({"KEEPER_TOKEN_SECRET": "kpr/abc+def=ghi.jkl=="})
     assert any("KEEPER_TOKEN_SECRET: not a Key Vault secret name" in p for p in found)
     assert "abc+def" not in " ".join(found)
+
+
+def test_readme_states_every_range() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    for name, (low, high) in DURATION_RANGES.items():
+        row = next(line for line in readme.splitlines() if line.startswith(f"| `{name}` |"))
+        assert f"{format_duration(low)}\u2013{format_duration(high)}" in row, name  # en dash
