@@ -43,6 +43,8 @@ MASK = "***"
 #: Anything shaped like a JWT or a bearer credential is masked even when we do not know the value.
 _TOKEN_SHAPES = re.compile(r"eyJ[\w-]{4,}\.[\w-]{4,}\.?[\w-]*|(?i:bearer)\s+[\w.~+/=-]{8,}")
 _PERCENT = re.compile(r"%[0-9A-F]{2}")
+_RUNS = re.compile(rf"[^\s]{{{FRAGMENT},}}")
+_EVERYTHING = re.compile(r"(?s).+")
 
 
 def encoded_forms(secret: str) -> set[str]:
@@ -70,6 +72,10 @@ class _Registry:
         self._known: frozenset[str] = frozenset()
         self._short: tuple[str, ...] = ()  # secrets (and forms) too short to have fragments
         self._pieces: frozenset[str] = frozenset()
+        # Pieces hold no whitespace (secrets with inner whitespace are refused), so only runs of 12+
+        # non-space characters need looking at: most of a log line is skipped. A registered value with
+        # inner whitespace (read before it was refused) switches to scanning every position.
+        self._runs = _RUNS
 
     def add(self, secrets: Iterable[str]) -> None:
         fresh = [s for s in secrets if isinstance(s, str) and len(s) >= MIN_SECRET and s not in self._known]
@@ -86,18 +92,21 @@ class _Registry:
                         pieces.update(form[i : i + FRAGMENT] for i in range(len(form) - FRAGMENT + 1))
             self._short = tuple(sorted(short, key=len, reverse=True))
             self._pieces = frozenset(pieces)
+            if any(not piece.isprintable() or " " in piece for piece in pieces):
+                self._runs = _EVERYTHING
             self._known = frozenset(known)
 
     def scrub(self, text: str) -> str:
         pieces = self._pieces
         if pieces and len(text) >= FRAGMENT:
             covered: list[tuple[int, int]] = []
-            for i in range(len(text) - FRAGMENT + 1):
-                if text[i : i + FRAGMENT] in pieces:
-                    if covered and i <= covered[-1][1]:
-                        covered[-1] = (covered[-1][0], i + FRAGMENT)
-                    else:
-                        covered.append((i, i + FRAGMENT))
+            for run in self._runs.finditer(text):
+                for i in range(run.start(), run.end() - FRAGMENT + 1):
+                    if text[i : i + FRAGMENT] in pieces:
+                        if covered and i <= covered[-1][1]:
+                            covered[-1] = (covered[-1][0], i + FRAGMENT)
+                        else:
+                            covered.append((i, i + FRAGMENT))
             if covered:
                 parts, last = [], 0
                 for start, end in covered:
