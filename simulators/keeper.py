@@ -5,7 +5,7 @@ Configurable: sort order (``asc``, ``desc``, ``none``), whether ``end_date`` is 
 size cap, continuation tokens that expire after N seconds of the injected clock (counted from the
 pagination's first page) or after K uses of the same token, and
 (through ``SimServer.inject``) 401/403/429/500 answers; ``echo_token`` (a ``simulators.echo`` mode)
-echoes the received token in every error message. Events are added at any time with ``add`` (late
+echoes the received token in every error message, injected faults included. Events are added at any time with ``add`` (late
 events land behind a collector's watermark). A pagination reads a snapshot taken at its first page, as a
 server-side cursor would. Standard library only.
 """
@@ -140,11 +140,12 @@ class KeeperSim(SimServer):
         return hits
 
     # -- HTTP ----------------------------------------------------------------------------------------
-    def handle(self, request: Request) -> Response:
+    def _dispatch(self, request: Request) -> Response:
+        """Injected faults included: a vendor that echoes does so in every error it sends."""
         token = (request.header("x-api-token") or "").removeprefix("Bearer ")
-        return with_echo(self._answer(request), token, self.echo_token)
+        return with_echo(super()._dispatch(request), token, self.echo_token)
 
-    def _answer(self, request: Request) -> Response:
+    def handle(self, request: Request) -> Response:
         if request.path != EVENTS_PATH or request.method != "GET":
             return Response(404, {"error": "not_found", "message": "Not Found"})
         if request.header("x-api-token") != f"Bearer {self.token}":

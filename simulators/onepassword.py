@@ -150,7 +150,7 @@ class OnePasswordSim(SimServer):
     ``limit_per_minute`` / ``limit_per_hour`` (None: off) answer 429 without ``Retry-After`` once the
     account made that many requests in the sliding window, timed by the injected clock.
     ``echo_token`` (one of ``simulators.echo.ECHO_MODES``, None: off) echoes the bearer token received
-    in every error message the simulator answers with.
+    in the message of every error answered, injected faults included.
     """
 
     def __init__(
@@ -282,12 +282,12 @@ class OnePasswordSim(SimServer):
             times.append(now)
             return False
 
-    def handle(self, request: Request) -> Response:
-        response = self._answer(request)
+    def _dispatch(self, request: Request) -> Response:
+        """Injected faults included: a vendor that echoes does so in every error it sends."""
         _, _, token = (request.header("authorization") or "").partition(" ")
-        return with_echo(response, token, self.echo_token)
+        return with_echo(super()._dispatch(request), token, self.echo_token)
 
-    def _answer(self, request: Request) -> Response:
+    def handle(self, request: Request) -> Response:
         if self._throttled():
             return Response(429, TOO_MANY)
         path = request.path.rstrip("/")

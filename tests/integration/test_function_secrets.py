@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from azure.data.tables import TableServiceClient
 from azure.functions.timer import TimerRequest
 
 import function_app
@@ -72,6 +73,9 @@ def app_settings(
 
 def test_ticks_with_newline_secrets_and_echoing_vendors_leak_nothing(
     app_settings: dict[str, str],
+    azurite_connection_string: str,
+    azurite_table_name: str,
+    monkeypatch: pytest.MonkeyPatch,
     onepassword_sim: OnePasswordSim,
     keeper_sim: KeeperSim,
     logs_ingestion_sim: LogsIngestionSim,
@@ -79,6 +83,9 @@ def test_ticks_with_newline_secrets_and_echoing_vendors_leak_nothing(
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    monkeypatch.setenv("CHECKPOINT_STORE", "table")  # checkpoint records in Table Storage (Azurite)
+    monkeypatch.setenv("CHECKPOINT_CONNECTION_STRING", azurite_connection_string)
+    monkeypatch.setenv("CHECKPOINT_TABLE", azurite_table_name)
     op_token, kp_token = onepassword_sim.issue_token(), keeper_sim.token
     keyvault_sim.set_secret("onepassword-api-token", op_token + "\n")
     keyvault_sim.set_secret("keeper-api-token", "\t" + kp_token + "\n")
@@ -87,7 +94,11 @@ def test_ticks_with_newline_secrets_and_echoing_vendors_leak_nothing(
     with caplog.at_level(logging.DEBUG):
         tick()
         assert len(logs_ingestion_sim.rows("KeeperSecurityEventNewLogs_CL")) == 30
-        onepassword_sim.revoke(op_token)
+        # 1Password now refuses the event endpoint (introspect still passes, so the stream runs and its
+        # checkpoint records the outcome); Keeper's token was rotated. Both quote what they were sent.
+        onepassword_sim.inject(
+            401, {"status": 401, "message": "Unauthorized"}, times=99, path="/api/v2/auditevents"
+        )
         keeper_sim.token = "kpr-rotated-" + secrets.token_hex(12)
         for mode in ("full", "prefix24", "urlencoded", "json_escaped"):
             onepassword_sim.echo_token = keeper_sim.echo_token = mode
@@ -96,13 +107,23 @@ def test_ticks_with_newline_secrets_and_echoing_vendors_leak_nothing(
             failures.append(str(caught.value))
     health = logs_ingestion_sim.rows(HEALTH)
     assert sum("credential: ***" in r.get("Message", "") for r in health) == 8  # 2 streams x 4 modes
+    table = TableServiceClient.from_connection_string(azurite_connection_string).get_table_client(
+        azurite_table_name
+    )
+    checkpoints = [dict(e) for e in table.list_entities()]
+    assert {e["Stream"]: e.get("LastErrorKind") for e in checkpoints} == {
+        "keeper/events": "auth",
+        "onepassword/auditevents": "auth",
+    }, checkpoints
+    assert all("credential: ***" in e["LastMessage"] for e in checkpoints), "the echo reached the checkpoints"
     captured = capsys.readouterr()
     assert_no_secrets(
         {
             "log records": records_text(caplog.records),
             "invocation failures": "\n".join(failures),
             "sink rows": rows_text(*(logs_ingestion_sim.rows(t) for t in sorted(logs_ingestion_sim._rows))),
-            "data dir (checkpoints)": files_text(Path(app_settings["AUDITSYNC_DATA_DIR"])),
+            "data dir": files_text(Path(app_settings["AUDITSYNC_DATA_DIR"])),
+            "checkpoint records": rows_text(checkpoints),
             "stdout/stderr": captured.out + captured.err,
         },
         [op_token, kp_token],
