@@ -82,16 +82,17 @@ def main(
 
 def crash_line(command: str, error: BaseException) -> str:
     """One redacted line that says what kind of failure ended a command and what to do."""
+    text = " ".join(str(error).split())
     if isinstance(error, AuditSyncError):
-        what = f"{error.kind} error: {error}" + (f" ({error.hint})" if error.hint else "")
+        what = f"{error.kind} error: {text}" + (f" ({error.hint})" if error.hint else "")
     elif isinstance(error, OSError):
         what = (
-            f"local {type(error).__name__}: {error}; check AUDITSYNC_DATA_DIR and the disk "
+            f"local {type(error).__name__}: {text}; check AUDITSYNC_DATA_DIR and the disk "
             "(the checkpoints are never ahead of the delivered data)"
         )
     else:
         what = (
-            f"unexpected {type(error).__name__}: {error}; this is a bug in auditsync, report it with "
+            f"unexpected {type(error).__name__}: {text}; this is a bug in auditsync, report it with "
             "this line (AZURE_LOG_LEVEL=debug adds the redacted traceback)"
         )
     return redact(f"auditsync {command} failed: " + " ".join(what.split()))[:1000]
