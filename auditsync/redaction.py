@@ -63,15 +63,16 @@ def encoded_forms(secret: str) -> set[str]:
 class _Registry:
     """Every secret the process learned: whole values and their ``FRAGMENT``-long pieces.
 
-    Copy-on-write under a lock, so the scrubber (called from any thread, inside logging) reads without
-    locking.
+    Writers take a lock and only add; the scrubber (called from any thread, inside logging) reads
+    without one: a membership test on a set is atomic in CPython, and a piece added while a text is
+    being scanned is simply caught from the next text on.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._known: frozenset[str] = frozenset()
+        self._known: set[str] = set()
         self._short: tuple[str, ...] = ()  # secrets (and forms) too short to have fragments
-        self._pieces: frozenset[str] = frozenset()
+        self._pieces: set[str] = set()
         # Pieces hold no whitespace (secrets with inner whitespace are refused), so only runs of 12+
         # non-space characters need looking at: most of a log line is skipped. A registered value with
         # inner whitespace (read before it was refused) switches to scanning every position.
@@ -82,19 +83,18 @@ class _Registry:
         if not fresh:
             return
         with self._lock:
-            known, short, pieces = set(self._known), set(self._short), set(self._pieces)
+            short = set(self._short)
             for secret in fresh:
-                known.add(secret)
                 for form in encoded_forms(secret):
                     if len(form) < FRAGMENT:
                         short.add(form)
-                    else:
-                        pieces.update(form[i : i + FRAGMENT] for i in range(len(form) - FRAGMENT + 1))
+                        continue
+                    new = {form[i : i + FRAGMENT] for i in range(len(form) - FRAGMENT + 1)}
+                    if any(not piece.isprintable() or " " in piece for piece in new):
+                        self._runs = _EVERYTHING
+                    self._pieces.update(new)
+                self._known.add(secret)
             self._short = tuple(sorted(short, key=len, reverse=True))
-            self._pieces = frozenset(pieces)
-            if any(not piece.isprintable() or " " in piece for piece in pieces):
-                self._runs = _EVERYTHING
-            self._known = frozenset(known)
 
     def scrub(self, text: str) -> str:
         pieces = self._pieces
