@@ -1,7 +1,9 @@
 """Azure Functions entry point: a thin adapter from the timer trigger to ``auditsync.run_cycle``.
 
 The invocation fails (after every stream ran and the heartbeat was sent) when any stream ended in
-error, so the portal's failure count tells the truth.
+error, so the portal's failure count tells the truth. Whatever goes wrong, the invocation ends with
+one classified, redacted line (CollectionFailed), never with another exception's traceback; every log
+record of the process, the host's included, is redacted from the moment this module is imported.
 """
 
 from __future__ import annotations
@@ -11,9 +13,13 @@ import os
 
 import azure.functions as func
 
+from auditsync.cli import crash_line
 from auditsync.config import SETTINGS, Settings
 from auditsync.errors import ConfigError
+from auditsync.redaction import install_log_redaction
 from auditsync.runner import run_cycle
+
+install_log_redaction()
 
 log = logging.getLogger("auditsync.function")
 
@@ -30,6 +36,17 @@ class CollectionFailed(RuntimeError):
 @app.timer_trigger(schedule=SCHEDULE, arg_name="timer", run_on_startup=False, use_monitor=True)
 def collect(timer: func.TimerRequest) -> None:
     """Run one collection cycle."""
+    try:
+        _collect(timer)
+    except CollectionFailed:
+        raise
+    except Exception as error:  # the last resort: one classified, redacted line
+        line = crash_line("timer run", error)
+        log.error("%s", line)
+        raise CollectionFailed(line) from None
+
+
+def _collect(timer: func.TimerRequest) -> None:
     if timer.past_due:
         log.warning("timer is past due: a tick was missed; this run catches up from the checkpoints")
     try:

@@ -4,6 +4,13 @@ python -m auditsync run      one cycle, per-stream summary; exit 1 if any stream
 python -m auditsync check    settings, Key Vault, tokens, sink, checkpoint store: what is wrong and how to fix it
 python -m auditsync status   per stream: checkpoint age, newest event, totals, last outcome
 python -m auditsync demo     the whole flow against the bundled simulators, no account needed
+
+Exit codes: 0 every stream ok; 1 a stream or a check failed (see the output); 2 settings are not
+valid; 3 the command itself failed unexpectedly (one classified, redacted line on stderr, no
+traceback; checkpoints are never ahead of delivered data); 130 interrupted.
+
+Everything printed goes through the redactor, and ``AZURE_LOG_LEVEL`` (debug, info, warning, error)
+sets the log level (``-v`` is info; the default warning).
 """
 
 from __future__ import annotations
@@ -15,17 +22,27 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import TextIO
+from typing import Any, TextIO, cast
 
 from auditsync import __version__
 from auditsync.config import Settings
 from auditsync.errors import AuditSyncError, ConfigError
-from auditsync.http import HttpClient, Redactor
+from auditsync.http import HttpClient
 from auditsync.model import STATUS_ERROR, Clock, StreamReport
+from auditsync.redaction import Redactor, install_log_redaction, redact
 from auditsync.runner import CycleReport, run_cycle
 from auditsync.secrets import CredentialFactory, Secrets, default_credential
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_CRASHED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+log = logging.getLogger("auditsync.cli")
+
+_LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 def main(
@@ -43,13 +60,61 @@ def main(
     demo = sub.add_parser("demo", help="run against the bundled simulators with sample data")
     demo.add_argument("--events", type=int, default=300, help="sample events per stream")
     args = parser.parse_args(argv)
-    out = out or sys.stdout
+    install_log_redaction()
+    stream = cast(TextIO, RedactingWriter(out or sys.stdout))
     environ = dict(os.environ if env is None else env)
+    level = _LOG_LEVELS.get(environ.get("AZURE_LOG_LEVEL", "").strip().lower())
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
+        level=level or (logging.INFO if args.verbose else logging.WARNING),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    try:
+        return _command(args, environ, stream)
+    except KeyboardInterrupt:
+        log.error("auditsync %s: interrupted; the next run resumes from the checkpoints", args.command)
+        return EXIT_INTERRUPTED
+    except Exception as error:  # the last resort: one classified line, never a traceback
+        log.error("%s", crash_line(args.command, error))
+        log.debug("traceback of the failure above", exc_info=error)
+        return EXIT_CONFIG if isinstance(error, ConfigError) else EXIT_CRASHED
+
+
+def crash_line(command: str, error: BaseException) -> str:
+    """One redacted line that says what kind of failure ended a command and what to do."""
+    text = " ".join(str(error).split())
+    if isinstance(error, AuditSyncError):
+        what = f"{error.kind} error: {text}" + (f" ({error.hint})" if error.hint else "")
+    elif isinstance(error, OSError):
+        what = (
+            f"local {type(error).__name__}: {text}; check AUDITSYNC_DATA_DIR and the disk "
+            "(the checkpoints are never ahead of the delivered data)"
+        )
+    else:
+        what = (
+            f"unexpected {type(error).__name__}: {text}; this is a bug in auditsync, report it with "
+            "this line (AZURE_LOG_LEVEL=debug adds the redacted traceback)"
+        )
+    return redact(f"auditsync {command} failed: " + " ".join(what.split()))[:1000]
+
+
+class RedactingWriter:
+    """The CLI's output stream: every write is redacted (the summary, check results, status lines)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self.stream.write(redact(text))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def _command(args: argparse.Namespace, environ: dict[str, str], out: TextIO) -> int:
     if args.command == "demo":
         from auditsync.demo import run_demo
 
@@ -202,9 +267,9 @@ def cmd_status(
         store = open_store(settings, functools.cache(credential_factory or default_credential))
         checkpoints = {c.stream: c for c in store.list()}
     except AuditSyncError as error:
-        print(f"x checkpoint store: {error}", file=out)
+        print(f"x checkpoint store: {redact(str(error))}", file=out)
         if error.hint:
-            print(f"    what to do: {error.hint}", file=out)
+            print(f"    what to do: {redact(error.hint)}", file=out)
         return EXIT_FAILED
     from auditsync.sources import source_module
 
@@ -219,7 +284,7 @@ def cmd_status(
             continue
         outcome = c.last_status or "-"
         if c.last_error_kind:
-            outcome += f" ({c.last_error_kind}: {c.last_message})"
+            outcome += f" ({c.last_error_kind}: {redact(c.last_message)})"
         print(
             f"{name:<28} {_ago(c.last_run, now):<12} {_when(c.newest_event_time):<22} {c.total_events:>10}  {outcome}",
             file=out,

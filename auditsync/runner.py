@@ -30,8 +30,7 @@ from auditsync.checkpoints import claim, open_store, release
 from auditsync.config import Settings
 from auditsync.errors import AuditSyncError, CheckpointConflict, CheckpointError
 from auditsync.heartbeat import heartbeat_batches
-from auditsync.http import HttpClient, Redactor
-from auditsync.logs import redacting_logs
+from auditsync.http import HttpClient
 from auditsync.model import (
     STATUS_BEHIND,
     STATUS_ERROR,
@@ -45,6 +44,7 @@ from auditsync.model import (
     Stream,
     StreamReport,
 )
+from auditsync.redaction import Redactor, install_log_redaction, redact
 from auditsync.secrets import CredentialFactory, Secrets, default_credential
 from auditsync.sinks import open_sink
 from auditsync.sources import SourceContext, source_module
@@ -105,10 +105,10 @@ def run_cycle(
     run_id: str | None = None,
 ) -> CycleReport:
     """Run every enabled stream once. Never raises for a stream's failure: read the report."""
+    install_log_redaction()
     redactor = redactor or Redactor()
     redactor.add(*settings.secret_values())
-    with redacting_logs(redactor):
-        return _run_cycle(settings, clock, credential_factory, sink, store, http, redactor, progress, run_id)
+    return _run_cycle(settings, clock, credential_factory, sink, store, http, redactor, progress, run_id)
 
 
 def _run_cycle(
@@ -181,11 +181,17 @@ def _run_source(run: _Run, source: str) -> list[StreamReport]:
         elapsed = _ms(run.clock.now() - started)
         return [_error_report(source, name, error, elapsed, run.redactor) for name in names]
     except Exception as error:  # a bug must not take the other source down
-        log.exception("unexpected failure opening %s", source)
+        _log_unexpected(f"opening {source}", error)
         wrapped = AuditSyncError(f"unexpected {type(error).__name__} opening {source}", hint=_BUG_HINT)
         return [_error_report(source, name, wrapped, 0, run.redactor) for name in names]
     with ThreadPoolExecutor(max_workers=max(1, len(streams)), thread_name_prefix=source) as pool:
         return list(pool.map(lambda s: _run_stream(run, s), streams))
+
+
+def _log_unexpected(where: str, error: Exception) -> None:
+    """One redacted line at ERROR (a fault is data, not a traceback); the traceback itself at DEBUG."""
+    log.error("unexpected %s %s: %s", type(error).__name__, where, " ".join(str(error).split())[:500])
+    log.debug("traceback of the unexpected %s %s", type(error).__name__, where, exc_info=error)
 
 
 _BUG_HINT = "This is a bug in auditsync: report it with the log lines of this run; the next run retries."
@@ -249,7 +255,7 @@ def _run_stream(run: _Run, stream: Stream) -> StreamReport:
     except AuditSyncError as caught:
         failure = caught
     except Exception as caught:  # a bug must fail this stream only, with a clear report
-        log.exception("unexpected failure in %s", stream.name, extra={"stream": stream.name})
+        _log_unexpected(f"in {stream.name}", caught)
         failure = AuditSyncError(f"unexpected {type(caught).__name__} in {stream.name}", hint=_BUG_HINT)
 
     finished = run.clock.now()
@@ -302,7 +308,7 @@ def _close(run: _Run, checkpoint: Any, report: StreamReport, finished: datetime)
                 checkpoint,
                 last_status=report.status,
                 last_error_kind=report.error_kind,
-                last_message=report.message,
+                last_message=redact(report.message),
                 last_run=finished,
                 last_success=finished if report.status != STATUS_ERROR else checkpoint.last_success,
             ),
