@@ -14,8 +14,11 @@ import azure.functions as func
 from auditsync.config import SETTINGS, Settings
 from auditsync.errors import ConfigError
 from auditsync.runner import run_cycle
+from auditsync.telemetry import quiet_sdk_loggers
 
 log = logging.getLogger("auditsync.function")
+#: The worker forwards every INFO record to Application Insights: keep the SDKs' header dumps out.
+quiet_sdk_loggers()
 
 app = func.FunctionApp()
 

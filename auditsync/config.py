@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from auditsync.errors import ConfigError
+from auditsync.schedule import schedule_problem
 
 KNOWN_SOURCES = ("keeper", "onepassword")
 ONEPASSWORD_EVENT_TYPES = ("auditevents", "itemusages", "signinattempts")
@@ -149,9 +150,13 @@ class Settings:
         ] + _connection_string_keys(self.checkpoint_connection_string)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read and validate every setting; raise one ConfigError listing all problems."""
-        return _Parser(os.environ if env is None else env).parse()
+    def from_env(cls, env: Mapping[str, str] | None = None, *, require_tokens: bool = True) -> Settings:
+        """Read and validate every setting; raise one ConfigError listing all problems.
+
+        ``require_tokens=False`` is for commands that never call a vendor (``status``): a missing
+        token is then not a problem.
+        """
+        return _Parser(os.environ if env is None else env, require_tokens=require_tokens).parse()
 
 
 def _connection_string_keys(conn: str) -> list[str]:
@@ -166,8 +171,9 @@ def _connection_string_keys(conn: str) -> list[str]:
 class _Parser:
     """Collects problems instead of stopping at the first one."""
 
-    def __init__(self, env: Mapping[str, str]) -> None:
+    def __init__(self, env: Mapping[str, str], *, require_tokens: bool = True) -> None:
         self.env = env
+        self.require_tokens = require_tokens
         self.problems: list[str] = []
         self.unresolved: set[str] = set()
 
@@ -212,6 +218,15 @@ class _Parser:
             return parse_duration(SETTINGS[name][0])
         if value <= timedelta(0) and name != "KEEPER_LAG":
             self.problems.append(f"{name}: must be longer than zero.")
+        return value
+
+    def schedule(self, name: str) -> str:
+        value = " ".join(self.raw(name).split())
+        problem = schedule_problem(value) if value else ""
+        if problem:
+            self.problems.append(
+                f"{name}: {problem}. The Functions host refuses such a schedule and the timer never fires."
+            )
         return value
 
     def flag(self, name: str) -> bool:
@@ -266,20 +281,33 @@ class _Parser:
             ("keeper", keeper_token, "KEEPER_TOKEN_SECRET", "KEEPER_TOKEN"),
             ("onepassword", onepassword_token, "ONEPASSWORD_TOKEN_SECRET", "ONEPASSWORD_TOKEN"),
         ):
-            if source in sources and not token and not key_vault_url and token_name not in self.unresolved:
+            if (
+                self.require_tokens
+                and source in sources
+                and not token
+                and not key_vault_url
+                and token_name not in self.unresolved
+            ):
                 self.problems.append(
                     f"{token_name}: no {source} token; set KEY_VAULT_URL (the token is read from the secret "
                     f"named by {secret}) or, for local runs, {token_name}."
                 )
 
         sink = self.choice("SINK", SINKS)
-        endpoint = self.url("LOGS_INGESTION_ENDPOINT", required=sink == "logs_ingestion")
+        endpoint = self.url("LOGS_INGESTION_ENDPOINT")
+        if sink == "logs_ingestion" and not endpoint and "LOGS_INGESTION_ENDPOINT" not in self.unresolved:
+            self.problems.append(
+                "LOGS_INGESTION_ENDPOINT: missing; copy the deployment output 'logsIngestionEndpoint' "
+                "(Resource group > Deployments > the auditsync deployment > Outputs), or the DCR's "
+                "JSON view: properties.endpoints.logsIngestion."
+            )
         rule_id = self.raw("LOGS_INGESTION_RULE_ID")
         if sink == "logs_ingestion" and not _DCR_ID.match(rule_id):
             self.problems.append(
                 "LOGS_INGESTION_RULE_ID: "
                 + ("missing" if not rule_id else f"'{rule_id}' is not a DCR immutable id")
-                + "; copy the DCR's immutableId (dcr- followed by 32 hex digits) from its JSON view."
+                + "; copy the deployment output 'dcrImmutableId', or the DCR's immutableId (dcr- followed by "
+                "32 hex digits) from its JSON view."
             )
         audience = self.url("LOGS_INGESTION_AUDIENCE")
 
@@ -349,7 +377,7 @@ class _Parser:
             data_dir=Path(self.raw("AUDITSYNC_DATA_DIR")),
             initial_lookback=self.duration("INITIAL_LOOKBACK"),
             run_time_budget=self.duration("RUN_TIME_BUDGET"),
-            timer_schedule=self.raw("TIMER_SCHEDULE"),
+            timer_schedule=self.schedule("TIMER_SCHEDULE"),
         )
         if self.problems:
             raise ConfigError(

@@ -40,6 +40,7 @@ from auditsync.model import (
     Stream,
     StreamReport,
 )
+from auditsync.outcomes import record_failed_streams
 from auditsync.secrets import CredentialFactory, Secrets, default_credential
 from auditsync.sinks import open_sink
 from auditsync.sources import SourceContext, source_module
@@ -138,7 +139,9 @@ def _run_cycle(
             settings, credential_factory=credential, secrets=secrets, http=http, clock=clock
         )
     except AuditSyncError as error:
-        return _finish(settings, clock, run_id, started, all_failed(error), None, redactor)
+        failed = [replace(r, message=redactor(r.message)) for r in all_failed(error)]
+        record_failed_streams(store, failed, owner=run_id, now=clock.now())
+        return _finish(settings, clock, run_id, started, failed, None, redactor)
 
     run = _Run(settings, clock, deadline, run_id, redactor, http, secrets, store, sink, progress)
     log.info(
@@ -166,11 +169,15 @@ def _run_source(run: _Run, source: str) -> list[StreamReport]:
         streams = module.open_streams(context)
     except AuditSyncError as error:
         elapsed = _ms(run.clock.now() - started)
-        return [_error_report(source, name, error, elapsed, run.redactor) for name in names]
+        reports = [_error_report(source, name, error, elapsed, run.redactor) for name in names]
+        record_failed_streams(run.store, reports, owner=run.run_id, now=run.clock.now())
+        return reports
     except Exception as error:  # a bug must not take the other source down
         log.exception("unexpected failure opening %s", source)
         wrapped = AuditSyncError(f"unexpected {type(error).__name__} opening {source}", hint=_BUG_HINT)
-        return [_error_report(source, name, wrapped, 0, run.redactor) for name in names]
+        reports = [_error_report(source, name, wrapped, 0, run.redactor) for name in names]
+        record_failed_streams(run.store, reports, owner=run.run_id, now=run.clock.now())
+        return reports
     with ThreadPoolExecutor(max_workers=max(1, len(streams)), thread_name_prefix=source) as pool:
         return list(pool.map(lambda s: _run_stream(run, s), streams))
 

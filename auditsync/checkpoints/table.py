@@ -183,6 +183,23 @@ class TableCheckpointStore:
         log.debug("saved checkpoint of %s to table %s", stream, self.table_name)
         return _with_etag(prepared, metadata)
 
+    def delete(self, checkpoint: Checkpoint) -> None:
+        """Remove the entity if its etag still matches (used by ``check``'s probe and finished backfills)."""
+        try:
+            self._table.delete_entity(
+                PARTITION,
+                stream_key(checkpoint.stream),
+                etag=checkpoint.etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except ResourceModifiedError:
+            raise CheckpointConflict(
+                f"Checkpoint of {checkpoint.stream} was saved by someone else since it was loaded.",
+                hint=CONFLICT_HINT,
+            ) from None
+        except AzureError as exc:
+            raise self._error(exc, f"Deleting the checkpoint of {checkpoint.stream}") from None
+
     def list(self) -> list[Checkpoint]:
         try:
             entities = list(self._table.query_entities("PartitionKey eq @pk", parameters={"pk": PARTITION}))

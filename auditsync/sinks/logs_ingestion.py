@@ -22,6 +22,7 @@ from typing import Any
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
 from azure.monitor.ingestion import LogsIngestionClient
 
+from auditsync.azure_errors import credential_failure
 from auditsync.config import is_loopback_url
 from auditsync.errors import AuthError, SinkError
 from auditsync.http import redact_url
@@ -137,9 +138,8 @@ class LogsIngestionSink:
             status = getattr(exc, "status_code", None)
             if status in (401, 403):
                 raise AuthError(f"Logs Ingestion refused {where} ({status})", hint=ROLE_HINT) from None
-            raise AuthError(
-                f"no Entra token for Logs Ingestion ({type(exc).__name__})",
-                hint="Enable the Function App's managed identity (or 'az login' locally).",
+            raise credential_failure(
+                exc, "Logs Ingestion", role="Monitoring Metrics Publisher", scope="data collection rule"
             ) from None
         except HttpResponseError as exc:
             raise _classify(exc.status_code, where, definition.stream) from None
