@@ -194,15 +194,33 @@ def cmd_status(
         print(json.dumps({"streams": [r.as_json() for r in rows]}, indent=2), file=out)
         return EXIT_OK
     now = clock.now()
-    print(f"{'stream':<34} {'last run':<10} {'newest event':<21} {'total':>9}  last outcome", file=out)
+    print(f"{'stream':<28} {'last run':<10} {'newest event':<21} {'total':>9}  last outcome", file=out)
+    backfills = [r for r in rows if r.backfill is not None]
     for r in rows:
+        if r.backfill is not None:
+            continue
         print(
-            f"{r.stream:<34} {_ago(r.last_run, now):<10} {_when(r.newest_event_time):<21} {r.total_events:>9}  "
+            f"{r.stream:<28} {_ago(r.last_run, now):<10} {_when(r.newest_event_time):<21} {r.total_events:>9}  "
             f"{r.outcome}",
             file=out,
         )
         if r.message and r.status in (STATUS_ERROR, "behind"):
-            print(f"{'':<36}{r.message}", file=out)
+            print(f"{'':<30}{r.message}", file=out)
+    if backfills:
+        print(
+            "backfills (their own progress records; the live checkpoints above are not moved by them):",
+            file=out,
+        )
+    for r in backfills:
+        info = r.backfill or {}
+        state = "complete" if info.get("done") else r.status or "started"
+        if r.error_kind:
+            state += f" ({r.error_kind}: {r.message})"
+        print(
+            f"  {r.stream.removeprefix('auditsync/backfill/'):<26} {info.get('since')} .. {info.get('until')}  "
+            f"{info.get('eventsSent', 0)} events sent, {state}, {_ago(r.last_run, now)}",
+            file=out,
+        )
     return EXIT_OK
 
 

@@ -10,6 +10,8 @@ the hint of the error that caused it.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from auditsync.config import Settings
-from auditsync.errors import AuditSyncError, CheckpointError
+from auditsync.errors import AuditSyncError, CheckpointError, ConfigError
 from auditsync.heartbeat import health_rows
 from auditsync.http import HttpClient, Redactor
 from auditsync.model import Checkpoint, CheckpointStore, Clock, Sink, StreamReport
@@ -94,10 +96,20 @@ def run_probes(
         yield _attempt(f"{source} token ({setting})", read, redactor)
 
     if settings.sink == "data_collector" and not settings.workspace_key and settings.key_vault_url:
+
+        def read_key() -> str:
+            try:
+                base64.b64decode(secrets.workspace_key(), validate=True)
+            except (binascii.Error, ValueError):
+                raise ConfigError(
+                    f"Key Vault secret '{settings.workspace_key_secret}' (WORKSPACE_KEY_SECRET) is not a base64 "
+                    "workspace shared key",
+                    hint="Copy the workspace's primary key (Agents page) into the secret again, as it is shown.",
+                ) from None
+            return "readable, a base64 shared key"
+
         yield _attempt(
-            f"workspace key (Key Vault secret {settings.workspace_key_secret})",
-            lambda: (secrets.workspace_key(), "readable")[1],
-            redactor,
+            f"workspace key (Key Vault secret {settings.workspace_key_secret})", read_key, redactor
         )
 
     for source in settings.sources:

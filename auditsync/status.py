@@ -36,12 +36,10 @@ class StreamStatus:
 
     @property
     def outcome(self) -> str:
-        """``ok``, ``idle``, ``error (auth)``, ``never``, ``backfill ok``..."""
+        """``ok``, ``idle``, ``behind``, ``error (auth)``, ``never``."""
         text = self.status or "never"
         if self.error_kind:
             text += f" ({self.error_kind})"
-        if self.backfill is not None:
-            text = f"backfill {self.backfill.get('since')} .. {self.backfill.get('until')}: {text}"
         return text
 
     def as_json(self) -> dict[str, Any]:
