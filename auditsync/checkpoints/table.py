@@ -39,6 +39,7 @@ from azure.data.tables import (
     UpdateMode,
 )
 
+from auditsync.azure_errors import credential_failure
 from auditsync.checkpoints.codec import CONFLICT_HINT, parse_position, prepare, stream_key, utc
 from auditsync.errors import AuditSyncError, AuthError, CheckpointConflict, CheckpointError, ConfigError
 from auditsync.http import Redactor, redact_url
@@ -247,6 +248,13 @@ class TableCheckpointStore:
         reason = self._first_line(exc)
         if not reason.startswith("Operation returned an invalid status"):  # adds nothing to the status
             detail = f"{detail}: {reason}"
+        if isinstance(exc, ClientAuthenticationError) and status is None:
+            return credential_failure(
+                exc,
+                f"checkpoint table {self.table_name}",
+                role="Storage Table Data Contributor",
+                scope="storage account",
+            )
         if isinstance(exc, ClientAuthenticationError) or status in (401, 403):
             return AuthError(f"{where} was refused ({detail}).", hint=self._auth_hint)
         if isinstance(exc, ServiceRequestError | ServiceResponseError):

@@ -4,7 +4,10 @@ can be broken is one ``x`` line naming the problem, a ``what to do`` line, and e
 from __future__ import annotations
 
 import io
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -228,3 +231,33 @@ def test_bad_schedule_is_exit_2_naming_the_setting(tmp_path: Path) -> None:
         code, out = run(["check"], {**env, "TIMER_SCHEDULE": schedule})
         assert code == 2, (schedule, out)
         assert "x TIMER_SCHEDULE:" in out and "never fires" in out
+
+
+def test_a_schedule_the_host_would_refuse_still_indexes_the_function_and_says_why() -> None:
+    """Azure would not index a timer with a bad schedule (it silently never runs): fall back, log the problem."""
+    root = Path(__file__).resolve().parents[2]
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import function_app; print(function_app.SCHEDULE)"],
+        cwd=root,
+        env={**os.environ, "TIMER_SCHEDULE": "every 5 minutes"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert loaded.stdout.strip() == "0 */5 * * * *"
+    assert "TIMER_SCHEDULE: 'every 5 minutes' has 3 field(s)" in loaded.stderr
+
+
+def test_missing_logs_ingestion_endpoint_says_where_to_find_it(tmp_path: Path) -> None:
+    code, out = run(
+        ["check"],
+        {
+            "SOURCES": "onepassword",
+            "ONEPASSWORD_TOKEN": "x",
+            "AUDITSYNC_DATA_DIR": str(tmp_path),
+            "SINK": "logs_ingestion",
+        },
+    )
+    assert code == 2
+    assert "x LOGS_INGESTION_ENDPOINT: missing; copy the deployment output 'logsIngestionEndpoint'" in out
+    assert "x LOGS_INGESTION_RULE_ID: missing; copy the deployment output 'dcrImmutableId'" in out

@@ -3,7 +3,6 @@ request), with ``-v`` everything; and host.json never samples away the warnings 
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
@@ -20,6 +19,7 @@ from simulators.logs_ingestion import LogsIngestionSim
 from simulators.onepassword import OnePasswordSim
 
 ROOT = Path(__file__).resolve().parents[2]
+HTTP_POLICY = "azure.core.pipeline.policies.http_logging_policy"
 
 
 def cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -72,10 +72,20 @@ def test_function_host_logs_one_line_per_stream_and_no_sdk_headers(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The Functions worker forwards INFO to Application Insights: what reaches it from one run."""
-    import function_app
-
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import function_app, logging; print(logging.getLogger('{HTTP_POLICY}').level)",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert loaded.stdout.strip() == str(logging.WARNING), "function_app must quiet the SDK loggers at import"
     caplog.set_level(logging.INFO)
-    importlib.reload(function_app)  # what the worker does when it loads the app
+    quiet_sdk_loggers()  # as function_app does when the worker loads it
     onepassword_sim.generate("auditevents", 5)
     settings = Settings.from_env(
         {
