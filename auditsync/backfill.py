@@ -175,7 +175,7 @@ def _run(
     events = pages = 0
     more = False
     try:
-        for page in _pages(stream, position, deadline):
+        for page in stream.pages(position, deadline):
             kept = [e for e in page.events if _in_range(e, backfill)]
             if kept:
                 rows, _ = shape_rows(table, kept, now=clock.now(), event_type=event_type)
@@ -223,10 +223,6 @@ def _run(
     return BackfillReport(backfill, events_before + events, pages, done, resumed)
 
 
-def _pages(stream: Stream, position: JSON | None, deadline: Deadline) -> Iterator[Page]:
-    yield from stream.pages(position, deadline)
-
-
 def _in_range(event: JSON, backfill: BackfillRange) -> bool:
     when = parse_time(event.get("timestamp"))
     return when is None or backfill.since <= when < backfill.until
@@ -236,12 +232,12 @@ def _bounded_stream(context: SourceContext, backfill: BackfillRange) -> Stream:
     """The stream of ``backfill.stream``, whose first position is the range's start and which ends at its end."""
     source, event_type = backfill.stream.split("/", 1)
     if source == "onepassword":
-        from auditsync.sources.onepassword import OnePasswordStream, introspect
+        from auditsync.sources.onepassword import PAGE_LIMIT, OnePasswordStream, introspect
 
         class RangeStream(OnePasswordStream):
             def first_request(self) -> JSON:
                 return {
-                    "limit": 1000,
+                    "limit": PAGE_LIMIT,
                     "start_time": format_time(backfill.since),
                     "end_time": format_time(backfill.until),
                 }

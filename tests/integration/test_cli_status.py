@@ -8,7 +8,10 @@ import json
 from pathlib import Path
 
 from auditsync.cli import main
+from auditsync.tables import HEALTH_TABLE, TABLES
+from simulators.identity import ManagedIdentitySim
 from simulators.keyvault import KeyVaultSim
+from simulators.logs_ingestion import LogsIngestionSim
 from simulators.onepassword import OnePasswordSim
 
 
@@ -88,3 +91,46 @@ def test_status_of_streams_that_never_ran(tmp_path: Path) -> None:
     assert code == 0
     rows = outcomes(out)
     assert len(rows) == 4 and all(rest.split()[0] == "never" for rest in rows.values())
+
+
+def test_a_sink_error_carries_its_hint_into_the_cli_and_the_health_row(
+    onepassword_sim: OnePasswordSim, identity_sim: ManagedIdentitySim, tmp_path: Path
+) -> None:
+    """A DCR that lacks the 1Password stream (an old template): 404 for the events, the hint everywhere."""
+    onepassword_sim.generate("auditevents", 5)
+    with LogsIngestionSim(identity=identity_sim, tables={HEALTH_TABLE: TABLES[HEALTH_TABLE]}) as dcr:
+        env = {
+            "SOURCES": "onepassword",
+            "ONEPASSWORD_EVENT_TYPES": "auditevents",
+            "ONEPASSWORD_BASE_URL": onepassword_sim.url,
+            "ONEPASSWORD_TOKEN": onepassword_sim.issue_token(),
+            "AUDITSYNC_DATA_DIR": str(tmp_path),
+            "SINK": "logs_ingestion",
+            "LOGS_INGESTION_ENDPOINT": dcr.url,
+            "LOGS_INGESTION_RULE_ID": dcr.dcr_id,
+        }
+        code, out = run(["run"], env)
+        assert code == 1
+        assert "sink: Logs Ingestion does not know stream Custom-OnePasswordEventLogs" in out
+        assert "what to do: Check LOGS_INGESTION_RULE_ID" in out
+        (row,) = dcr.rows("AuditSyncHealth_CL")
+        assert row["Status"] == "error" and row["ErrorKind"] == "sink"
+        assert row["Hint"].startswith("Check LOGS_INGESTION_RULE_ID")
+        code, out = run(["status"], env)
+        assert outcomes(out)["onepassword/auditevents"].endswith("error (sink)")
+
+
+def test_a_malformed_token_fails_the_run_by_its_shape_without_a_request(
+    onepassword_sim: OnePasswordSim, tmp_path: Path
+) -> None:
+    env = {
+        "SOURCES": "onepassword",
+        "ONEPASSWORD_BASE_URL": onepassword_sim.url,
+        "ONEPASSWORD_TOKEN": "abc",
+        "AUDITSYNC_DATA_DIR": str(tmp_path),
+    }
+    code, out = run(["run"], env)
+    assert code == 1 and "ONEPASSWORD_TOKEN: not a 1Password Events API token" in out
+    assert not onepassword_sim.requests
+    code, out = run(["status"], env)
+    assert all(rest.endswith("error (config)") for rest in outcomes(out).values()), out
