@@ -12,8 +12,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from typing import Any
 
-from azure.core.exceptions import HttpResponseError
+from azure.core.credentials import AccessToken
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 
 from auditsync.errors import AuthError, ConfigError, RetryableError
 
@@ -49,6 +51,29 @@ def credential_failure(exc: BaseException, service: str, *, role: str, scope: st
         f"no Azure credential {where} for {service} ({detail})",
         hint=credential_hint(role, scope),
     )
+
+
+class ExplainedCredential:
+    """A TokenCredential whose "no token at all" failure is already our one-line AuthError.
+
+    azure-data-tables 12.x cannot report a credential failure: its error decoder reads the headers of a
+    response that does not exist and raises AttributeError instead. Raising our error from inside
+    ``get_token`` (it is not an HttpResponseError, so the SDK passes it through) keeps the message and
+    the hint intact whatever the SDK does with its own errors.
+    """
+
+    def __init__(self, inner: Any, service: str, *, role: str, scope: str) -> None:
+        self.inner = inner
+        self.service = service
+        self.role = role
+        self.scope = scope
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        try:
+            token: AccessToken = self.inner.get_token(*scopes, **kwargs)
+        except ClientAuthenticationError as exc:
+            raise credential_failure(exc, self.service, role=self.role, scope=self.scope) from None
+        return token
 
 
 def service_error_codes(exc: HttpResponseError) -> tuple[str, str]:

@@ -39,7 +39,7 @@ from azure.data.tables import (
     UpdateMode,
 )
 
-from auditsync.azure_errors import credential_failure
+from auditsync.azure_errors import ExplainedCredential, credential_failure
 from auditsync.checkpoints.codec import CONFLICT_HINT, parse_position, prepare, stream_key, utc
 from auditsync.errors import AuditSyncError, AuthError, CheckpointConflict, CheckpointError, ConfigError
 from auditsync.http import Redactor, redact_url
@@ -107,8 +107,14 @@ class TableCheckpointStore:
 
         ``client_kwargs`` go to the SDK client (e.g. ``retry_total=0`` in tests).
         """
+        explained = ExplainedCredential(
+            credential,
+            f"checkpoint table {table}",
+            role="Storage Table Data Contributor",
+            scope="storage account",
+        )
         try:
-            service = TableServiceClient(endpoint=url, credential=credential, **client_kwargs)
+            service = TableServiceClient(endpoint=url, credential=explained, **client_kwargs)
         except ValueError as exc:
             https = "HTTPS" in str(exc)
             raise ConfigError(

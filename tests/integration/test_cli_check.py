@@ -3,7 +3,9 @@ can be broken is one ``x`` line naming the problem, a ``what to do`` line, and e
 
 from __future__ import annotations
 
+import base64
 import io
+import logging
 import os
 import socket
 import subprocess
@@ -14,10 +16,12 @@ import pytest
 
 from auditsync.cli import main
 from simulators.data_collector import DataCollectorSim
+from simulators.identity import COMPETING_CREDENTIAL_ENV
 from simulators.keeper import KeeperSim
 from simulators.keyvault import KeyVaultSim
 from simulators.logs_ingestion import LogsIngestionSim
 from simulators.onepassword import OnePasswordSim
+from tests.fixtures.azurite import table_connection_string
 from tests.fixtures.data_collector import Workspace, random_key
 
 
@@ -197,17 +201,23 @@ def test_check_proves_the_data_collector_with_a_signed_row(
     assert "403" in line and hint
 
 
-def test_check_summarises_a_missing_azure_login_in_one_line(
-    onepassword_sim: OnePasswordSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """No managed identity and no developer sign-in: one line and the local fix, not a credential dump."""
-    from simulators.identity import COMPETING_CREDENTIAL_ENV
-
+@pytest.fixture
+def no_azure_login(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A workstation with no managed identity and no developer sign-in (no az, azd or pwsh to ask)."""
     for name in (*COMPETING_CREDENTIAL_ENV, "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "WEBSITE_INSTANCE_ID"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("PATH", str(tmp_path))  # no az, azd or pwsh to ask
-    monkeypatch.setenv("HOME", str(tmp_path))
+    empty = tmp_path / "empty-home"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.setenv("HOME", str(empty))
     monkeypatch.setenv("AZURE_TOKEN_CREDENTIALS", "dev")  # skip the IMDS probe of a VM we are not on
+
+
+@pytest.mark.usefixtures("no_azure_login")
+def test_check_summarises_a_missing_azure_login_in_one_line(
+    onepassword_sim: OnePasswordSim, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No managed identity and no developer sign-in: one line and the local fix, not a credential dump."""
     env = {
         "SOURCES": "onepassword",
         "ONEPASSWORD_BASE_URL": onepassword_sim.url,
@@ -223,6 +233,23 @@ def test_check_summarises_a_missing_azure_login_in_one_line(
     assert line.startswith("x sink logs_ingestion: no Azure credential on this machine for Logs Ingestion")
     assert "az login" in hint and "Monitoring Metrics Publisher" in hint
     assert len(line) < 300
+    assert not [
+        r for r in caplog.records if r.name.startswith("azure.identity") and r.levelno < logging.ERROR
+    ]
+
+    code, out = run(
+        ["check"],
+        {
+            **env,
+            "SINK": "file",
+            "CHECKPOINT_STORE": "table",
+            "CHECKPOINT_TABLE_URL": "https://auditsyncstore.table.core.windows.net",
+        },
+    )
+    assert code == 1
+    line, hint = failed_line(out, "checkpoint store")
+    assert line.startswith("x checkpoint store: no Azure credential on this machine for checkpoint table")
+    assert "az login" in hint and "Storage Table Data Contributor" in hint
 
 
 def test_bad_schedule_is_exit_2_naming_the_setting(tmp_path: Path) -> None:
@@ -261,3 +288,36 @@ def test_missing_logs_ingestion_endpoint_says_where_to_find_it(tmp_path: Path) -
     assert code == 2
     assert "x LOGS_INGESTION_ENDPOINT: missing; copy the deployment output 'logsIngestionEndpoint'" in out
     assert "x LOGS_INGESTION_RULE_ID: missing; copy the deployment output 'dcrImmutableId'" in out
+
+
+def test_check_names_a_table_store_that_refuses_the_key(
+    azurite_port: int, azure_env: dict[str, str], azurite_table_name: str
+) -> None:
+    wrong_key = base64.b64encode(b"not the account key" * 3).decode()
+    code, out = run(
+        ["check"],
+        {
+            **azure_env,
+            "CHECKPOINT_STORE": "table",
+            "CHECKPOINT_CONNECTION_STRING": table_connection_string(azurite_port, key=wrong_key),
+            "CHECKPOINT_TABLE": azurite_table_name,
+        },
+    )
+    assert code == 1
+    line, hint = failed_line(out, "checkpoint store")
+    assert "was refused (HTTP 403" in line and "connection string" in hint
+    assert wrong_key not in out
+
+    code, out = run(
+        ["check"],
+        {
+            **azure_env,
+            "CHECKPOINT_STORE": "table",
+            "CHECKPOINT_CONNECTION_STRING": table_connection_string(azurite_port),
+            "CHECKPOINT_TABLE": azurite_table_name,
+        },
+    )
+    assert code == 0, out
+    assert (
+        f"ok checkpoint store: created, read and deleted a probe record (table {azurite_table_name})" in out
+    )
