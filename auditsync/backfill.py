@@ -202,7 +202,14 @@ def _run(
                 break
     except AuditSyncError as error:
         release(
-            store, replace(record, last_status="error", last_error_kind=error.kind, last_message=str(error))
+            store,
+            replace(
+                record,
+                last_status="error",
+                last_error_kind=error.kind,
+                last_message=str(error),
+                last_hint=error.hint,
+            ),
         )
         raise
     done = not more

@@ -206,6 +206,8 @@ def cmd_status(
         )
         if r.message and r.status in (STATUS_ERROR, "behind"):
             print(f"{'':<30}{r.message}", file=out)
+        if r.hint and r.status == STATUS_ERROR:
+            print(f"{'':<30}what to do: {r.hint}", file=out)
     if backfills:
         print(
             "backfills (their own progress records; the live checkpoints above are not moved by them):",

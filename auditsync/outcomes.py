@@ -40,6 +40,7 @@ def record_failed_streams(
                     last_status=report.status,
                     last_error_kind=report.error_kind,
                     last_message=report.message,
+                    last_hint=report.hint,
                     last_run=now,
                 ),
             )

@@ -293,6 +293,7 @@ def _close(run: _Run, checkpoint: Any, report: StreamReport, finished: datetime)
                 last_status=report.status,
                 last_error_kind=report.error_kind,
                 last_message=report.message,
+                last_hint=report.hint if report.status == STATUS_ERROR else "",
                 last_run=finished,
                 last_success=finished if report.status != STATUS_ERROR else checkpoint.last_success,
             ),

@@ -27,6 +27,7 @@ class StreamStatus:
     status: str
     error_kind: str = ""
     message: str = ""
+    hint: str = ""
     last_run: datetime | None = None
     last_success: datetime | None = None
     newest_event_time: datetime | None = None
@@ -51,6 +52,7 @@ class StreamStatus:
             "status": self.status or "never",
             "errorKind": self.error_kind or None,
             "message": self.message or None,
+            "hint": self.hint or None,
             "lastRun": when(self.last_run),
             "lastSuccess": when(self.last_success),
             "newestEventTime": when(self.newest_event_time),
@@ -94,6 +96,7 @@ def _row(name: str, checkpoint: Checkpoint | None, now: datetime, *, backfill: b
         status=checkpoint.last_status,
         error_kind=checkpoint.last_error_kind,
         message=checkpoint.last_message,
+        hint=checkpoint.last_hint,
         last_run=checkpoint.last_run,
         last_success=checkpoint.last_success,
         newest_event_time=checkpoint.newest_event_time,

@@ -163,6 +163,7 @@ class FileCheckpointStore:
                 last_status=str(record.get("last_status", "")),
                 last_error_kind=str(record.get("last_error_kind", "")),
                 last_message=str(record.get("last_message", "")),
+                last_hint=str(record.get("last_hint", "")),
                 lease_owner=str(record.get("lease_owner", "")),
                 etag=record["etag"],
                 **values,
@@ -192,6 +193,7 @@ def _record(checkpoint: Checkpoint, position: str | None) -> dict[str, Any]:
         "last_status": checkpoint.last_status,
         "last_error_kind": checkpoint.last_error_kind,
         "last_message": checkpoint.last_message,
+        "last_hint": checkpoint.last_hint,
         "lease_owner": checkpoint.lease_owner,
     }
     for name in DATETIME_FIELDS:

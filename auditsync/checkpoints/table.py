@@ -73,6 +73,7 @@ _STRINGS = {
     "last_status": "LastStatus",
     "last_error_kind": "LastErrorKind",
     "last_message": "LastMessage",
+    "last_hint": "LastHint",
     "lease_owner": "LeaseOwner",
 }
 

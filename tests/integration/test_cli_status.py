@@ -58,6 +58,7 @@ def test_status_after_a_revoked_token_shows_error_auth_for_every_stream_without_
         assert rest.endswith("error (auth)"), (name, out)
         assert "20" in rows["onepassword/auditevents"]  # totals survive the failure
     assert "401" in out and token not in out
+    assert out.count("what to do: The 1Password Events API token was refused") == 3
 
     code, text = run(["status", "--json"], without_token)
     assert code == 0
@@ -65,6 +66,7 @@ def test_status_after_a_revoked_token_shows_error_auth_for_every_stream_without_
     assert {s["stream"]: (s["status"], s["errorKind"]) for s in doc["streams"]} == {
         name: ("error", "auth") for name in rows
     }
+    assert all("Events Reporting" in s["hint"] for s in doc["streams"])
     assert all(s["lastRun"] and s["lastRun"].endswith("Z") for s in doc["streams"])
 
 
