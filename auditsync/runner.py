@@ -139,7 +139,7 @@ def _run_cycle(
             settings, credential_factory=credential, secrets=secrets, http=http, clock=clock
         )
     except AuditSyncError as error:
-        failed = [replace(r, message=redactor(r.message)) for r in all_failed(error)]
+        failed = all_failed(error)
         record_failed_streams(store, failed, owner=run_id, now=clock.now())
         return _finish(settings, clock, run_id, started, failed, None, redactor)
 

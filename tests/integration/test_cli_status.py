@@ -136,3 +136,25 @@ def test_a_malformed_token_fails_the_run_by_its_shape_without_a_request(
     assert not onepassword_sim.requests
     code, out = run(["status"], env)
     assert all(rest.endswith("error (config)") for rest in outcomes(out).values()), out
+
+
+def test_status_records_a_sink_that_cannot_be_opened_on_every_stream(
+    onepassword_sim: OnePasswordSim, keyvault_sim: KeyVaultSim, tmp_path: Path
+) -> None:
+    """The workspace key's secret is missing: no stream can send, and each says so in status."""
+    keyvault_sim.set_secret("onepassword-api-token", onepassword_sim.issue_token())
+    env = {
+        "SOURCES": "onepassword",
+        "ONEPASSWORD_BASE_URL": onepassword_sim.url,
+        "KEY_VAULT_URL": keyvault_sim.url,
+        "SINK": "data_collector",
+        "WORKSPACE_ID": "5b1f0c2a-d2e7-4a0f-9f3e-6d6a1c2b3d4e",
+        "WORKSPACE_KEY_SECRET": "workspace-key",
+        "AUDITSYNC_DATA_DIR": str(tmp_path),
+    }
+    code, out = run(["run"], env)
+    assert code == 1 and "'workspace-key' does not exist" in out
+    code, out = run(["status"], env)
+    rows = outcomes(out)
+    assert len(rows) == 3 and all(rest.endswith("error (config)") for rest in rows.values()), out
+    assert out.count("what to do: Create the secret 'workspace-key'") == 3
