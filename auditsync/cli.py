@@ -38,7 +38,12 @@ def main(
         prog="auditsync", description="Keeper and 1Password audit events into Sentinel."
     )
     parser.add_argument("--version", action="version", version=f"auditsync {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every retry and page")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log every retry and page, and the Azure SDKs' HTTP requests",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="one collection cycle")
     sub.add_parser(
