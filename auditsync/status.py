@@ -41,6 +41,9 @@ class StreamStatus:
         text = self.status or "never"
         if self.error_kind:
             text += f" ({self.error_kind})"
+        if self.leased_until is not None:
+            # a runner holds the stream now (or crashed holding it: the lease frees itself at this time)
+            text += f", in progress (leased until {self.leased_until.strftime('%H:%M:%SZ')})"
         return text
 
     def as_json(self) -> dict[str, Any]:

@@ -158,3 +158,14 @@ def test_status_records_a_sink_that_cannot_be_opened_on_every_stream(
     rows = outcomes(out)
     assert len(rows) == 3 and all(rest.endswith("error (config)") for rest in rows.values()), out
     assert out.count("what to do: Create the secret 'workspace-key'") == 3
+
+
+def test_status_shows_a_stream_a_runner_holds(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from auditsync.checkpoints import FileCheckpointStore, claim
+
+    store = FileCheckpointStore(tmp_path / "checkpoints")
+    claim(store, "keeper/events", "host-a", datetime.now(UTC), timedelta(minutes=10))
+    code, out = run(["status"], {"SOURCES": "keeper", "AUDITSYNC_DATA_DIR": str(tmp_path)})
+    assert code == 0 and "in progress (leased until" in outcomes(out)["keeper/events"], out
