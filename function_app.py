@@ -18,15 +18,26 @@ from auditsync.config import SETTINGS, Settings
 from auditsync.errors import ConfigError
 from auditsync.redaction import install_log_redaction
 from auditsync.runner import run_cycle
+from auditsync.schedule import schedule_problem
+from auditsync.telemetry import quiet_sdk_loggers
 
 install_log_redaction()
 
 log = logging.getLogger("auditsync.function")
+#: The worker forwards every INFO record to Application Insights: keep the SDKs' header dumps out.
+quiet_sdk_loggers()
 
 app = func.FunctionApp()
 
-#: Read once at indexing time: the host builds the trigger from this value.
-SCHEDULE = os.environ.get("TIMER_SCHEDULE", "").strip() or SETTINGS["TIMER_SCHEDULE"][0]
+#: Read once at indexing time: the host builds the trigger from this value. A schedule the host would
+#: refuse would keep the function from being indexed at all (it never runs, nothing is logged), so the
+#: default is used instead and every run fails with the TIMER_SCHEDULE problem, visible in the portal.
+SCHEDULE = " ".join(os.environ.get("TIMER_SCHEDULE", "").split()) or SETTINGS["TIMER_SCHEDULE"][0]
+if schedule_problem(SCHEDULE):
+    log.error(
+        "TIMER_SCHEDULE: %s; running on the default schedule until it is fixed", schedule_problem(SCHEDULE)
+    )
+    SCHEDULE = SETTINGS["TIMER_SCHEDULE"][0]
 
 
 class CollectionFailed(RuntimeError):

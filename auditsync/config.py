@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from auditsync.errors import ConfigError
 from auditsync.redaction import redact, register
+from auditsync.schedule import schedule_problem
 
 KNOWN_SOURCES = ("keeper", "onepassword")
 ONEPASSWORD_EVENT_TYPES = ("auditevents", "itemusages", "signinattempts")
@@ -218,12 +219,20 @@ class Settings:
         ] + _connection_string_keys(self.checkpoint_connection_string)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, *, host_json: Path = HOST_JSON) -> Settings:
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        host_json: Path = HOST_JSON,
+        require_tokens: bool = True,
+    ) -> Settings:
         """Read and validate every setting; raise one ConfigError listing all problems.
 
         ``host_json`` is the app's host.json, read now: RUN_TIME_BUDGET must fit its functionTimeout.
+        ``require_tokens=False`` is for commands that never call a vendor (``status``): a missing
+        token is then not a problem.
         """
-        return _Parser(os.environ if env is None else env, host_json).parse()
+        return _Parser(os.environ if env is None else env, host_json, require_tokens=require_tokens).parse()
 
 
 def _connection_string_keys(conn: str) -> list[str]:
@@ -238,9 +247,12 @@ def _connection_string_keys(conn: str) -> list[str]:
 class _Parser:
     """Collects problems instead of stopping at the first one."""
 
-    def __init__(self, env: Mapping[str, str], host_json: Path = HOST_JSON) -> None:
+    def __init__(
+        self, env: Mapping[str, str], host_json: Path = HOST_JSON, *, require_tokens: bool = True
+    ) -> None:
         self.env = env
         self.host_json = host_json
+        self.require_tokens = require_tokens
         self.problems: list[str] = []
         self.unresolved: set[str] = set()
 
@@ -324,6 +336,15 @@ class _Parser:
             self.problems.append(f"{name}: {problem}; store the secret alone, on one line.")
         return value
 
+    def schedule(self, name: str) -> str:
+        value = " ".join(self.raw(name).split())
+        problem = schedule_problem(value) if value else ""
+        if problem:
+            self.problems.append(
+                f"{name}: {problem}. The Functions host refuses such a schedule and the timer never fires."
+            )
+        return value
+
     def flag(self, name: str) -> bool:
         value = self.raw(name).lower()
         if value not in ("true", "false", "1", "0", "yes", "no"):
@@ -378,20 +399,33 @@ class _Parser:
             ("keeper", keeper_token, "KEEPER_TOKEN_SECRET", "KEEPER_TOKEN"),
             ("onepassword", onepassword_token, "ONEPASSWORD_TOKEN_SECRET", "ONEPASSWORD_TOKEN"),
         ):
-            if source in sources and not token and not key_vault_url and token_name not in self.unresolved:
+            if (
+                self.require_tokens
+                and source in sources
+                and not token
+                and not key_vault_url
+                and token_name not in self.unresolved
+            ):
                 self.problems.append(
                     f"{token_name}: no {source} token; set KEY_VAULT_URL (the token is read from the secret "
                     f"named by {secret}) or, for local runs, {token_name}."
                 )
 
         sink = self.choice("SINK", SINKS)
-        endpoint = self.url("LOGS_INGESTION_ENDPOINT", required=sink == "logs_ingestion")
+        endpoint = self.url("LOGS_INGESTION_ENDPOINT")
+        if sink == "logs_ingestion" and not endpoint and "LOGS_INGESTION_ENDPOINT" not in self.unresolved:
+            self.problems.append(
+                "LOGS_INGESTION_ENDPOINT: missing; copy the deployment output 'logsIngestionEndpoint' "
+                "(Resource group > Deployments > the auditsync deployment > Outputs), or the DCR's "
+                "JSON view: properties.endpoints.logsIngestion."
+            )
         rule_id = self.raw("LOGS_INGESTION_RULE_ID")
         if sink == "logs_ingestion" and not _DCR_ID.match(rule_id):
             self.problems.append(
                 "LOGS_INGESTION_RULE_ID: "
                 + ("missing" if not rule_id else f"'{_echo(rule_id)}' is not a DCR immutable id")
-                + "; copy the DCR's immutableId (dcr- followed by 32 hex digits) from its JSON view."
+                + "; copy the deployment output 'dcrImmutableId', or the DCR's immutableId (dcr- followed by "
+                "32 hex digits) from its JSON view."
             )
         audience = self.url("LOGS_INGESTION_AUDIENCE")
 
@@ -462,7 +496,7 @@ class _Parser:
             data_dir=Path(self.raw("AUDITSYNC_DATA_DIR")),
             initial_lookback=self.duration("INITIAL_LOOKBACK"),
             run_time_budget=self.run_time_budget(),
-            timer_schedule=self.raw("TIMER_SCHEDULE"),
+            timer_schedule=self.schedule("TIMER_SCHEDULE"),
         )
         if self.problems:
             raise ConfigError(

@@ -44,6 +44,7 @@ from auditsync.model import (
     Stream,
     StreamReport,
 )
+from auditsync.outcomes import record_failed_streams
 from auditsync.redaction import Redactor, install_log_redaction, redact
 from auditsync.secrets import CredentialFactory, Secrets, default_credential
 from auditsync.sinks import open_sink
@@ -147,7 +148,10 @@ def _run_cycle(
             settings, credential_factory=credential, secrets=secrets, http=http, clock=clock
         )
     except AuditSyncError as error:
-        return _finish(settings, clock, run_id, started, all_failed(store_error or error), None, redactor)
+        failed = all_failed(store_error or error)
+        if store is not None:
+            record_failed_streams(store, failed, owner=run_id, now=clock.now())
+        return _finish(settings, clock, run_id, started, failed, None, redactor)
     if store_error is not None or store is None:
         # The sink works: the health rows still say why nothing was collected.
         failure = store_error or CheckpointError("no checkpoint store")
@@ -179,11 +183,15 @@ def _run_source(run: _Run, source: str) -> list[StreamReport]:
         streams = module.open_streams(context)
     except AuditSyncError as error:
         elapsed = _ms(run.clock.now() - started)
-        return [_error_report(source, name, error, elapsed, run.redactor) for name in names]
+        reports = [_error_report(source, name, error, elapsed, run.redactor) for name in names]
+        record_failed_streams(run.store, reports, owner=run.run_id, now=run.clock.now())
+        return reports
     except Exception as error:  # a bug must not take the other source down
         _log_unexpected(f"opening {source}", error)
         wrapped = AuditSyncError(f"unexpected {type(error).__name__} opening {source}", hint=_BUG_HINT)
-        return [_error_report(source, name, wrapped, 0, run.redactor) for name in names]
+        reports = [_error_report(source, name, wrapped, 0, run.redactor) for name in names]
+        record_failed_streams(run.store, reports, owner=run.run_id, now=run.clock.now())
+        return reports
     with ThreadPoolExecutor(max_workers=max(1, len(streams)), thread_name_prefix=source) as pool:
         return list(pool.map(lambda s: _run_stream(run, s), streams))
 
@@ -309,6 +317,7 @@ def _close(run: _Run, checkpoint: Any, report: StreamReport, finished: datetime)
                 last_status=report.status,
                 last_error_kind=report.error_kind,
                 last_message=redact(report.message),
+                last_hint=redact(report.hint) if report.status == STATUS_ERROR else "",
                 last_run=finished,
                 last_success=finished if report.status != STATUS_ERROR else checkpoint.last_success,
             ),

@@ -23,10 +23,12 @@ from azure.core.exceptions import (
 )
 from azure.keyvault.secrets import SecretClient
 
+from auditsync.azure_errors import credential_failure, key_vault_forbidden
 from auditsync.config import Settings, is_loopback_url, secret_value_problem
-from auditsync.errors import AuthError, ConfigError, RetryableError
+from auditsync.errors import ConfigError, RetryableError
 from auditsync.http import network_failure, redact_url
 from auditsync.redaction import Redactor, register
+from auditsync.token_shapes import check_token_shape
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +88,17 @@ class Secrets:
         """The bearer token of ``source`` (``keeper`` or ``onepassword``)."""
         direct_attr, secret_attr, direct_name, secret_name_setting = _TOKEN_SETTINGS[source]
         if self.settings.key_vault_url:
-            return self._from_vault(getattr(self.settings, secret_attr), secret_name_setting)
+            name = getattr(self.settings, secret_attr)
+            value = self._from_vault(name, secret_name_setting)
+            check_token_shape(source, value, f"Key Vault secret '{name}' ({secret_name_setting})")
+            return value
         value = _clean(str(getattr(self.settings, direct_attr)), direct_name)
         if not value:
             raise ConfigError(
                 f"{direct_name}: no {source} token",
                 hint=f"Set KEY_VAULT_URL (secret {getattr(self.settings, secret_attr)}) or {direct_name}.",
             )
+        check_token_shape(source, value, direct_name)
         return value
 
     def workspace_key(self) -> str:
@@ -131,14 +137,13 @@ class Secrets:
             ) from None
         except ClientAuthenticationError as exc:
             if getattr(exc, "status_code", None) in (401, 403):
-                raise _denied(name, vault) from None
-            raise AuthError(
-                f"No managed identity token for Key Vault {vault} ({type(exc).__name__})",
-                hint="Enable the Function App's system-assigned identity (or sign in with 'az login' locally).",
+                raise key_vault_forbidden(exc, name, vault, setting) from None
+            raise credential_failure(
+                exc, f"Key Vault {vault}", role="Key Vault Secrets User", scope="vault"
             ) from None
         except HttpResponseError as exc:
             if exc.status_code in (401, 403):
-                raise _denied(name, vault) from None
+                raise key_vault_forbidden(exc, name, vault, setting) from None
             if exc.status_code is None:  # the answer was cut short: a network failure, not the vault's
                 raise RetryableError(
                     f"Key Vault {vault} answer for secret '{name}' was cut short: {network_failure(exc)[0]}",
@@ -170,14 +175,6 @@ class Secrets:
             )
         self._cache[name] = value
         return value
-
-
-def _denied(name: str, vault: str) -> AuthError:
-    return AuthError(
-        f"Key Vault {vault} denied reading secret '{name}' (403)",
-        hint="Grant the Function App's managed identity the 'Key Vault Secrets User' role on the vault "
-        "(RBAC mode); new role assignments can take a few minutes to apply.",
-    )
 
 
 def _clean(value: str, setting: str) -> str:
