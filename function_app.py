@@ -8,6 +8,10 @@ Many tenants (TENANT_REGISTRY=table): the timer only dispatches one work item pe
 the WORK_QUEUE; ``work`` (queue trigger, scaled out by the host by queue length) collects one item;
 ``poisoned`` reports an item that failed ``maxDequeueCount`` times (host.json) as an ``error`` health
 row of its tenant and stream.
+
+Whatever goes wrong, an invocation ends with one classified, redacted line (CollectionFailed), never
+with another exception's traceback; every log record of the process, the host's included, is redacted
+from the moment this module is imported.
 """
 
 from __future__ import annotations
@@ -18,19 +22,34 @@ import uuid
 
 import azure.functions as func
 
+from auditsync.cli import crash_line
 from auditsync.config import SETTINGS, Settings
 from auditsync.errors import AuditSyncError, ConfigError
 from auditsync.fanout.deployment import dispatch_tick, report_poison, work_message
 from auditsync.fanout.queue import MAX_DEQUEUE_COUNT, poison_queue_name
 from auditsync.model import Clock
+from auditsync.redaction import install_log_redaction
 from auditsync.runner import run_cycle
+from auditsync.schedule import schedule_problem
+from auditsync.telemetry import quiet_sdk_loggers
+
+install_log_redaction()
 
 log = logging.getLogger("auditsync.function")
+#: The worker forwards every INFO record to Application Insights: keep the SDKs' header dumps out.
+quiet_sdk_loggers()
 
 app = func.FunctionApp()
 
-#: Read once at indexing time: the host builds the trigger from this value.
-SCHEDULE = os.environ.get("TIMER_SCHEDULE", "").strip() or SETTINGS["TIMER_SCHEDULE"][0]
+#: Read once at indexing time: the host builds the trigger from this value. A schedule the host would
+#: refuse would keep the function from being indexed at all (it never runs, nothing is logged), so the
+#: default is used instead and every run fails with the TIMER_SCHEDULE problem, visible in the portal.
+SCHEDULE = " ".join(os.environ.get("TIMER_SCHEDULE", "").split()) or SETTINGS["TIMER_SCHEDULE"][0]
+if schedule_problem(SCHEDULE):
+    log.error(
+        "TIMER_SCHEDULE: %s; running on the default schedule until it is fixed", schedule_problem(SCHEDULE)
+    )
+    SCHEDULE = SETTINGS["TIMER_SCHEDULE"][0]
 WORK_QUEUE = os.environ.get("WORK_QUEUE", "").strip() or SETTINGS["WORK_QUEUE"][0]
 #: The queue triggers use the host's own storage connection (identity-based in Azure: the same account
 #: that holds the checkpoints, with Storage Queue Data Contributor; Azurite locally).
@@ -44,6 +63,17 @@ class CollectionFailed(RuntimeError):
 @app.timer_trigger(schedule=SCHEDULE, arg_name="timer", run_on_startup=False, use_monitor=True)
 def collect(timer: func.TimerRequest) -> None:
     """Run one collection cycle."""
+    try:
+        _collect(timer)
+    except CollectionFailed:
+        raise
+    except Exception as error:  # the last resort: one classified, redacted line
+        line = crash_line("timer run", error)
+        log.error("%s", line)
+        raise CollectionFailed(line) from None
+
+
+def _collect(timer: func.TimerRequest) -> None:
     if timer.past_due:
         log.warning("timer is past due: a tick was missed; this run catches up from the checkpoints")
     settings = _settings()

@@ -2,31 +2,51 @@
 
 python -m auditsync run      one cycle, per-stream summary; exit 1 if any stream failed
 python -m auditsync check    settings, Key Vault, tokens, sink, checkpoint store: what is wrong and how to fix it
-python -m auditsync status   per stream: checkpoint age, newest event, totals, last outcome
+python -m auditsync status   per stream: last run, newest event, totals, last outcome (no tokens needed)
+python -m auditsync backfill re-send a past range of one stream without moving its checkpoint
 python -m auditsync demo     the whole flow against the bundled simulators, no account needed
+
+Exit codes: 0 every stream ok; 1 a stream or a check failed (see the output); 2 settings are not
+valid; 3 the command itself failed unexpectedly (one classified, redacted line on stderr, no
+traceback; checkpoints are never ahead of delivered data); 4 a backfill stopped at its deadline (run it
+again to resume); 130 interrupted.
+
+Everything printed goes through the redactor, and ``AZURE_LOG_LEVEL`` (debug, info, warning, error)
+sets the log level (``-v`` is info; the default warning).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import json
 import logging
 import os
 import sys
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import TextIO
+from typing import Any, TextIO, cast
 
 from auditsync import __version__
 from auditsync.config import Settings
 from auditsync.errors import AuditSyncError, ConfigError
 from auditsync.fanout import commands as fanout_commands
-from auditsync.http import HttpClient, Redactor
 from auditsync.model import STATUS_ERROR, Clock, StreamReport
+from auditsync.redaction import install_log_redaction, redact
 from auditsync.runner import CycleReport, run_cycle
-from auditsync.secrets import CredentialFactory, Secrets, default_credential
+from auditsync.secrets import CredentialFactory, default_credential
+from auditsync.telemetry import quiet_sdk_loggers
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_CRASHED, EXIT_UNFINISHED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+log = logging.getLogger("auditsync.cli")
+
+_LOG_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 def main(
@@ -36,22 +56,88 @@ def main(
         prog="auditsync", description="Keeper and 1Password audit events into Sentinel."
     )
     parser.add_argument("--version", action="version", version=f"auditsync {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every retry and page")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log every retry and page, and the Azure SDKs' HTTP requests",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="one collection cycle")
-    sub.add_parser("check", help="validate settings and reach every dependency")
-    sub.add_parser("status", help="per-stream checkpoint status")
+    sub.add_parser(
+        "check", help="prove every part works: Key Vault, tokens, sink (one row), checkpoint store"
+    )
+    status = sub.add_parser("status", help="per-stream outcome of the last run, from the checkpoints")
+    status.add_argument("--json", action="store_true", help="one JSON document, for scripts")
+    backfill = sub.add_parser(
+        "backfill", help="re-send a past range of one stream to the sink (the live checkpoint stays put)"
+    )
+    backfill.add_argument("--stream", required=True, help="e.g. onepassword/auditevents or keeper/events")
+    backfill.add_argument(
+        "--since", required=True, help="range start: 2026-11-01T00:00:00Z, a date, or an age (3d)"
+    )
+    backfill.add_argument("--until", help="range end (exclusive; default: now)")
     demo = sub.add_parser("demo", help="run against the bundled simulators with sample data")
     demo.add_argument("--events", type=int, default=300, help="sample events per stream")
     fanout_commands.register(sub)
     args = parser.parse_args(argv)
-    out = out or sys.stdout
+    install_log_redaction()
+    stream = cast(TextIO, RedactingWriter(out or sys.stdout))
     environ = dict(os.environ if env is None else env)
+    level = _LOG_LEVELS.get(environ.get("AZURE_LOG_LEVEL", "").strip().lower())
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
+        level=level or (logging.INFO if args.verbose else logging.WARNING),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    try:
+        return _command(args, environ, stream)
+    except KeyboardInterrupt:
+        log.error("auditsync %s: interrupted; the next run resumes from the checkpoints", args.command)
+        return EXIT_INTERRUPTED
+    except Exception as error:  # the last resort: one classified line, never a traceback
+        log.error("%s", crash_line(args.command, error))
+        log.debug("traceback of the failure above", exc_info=error)
+        return EXIT_CONFIG if isinstance(error, ConfigError) else EXIT_CRASHED
+
+
+def crash_line(command: str, error: BaseException) -> str:
+    """One redacted line that says what kind of failure ended a command and what to do."""
+    text = " ".join(str(error).split())
+    if isinstance(error, AuditSyncError):
+        what = f"{error.kind} error: {text}" + (f" ({error.hint})" if error.hint else "")
+    elif isinstance(error, OSError):
+        what = (
+            f"local {type(error).__name__}: {text}; check AUDITSYNC_DATA_DIR and the disk "
+            "(the checkpoints are never ahead of the delivered data)"
+        )
+    else:
+        what = (
+            f"unexpected {type(error).__name__}: {text}; this is a bug in auditsync, report it with "
+            "this line (AZURE_LOG_LEVEL=debug adds the redacted traceback)"
+        )
+    return redact(f"auditsync {command} failed: " + " ".join(what.split()))[:1000]
+
+
+class RedactingWriter:
+    """The CLI's output stream: every write is redacted (the summary, check results, status lines)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self.stream.write(redact(text))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+def _command(args: argparse.Namespace, environ: dict[str, str], out: TextIO) -> int:
+    # AZURE_LOG_LEVEL=debug asks for everything, the SDKs' HTTP logging included (still redacted).
+    quiet_sdk_loggers(args.verbose or environ.get("AZURE_LOG_LEVEL", "").strip().lower() == "debug")
     if args.command == "demo":
         from auditsync.demo import run_demo
 
@@ -61,7 +147,7 @@ def main(
     if args.command in fanout_commands.COMMANDS:
         return fanout_commands.run(args, environ, out)
     try:
-        settings = Settings.from_env(environ)
+        settings = Settings.from_env(environ, require_tokens=args.command != "status")
     except ConfigError as error:
         print("Settings are not valid:", file=out)
         for problem in error.problems:
@@ -69,11 +155,11 @@ def main(
         return EXIT_CONFIG
     if args.command == "status" and settings.multi_tenant:
         return fanout_commands.tenant_status(settings, environ, out)
-    commands: dict[str, Callable[[Settings, TextIO], int]] = {
-        "run": cmd_run,
-        "check": cmd_check,
-        "status": cmd_status,
-    }
+    if args.command == "status":
+        return cmd_status(settings, out, as_json=args.json)
+    if args.command == "backfill":
+        return cmd_backfill(settings, out, stream=args.stream, since=args.since, until=args.until)
+    commands: dict[str, Callable[[Settings, TextIO], int]] = {"run": cmd_run, "check": cmd_check}
     return commands[args.command](settings, out)
 
 
@@ -123,62 +209,24 @@ def cmd_check(
     credential_factory: CredentialFactory | None = None,
     clock: Clock | None = None,
 ) -> int:
-    """Each dependency in the order a run needs it; every failure says what to do."""
-    from auditsync.checkpoints import open_store
-    from auditsync.sinks import open_sink
-    from auditsync.sources import SourceContext, source_module
-
-    clock = clock or Clock()
-    redactor = Redactor(settings.secret_values())
-    credential = functools.cache(credential_factory or default_credential)
-    http = HttpClient(clock=clock, redactor=redactor, max_attempts=2)
-    secrets = Secrets(settings, credential, redactor, retry_total=1)
-    failures = 0
-
-    def step(label: str, action: Callable[[], str]) -> None:
-        nonlocal failures
-        try:
-            detail = action()
-        except AuditSyncError as error:
-            failures += 1
-            print(f"  x {label}: {redactor(str(error))}", file=out)
-            if error.hint:
-                print(f"      what to do: {redactor(error.hint)}", file=out)
-            return
-        except Exception as error:
-            failures += 1
-            print(f"  x {label}: unexpected {type(error).__name__}: {redactor(str(error))[:300]}", file=out)
-            return
-        print(f"  ok {label}: {redactor(detail)}", file=out)
+    """Every part in the order a run needs it, each proven by use; every failure says what to do."""
+    from auditsync.probes import run_probes
 
     print("settings: valid", file=out)
     for warning in sink_warnings(settings):
         print(f"  ! {warning}", file=out)
-    for source in settings.sources:
-
-        def probe(source: str = source) -> str:
-            token = secrets.token(source)
-            context = SourceContext(settings, token, http, clock, clock.now())
-            return source_module(source).probe(context)
-
-        where = (
-            f"Key Vault secret {getattr(settings, source + '_token_secret')}"
-            if settings.key_vault_url
-            else "environment"
-        )
-        step(f"{source} token ({where}) and API", probe)
-    step(
-        "sink " + settings.sink,
-        lambda: open_sink(
-            settings, credential_factory=credential, secrets=secrets, http=http, clock=clock
-        ).probe(),
-    )
-
-    def store_probe() -> str:
-        store = open_store(settings, credential)
-        return f"{settings.checkpoint_store} store holds {len(store.list())} stream checkpoint(s)"
-
-    step("checkpoint store", store_probe)
+    failures = 0
+    for result in run_probes(settings, credential_factory=credential_factory, clock=clock):
+        if result.ok:
+            print(f"  ok {result.part}: {result.detail}", file=out, flush=True)
+            continue
+        if result.skipped:
+            print(f"  - {result.part}: {result.detail}", file=out, flush=True)
+            continue
+        failures += 1
+        print(f"  x {result.part}: {result.detail}", file=out, flush=True)
+        if result.hint:
+            print(f"      what to do: {result.hint}", file=out, flush=True)
     print("all checks passed" if not failures else f"{failures} check(s) failed", file=out)
     return EXIT_FAILED if failures else EXIT_OK
 
@@ -198,39 +246,115 @@ def cmd_status(
     settings: Settings,
     out: TextIO,
     *,
+    as_json: bool = False,
     credential_factory: CredentialFactory | None = None,
     clock: Clock | None = None,
 ) -> int:
-    from auditsync.checkpoints import open_store
+    """The last outcome of every stream, read from the checkpoints only (no vendor token needed)."""
+    from auditsync.status import read_status
 
     clock = clock or Clock()
     try:
-        store = open_store(settings, functools.cache(credential_factory or default_credential))
-        checkpoints = {c.stream: c for c in store.list()}
+        rows = read_status(settings, functools.cache(credential_factory or default_credential), clock.now())
     except AuditSyncError as error:
-        print(f"x checkpoint store: {error}", file=out)
-        if error.hint:
-            print(f"    what to do: {error.hint}", file=out)
+        if as_json:
+            print(
+                json.dumps(
+                    {"error": {"kind": error.kind, "message": redact(str(error)), "hint": redact(error.hint)}}
+                ),
+                file=out,
+            )
+        else:
+            print(f"x checkpoint store: {redact(str(error))}", file=out)
+            if error.hint:
+                print(f"    what to do: {redact(error.hint)}", file=out)
         return EXIT_FAILED
-    from auditsync.sources import source_module
-
+    if as_json:
+        print(json.dumps({"streams": [r.as_json() for r in rows]}, indent=2), file=out)
+        return EXIT_OK
     now = clock.now()
-    names = [n for s in settings.sources for n in source_module(s).stream_names(settings)]
-    names += sorted(set(checkpoints) - set(names))
-    print(f"{'stream':<28} {'last run':<12} {'newest event':<22} {'total':>10}  last outcome", file=out)
-    for name in names:
-        c = checkpoints.get(name)
-        if c is None:
-            print(f"{name:<28} {'never':<12} {'-':<22} {0:>10}  -", file=out)
+    print(f"{'stream':<28} {'last run':<10} {'newest event':<21} {'total':>9}  last outcome", file=out)
+    backfills = [r for r in rows if r.backfill is not None]
+    for r in rows:
+        if r.backfill is not None:
             continue
-        outcome = c.last_status or "-"
-        if c.last_error_kind:
-            outcome += f" ({c.last_error_kind}: {c.last_message})"
         print(
-            f"{name:<28} {_ago(c.last_run, now):<12} {_when(c.newest_event_time):<22} {c.total_events:>10}  {outcome}",
+            f"{r.stream:<28} {_ago(r.last_run, now):<10} {_when(r.newest_event_time):<21} {r.total_events:>9}  "
+            f"{r.outcome}",
+            file=out,
+        )
+        if r.message and r.status in (STATUS_ERROR, "behind"):
+            print(f"{'':<30}{r.message}", file=out)
+        if r.hint and r.status == STATUS_ERROR:
+            print(f"{'':<30}what to do: {r.hint}", file=out)
+    if backfills:
+        print(
+            "backfills (their own progress records; the live checkpoints above are not moved by them):",
+            file=out,
+        )
+    for r in backfills:
+        info = r.backfill or {}
+        state = "complete" if info.get("done") else r.status or "started"
+        if r.error_kind:
+            state += f" ({r.error_kind}: {r.message})"
+        print(
+            f"  {r.stream.removeprefix('auditsync/backfill/'):<26} {info.get('since')} .. {info.get('until')}  "
+            f"{info.get('eventsSent', 0)} events sent, {state}, {_ago(r.last_run, now)}",
             file=out,
         )
     return EXIT_OK
+
+
+def cmd_backfill(
+    settings: Settings,
+    out: TextIO,
+    *,
+    stream: str,
+    since: str,
+    until: str | None,
+    credential_factory: CredentialFactory | None = None,
+    clock: Clock | None = None,
+) -> int:
+    """Re-send ``[since, until)`` of one stream; exit 4 when the deadline stopped it (run it again)."""
+    from auditsync.backfill import parse_when, plan, run_backfill
+
+    clock = clock or Clock()
+    now = clock.now()
+    try:
+        backfill = plan(
+            settings, stream, parse_when(since, now), parse_when(until, now) if until else None, now
+        )
+    except ConfigError as error:
+        print(f"x backfill refused: {error}", file=out)
+        if error.hint:
+            print(f"    what to do: {error.hint}", file=out)
+        return EXIT_CONFIG
+    try:
+        report = run_backfill(
+            settings,
+            backfill,
+            clock=clock,
+            credential_factory=credential_factory,
+            progress=lambda line: print(line, file=out, flush=True),
+        )
+    except AuditSyncError as error:
+        print(
+            f"x backfill of {stream} failed ({error.kind}): {redact(str(error))}",
+            file=out,
+        )
+        if error.hint:
+            print(f"    what to do: {error.hint}", file=out)
+        print("    progress so far is kept: run the same command again to resume", file=out)
+        return EXIT_FAILED
+    if report.done:
+        print(f"backfill of {stream} complete: {report.events} events sent", file=out)
+        return EXIT_OK
+    print(
+        f"backfill of {stream} stopped at the run's deadline after {report.events} events: "
+        "run the same command again to continue",
+        file=out,
+    )
+    return EXIT_UNFINISHED
 
 
 def _when(value: datetime | None) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -18,6 +19,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from auditsync.errors import ConfigError
+from auditsync.redaction import redact, register
+from auditsync.schedule import schedule_problem
 
 KNOWN_SOURCES = ("keeper", "onepassword")
 ONEPASSWORD_EVENT_TYPES = ("auditevents", "itemusages", "signinattempts")
@@ -81,6 +84,24 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "WORK_QUEUE_CONNECTION_STRING": ("", "Queue connection string (Azurite, local runs)"),
 }
 
+#: The app's host.json (next to the auditsync package, as deployed and in the repository).
+HOST_JSON = Path(__file__).resolve().parents[1] / "host.json"
+#: A run must leave the Functions host this much of functionTimeout for the heartbeat and the last save.
+HEARTBEAT_ROOM = timedelta(minutes=1)
+#: Limits of every duration setting: (shortest, longest). Beyond them a value is a mistake, and past
+#: about 2.7 million years Python's datetime arithmetic overflows.
+DURATION_RANGES: dict[str, tuple[timedelta, timedelta]] = {
+    # The run stops 5 s before its deadline to save; 10 s leaves 5 s for pages (at 5 s Keeper reads nothing).
+    # Above an hour a crashed run's streams stay leased (budget + 2 minutes) longer than repeating runs costs.
+    "RUN_TIME_BUDGET": (timedelta(seconds=10), timedelta(hours=1)),
+    # 1Password serves 120 days (longer is clamped with a log line); Keeper documents no limit.
+    "INITIAL_LOOKBACK": (timedelta(minutes=1), timedelta(days=3650)),
+    # Events are held back this long for late arrivals; more than 6 hours defeats a SIEM.
+    "KEEPER_LAG": (timedelta(0), timedelta(hours=6)),
+    # Re-read every run; the checkpoint keeps at most 1,200 overlap fingerprints anyway.
+    "KEEPER_OVERLAP": (timedelta(minutes=1), timedelta(hours=6)),
+}
+
 _KV_REFERENCE = re.compile(r"@Microsoft\.KeyVault\(", re.IGNORECASE)
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -91,10 +112,59 @@ _SECRET_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 
 
 def parse_duration(text: str) -> timedelta:
-    """Parse ``90s``, ``8m``, ``1h30m``, ``2d``. Raises ValueError on anything else."""
+    """Parse ``90s``, ``8m``, ``1h30m``, ``2d``. Raises ValueError on anything else (overflow included)."""
     match = _DURATION.match(text.strip().lower())
     if not text.strip() or not match or not any(match.groups()):
         raise ValueError(text)
+    days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    try:
+        return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    except OverflowError:
+        raise ValueError(text) from None
+
+
+def format_duration(value: timedelta) -> str:
+    """The inverse of ``parse_duration`` for messages: ``9m``, ``1h30m``, ``20s``, ``0s``."""
+    seconds = int(value.total_seconds())
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts) or "0s"
+
+
+def secret_value_problem(value: str) -> str:
+    """Why a token or key (already stripped of surrounding whitespace) cannot be sent, or "".
+
+    Never quotes the value. A line break or other control character inside would make requests refuse
+    the header (and print it); whitespace inside means two values or a label were pasted together;
+    anything outside printable ASCII cannot travel in an HTTP header.
+    """
+    if any(ch in "\x7f" or ord(ch) < 0x20 for ch in value):
+        return "contains a line break or another control character inside the value"
+    if any(ch.isspace() for ch in value):
+        return "contains whitespace inside the value"
+    if not value.isascii():
+        return "contains characters outside printable ASCII"
+    return ""
+
+
+def host_function_timeout(path: Path = HOST_JSON) -> timedelta | None:
+    """host.json's ``functionTimeout`` (``[d.]hh:mm:ss``); None when the file is absent or the timeout is
+    unbounded (``-1``, Premium and Dedicated plans). Raises ValueError when the file or value is unreadable."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    value = json.loads(text).get("functionTimeout")
+    if value is None:
+        return timedelta(minutes=5)  # the Consumption plan's default
+    if str(value).strip() == "-1":
+        return None
+    match = re.fullmatch(r"(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})(?:\.\d+)?", str(value).strip())
+    if not match:
+        raise ValueError(f"functionTimeout {value!r} is not a time span (hh:mm:ss)")
     days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
     return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
 
@@ -181,9 +251,20 @@ class Settings:
         )
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read and validate every setting; raise one ConfigError listing all problems."""
-        return _Parser(os.environ if env is None else env).parse()
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        host_json: Path = HOST_JSON,
+        require_tokens: bool = True,
+    ) -> Settings:
+        """Read and validate every setting; raise one ConfigError listing all problems.
+
+        ``host_json`` is the app's host.json, read now: RUN_TIME_BUDGET must fit its functionTimeout.
+        ``require_tokens=False`` is for commands that never call a vendor (``status``): a missing
+        token is then not a problem.
+        """
+        return _Parser(os.environ if env is None else env, host_json, require_tokens=require_tokens).parse()
 
 
 def _connection_string_keys(conn: str) -> list[str]:
@@ -198,8 +279,12 @@ def _connection_string_keys(conn: str) -> list[str]:
 class _Parser:
     """Collects problems instead of stopping at the first one."""
 
-    def __init__(self, env: Mapping[str, str]) -> None:
+    def __init__(
+        self, env: Mapping[str, str], host_json: Path = HOST_JSON, *, require_tokens: bool = True
+    ) -> None:
         self.env = env
+        self.host_json = host_json
+        self.require_tokens = require_tokens
         self.problems: list[str] = []
         self.unresolved: set[str] = set()
 
@@ -223,7 +308,7 @@ class _Parser:
         unknown = [i for i in items if i not in allowed]
         if unknown:
             self.problems.append(
-                f"{name}: unknown value(s) {', '.join(unknown)}; use any of {', '.join(allowed)}."
+                f"{name}: unknown value(s) {_echo(', '.join(unknown))}; use any of {', '.join(allowed)}."
             )
         if not items:
             self.problems.append(f"{name}: empty; use one or more of {', '.join(allowed)}.")
@@ -232,24 +317,70 @@ class _Parser:
     def choice(self, name: str, allowed: tuple[str, ...]) -> str:
         value = self.raw(name).lower()
         if value not in allowed:
-            self.problems.append(f"{name}: '{value}' is not one of {', '.join(allowed)}.")
+            self.problems.append(f"{name}: '{_echo(value)}' is not one of {', '.join(allowed)}.")
         return value
 
-    def duration(self, name: str) -> timedelta:
+    def duration(self, name: str, longest: timedelta | None = None, why: str = "") -> timedelta:
+        """A duration within ``DURATION_RANGES[name]`` (``longest`` may tighten the upper limit)."""
         text = self.raw(name)
+        low, high = DURATION_RANGES[name]
+        if longest is not None and longest < high:
+            high = longest
+        limits = f"from {format_duration(low)} to {format_duration(high)}"
+        default = parse_duration(SETTINGS[name][0])
         try:
             value = parse_duration(text)
         except ValueError:
-            self.problems.append(f"{name}: '{text}' is not a duration; write it like 30s, 8m, 1h30m or 2d.")
-            return parse_duration(SETTINGS[name][0])
-        if value <= timedelta(0) and name != "KEEPER_LAG":
-            self.problems.append(f"{name}: must be longer than zero.")
+            if _DURATION.match(text.strip().lower()):
+                self.problems.append(f"{name}: '{_echo(text)}' is out of range; use {limits}{why}.")
+            else:
+                self.problems.append(
+                    f"{name}: '{_echo(text)}' is not a duration; write it like 30s, 8m, 1h30m or 2d."
+                )
+            return default
+        if not low <= value <= high:
+            self.problems.append(f"{name}: {format_duration(value)} is out of range; use {limits}{why}.")
+            return default
+        return value
+
+    def run_time_budget(self) -> timedelta:
+        """RUN_TIME_BUDGET, which must leave HEARTBEAT_ROOM of host.json's functionTimeout."""
+        try:
+            timeout = host_function_timeout(self.host_json)
+        except (OSError, ValueError) as exc:
+            self.problems.append(f"host.json: {_echo(str(exc), 120)}; fix the app's host.json.")
+            timeout = None
+        if timeout is None:
+            return self.duration("RUN_TIME_BUDGET")
+        return self.duration(
+            "RUN_TIME_BUDGET",
+            timeout - HEARTBEAT_ROOM,
+            f" (host.json's functionTimeout is {format_duration(timeout)} and the heartbeat needs a minute "
+            "after the run)",
+        )
+
+    def secret(self, name: str) -> str:
+        """A token or key given directly: registered for redaction as soon as it is read, then checked."""
+        value = self.raw(name)
+        register(value)
+        problem = secret_value_problem(value)
+        if problem:
+            self.problems.append(f"{name}: {problem}; store the secret alone, on one line.")
+        return value
+
+    def schedule(self, name: str) -> str:
+        value = " ".join(self.raw(name).split())
+        problem = schedule_problem(value) if value else ""
+        if problem:
+            self.problems.append(
+                f"{name}: {problem}. The Functions host refuses such a schedule and the timer never fires."
+            )
         return value
 
     def flag(self, name: str) -> bool:
         value = self.raw(name).lower()
         if value not in ("true", "false", "1", "0", "yes", "no"):
-            self.problems.append(f"{name}: '{value}' is not true or false.")
+            self.problems.append(f"{name}: '{_echo(value)}' is not true or false.")
         return value in ("true", "1", "yes")
 
     def url(
@@ -262,7 +393,7 @@ class _Parser:
             return ""
         parts = urlsplit(value)
         if parts.scheme not in ("https", "http") or not parts.hostname:
-            self.problems.append(f"{name}: '{_safe_url(value)}' is not a URL; use https://host.")
+            self.problems.append(f"{name}: '{_echo(value)}' is not a URL; use https://host.")
             return value
         loopback = is_loopback_host(parts.hostname)
         if parts.scheme != "https" and not loopback:
@@ -289,34 +420,49 @@ class _Parser:
         for name in ("KEEPER_TOKEN_SECRET", "ONEPASSWORD_TOKEN_SECRET", "WORKSPACE_KEY_SECRET"):
             secret_names[name] = self.raw(name)
             if secret_names[name] and not _SECRET_NAME.match(secret_names[name]):
+                # Not echoed: a token pasted here by mistake would end up in the log.
                 self.problems.append(
-                    f"{name}: '{secret_names[name]}' is not a Key Vault secret name (letters, digits, -)."
+                    f"{name}: not a Key Vault secret name (1-127 letters, digits and -); it names the "
+                    "secret, it does not hold the token."
                 )
-        keeper_token = self.raw("KEEPER_TOKEN")
-        onepassword_token = self.raw("ONEPASSWORD_TOKEN")
+        keeper_token = self.secret("KEEPER_TOKEN")
+        onepassword_token = self.secret("ONEPASSWORD_TOKEN")
         for source, token, secret, token_name in (
             ("keeper", keeper_token, "KEEPER_TOKEN_SECRET", "KEEPER_TOKEN"),
             ("onepassword", onepassword_token, "ONEPASSWORD_TOKEN_SECRET", "ONEPASSWORD_TOKEN"),
         ):
-            if source in sources and not token and not key_vault_url and token_name not in self.unresolved:
+            if (
+                self.require_tokens
+                and source in sources
+                and not token
+                and not key_vault_url
+                and token_name not in self.unresolved
+            ):
                 self.problems.append(
                     f"{token_name}: no {source} token; set KEY_VAULT_URL (the token is read from the secret "
                     f"named by {secret}) or, for local runs, {token_name}."
                 )
 
         sink = self.choice("SINK", SINKS)
-        endpoint = self.url("LOGS_INGESTION_ENDPOINT", required=sink == "logs_ingestion")
+        endpoint = self.url("LOGS_INGESTION_ENDPOINT")
+        if sink == "logs_ingestion" and not endpoint and "LOGS_INGESTION_ENDPOINT" not in self.unresolved:
+            self.problems.append(
+                "LOGS_INGESTION_ENDPOINT: missing; copy the deployment output 'logsIngestionEndpoint' "
+                "(Resource group > Deployments > the auditsync deployment > Outputs), or the DCR's "
+                "JSON view: properties.endpoints.logsIngestion."
+            )
         rule_id = self.raw("LOGS_INGESTION_RULE_ID")
         if sink == "logs_ingestion" and not _DCR_ID.match(rule_id):
             self.problems.append(
                 "LOGS_INGESTION_RULE_ID: "
-                + ("missing" if not rule_id else f"'{rule_id}' is not a DCR immutable id")
-                + "; copy the DCR's immutableId (dcr- followed by 32 hex digits) from its JSON view."
+                + ("missing" if not rule_id else f"'{_echo(rule_id)}' is not a DCR immutable id")
+                + "; copy the deployment output 'dcrImmutableId', or the DCR's immutableId (dcr- followed by "
+                "32 hex digits) from its JSON view."
             )
         audience = self.url("LOGS_INGESTION_AUDIENCE")
 
         workspace_id = self.raw("WORKSPACE_ID")
-        workspace_key = self.raw("WORKSPACE_KEY")
+        workspace_key = self.secret("WORKSPACE_KEY")
         data_collector_url = self.url("DATA_COLLECTOR_URL")
         if sink == "data_collector":
             if not _GUID.match(workspace_id):
@@ -341,6 +487,7 @@ class _Parser:
         store = self.choice("CHECKPOINT_STORE", CHECKPOINT_STORES)
         table_url = self.url("CHECKPOINT_TABLE_URL")
         connection_string = self.raw("CHECKPOINT_CONNECTION_STRING")
+        register(*_connection_string_keys(connection_string))
         table = self.raw("CHECKPOINT_TABLE")
         if store == "table":
             if not table_url and not connection_string:
@@ -350,7 +497,7 @@ class _Parser:
                 )
             if not _TABLE_NAME.match(table):
                 self.problems.append(
-                    f"CHECKPOINT_TABLE: '{table}' must be 3-63 letters and digits, starting with a letter."
+                    f"CHECKPOINT_TABLE: '{_echo(table)}' must be 3-63 letters and digits, starting with a letter."
                 )
 
         registry = self.choice("TENANT_REGISTRY", TENANT_REGISTRIES)
@@ -406,8 +553,8 @@ class _Parser:
             checkpoint_table=table,
             data_dir=Path(self.raw("AUDITSYNC_DATA_DIR")),
             initial_lookback=self.duration("INITIAL_LOOKBACK"),
-            run_time_budget=self.duration("RUN_TIME_BUDGET"),
-            timer_schedule=self.raw("TIMER_SCHEDULE"),
+            run_time_budget=self.run_time_budget(),
+            timer_schedule=self.schedule("TIMER_SCHEDULE"),
             tenant_registry=registry,
             tenant_table=tenant_table,
             work_queue=work_queue,
@@ -423,7 +570,16 @@ class _Parser:
         return settings
 
 
-def _safe_url(value: str) -> str:
-    """Scheme and host only: a mistyped URL may carry a key in its query."""
-    parts = urlsplit(value)
-    return f"{parts.scheme}://{parts.hostname or ''}" if parts.scheme else value[:40]
+def _echo(value: str, limit: int = 60) -> str:
+    """A setting's value as safe to show in an error: never a query string, fragment or credentials.
+
+    A mistyped URL (with or without its scheme) may carry a SAS signature or a key after ``?`` or
+    before ``@``; whatever follows ``?``/``#`` and precedes ``@`` is cut, known secrets are masked and
+    the rest is shortened.
+    """
+    text = re.split(r"[?#]", value, maxsplit=1)[0]
+    if "@" in text:
+        scheme, sep, rest = text.rpartition("://")
+        text = scheme + sep + "***@" + rest.rpartition("@")[2]
+    text = redact(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

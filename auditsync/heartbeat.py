@@ -1,5 +1,7 @@
 """StreamReport -> health rows: one AuditSyncHealth_CL row per stream per run, and for 1Password the
-``log_source == "healthevents"`` row that 1Password's own Sentinel content expects every run."""
+``log_source == "healthevents"`` row that 1Password's own Sentinel content expects every run.
+
+Message and hint are redacted here once more: a health row leaves the process, whatever built it."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from datetime import datetime
 
 from auditsync import __version__
 from auditsync.model import JSON, STATUS_ERROR, STATUS_SKIPPED, StreamReport
+from auditsync.redaction import redact
 from auditsync.tables import HEALTH_TABLE, ONEPASSWORD_TABLE, TABLES
 from auditsync.tables.rows import format_time, shape_rows
 
@@ -44,8 +47,8 @@ def health_rows(
             "NewestEventTime": format_time(report.newest_event_time) if report.newest_event_time else None,
             "LagSeconds": report.lag_seconds,
             "ErrorKind": report.error_kind or None,
-            "Message": report.message or None,
-            "Hint": report.hint or None,
+            "Message": redact(report.message) or None,
+            "Hint": redact(report.hint) or None,
             "Details": dict(report.counters) if report.counters else None,
             "Version": __version__,
             "RunId": run_id,
@@ -72,7 +75,7 @@ def onepassword_health_events(reports: Iterable[StreamReport], *, now: datetime,
                 "category": category,
                 "type": action_type,
                 "details": {
-                    "value": report.message or f"{report.events} events",
+                    "value": redact(report.message) or f"{report.events} events",
                     "stream": report.stream,
                     "status": report.status,
                     "events_ingested": report.events,

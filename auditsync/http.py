@@ -12,8 +12,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,6 +22,7 @@ import tenacity
 
 from auditsync.errors import RetryableError, ThrottledError
 from auditsync.model import Clock, Deadline
+from auditsync.redaction import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -115,49 +115,6 @@ def redact_url(url: str) -> str:
     parts = urlsplit(url)
     port = f":{parts.port}" if parts.port else ""
     return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
-
-
-#: Anything shaped like a JWT or a bearer credential is masked even when we do not know the value.
-_TOKEN_SHAPES = re.compile(r"eyJ[\w-]{4,}\.[\w-]{4,}\.?[\w-]*|(?i:bearer)\s+[\w.~+/=-]{8,}")
-
-
-class Redactor:
-    """Replaces known secret values, and anything shaped like a token, in text.
-
-    Shared by error messages and the logging filter. Always redact before truncating: a cut-off secret
-    no longer matches its full value.
-    """
-
-    def __init__(self, secrets: Sequence[str] = ()) -> None:
-        self._secrets: list[str] = []
-        self.add(*secrets)
-
-    def add(self, *secrets: str) -> None:
-        for secret in secrets:
-            if secret and len(secret) >= 6 and secret not in self._secrets:
-                self._secrets.append(secret)
-        self._secrets.sort(key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, "***")
-        return _TOKEN_SHAPES.sub("***", text)
-
-
-class RedactingFilter(logging.Filter):
-    """Defence in depth: even if a secret slipped into a log call, it leaves the process as ``***``."""
-
-    def __init__(self, redactor: Redactor) -> None:
-        super().__init__()
-        self.redactor = redactor
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        clean = self.redactor(message)
-        if clean != message:
-            record.msg, record.args = clean, None
-        return True
 
 
 def retry_after_seconds(response: requests.Response | None, now: datetime) -> float | None:

@@ -68,6 +68,8 @@ class Checkpoint:
     last_status: str = ""
     last_error_kind: str = ""
     last_message: str = ""
+    #: What the operator should do about ``last_message`` (the error's hint), shown by ``status``.
+    last_hint: str = ""
     last_run: datetime | None = None
     lease_owner: str = ""
     lease_until: datetime | None = None

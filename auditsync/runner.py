@@ -30,8 +30,7 @@ from auditsync.checkpoints import claim, open_store, release
 from auditsync.config import Settings
 from auditsync.errors import AuditSyncError, CheckpointConflict, CheckpointError
 from auditsync.heartbeat import heartbeat_batches
-from auditsync.http import HttpClient, Redactor
-from auditsync.logs import redacting_logs
+from auditsync.http import HttpClient
 from auditsync.model import (
     STATUS_BEHIND,
     STATUS_ERROR,
@@ -45,6 +44,8 @@ from auditsync.model import (
     Stream,
     StreamReport,
 )
+from auditsync.outcomes import record_failed_streams
+from auditsync.redaction import Redactor, install_log_redaction, redact
 from auditsync.secrets import CredentialFactory, Secrets, default_credential
 from auditsync.sinks import open_sink
 from auditsync.sources import SourceContext, source_module
@@ -110,12 +111,12 @@ def run_cycle(
     ``tenant`` names the registry tenant these settings belong to (the queue worker sets it); it goes
     into every health row's ``Tenant`` column and is empty for a single-tenant deployment.
     """
+    install_log_redaction()
     redactor = redactor or Redactor()
     redactor.add(*settings.secret_values())
-    with redacting_logs(redactor):
-        return _run_cycle(
-            settings, clock, credential_factory, sink, store, http, redactor, progress, run_id, tenant
-        )
+    return _run_cycle(
+        settings, clock, credential_factory, sink, store, http, redactor, progress, run_id, tenant
+    )
 
 
 def _run_cycle(
@@ -155,9 +156,10 @@ def _run_cycle(
             settings, credential_factory=credential, secrets=secrets, http=http, clock=clock
         )
     except AuditSyncError as error:
-        return _finish(
-            settings, clock, run_id, started, all_failed(store_error or error), None, redactor, tenant=tenant
-        )
+        failed = all_failed(store_error or error)
+        if store is not None:
+            record_failed_streams(store, failed, owner=run_id, now=clock.now())
+        return _finish(settings, clock, run_id, started, failed, None, redactor, tenant=tenant)
     if store_error is not None or store is None:
         # The sink works: the health rows still say why nothing was collected.
         failure = store_error or CheckpointError("no checkpoint store")
@@ -191,13 +193,23 @@ def _run_source(run: _Run, source: str) -> list[StreamReport]:
         streams = module.open_streams(context)
     except AuditSyncError as error:
         elapsed = _ms(run.clock.now() - started)
-        return [_error_report(source, name, error, elapsed, run.redactor) for name in names]
+        reports = [_error_report(source, name, error, elapsed, run.redactor) for name in names]
+        record_failed_streams(run.store, reports, owner=run.run_id, now=run.clock.now())
+        return reports
     except Exception as error:  # a bug must not take the other source down
-        log.exception("unexpected failure opening %s", source)
+        _log_unexpected(f"opening {source}", error)
         wrapped = AuditSyncError(f"unexpected {type(error).__name__} opening {source}", hint=_BUG_HINT)
-        return [_error_report(source, name, wrapped, 0, run.redactor) for name in names]
+        reports = [_error_report(source, name, wrapped, 0, run.redactor) for name in names]
+        record_failed_streams(run.store, reports, owner=run.run_id, now=run.clock.now())
+        return reports
     with ThreadPoolExecutor(max_workers=max(1, len(streams)), thread_name_prefix=source) as pool:
         return list(pool.map(lambda s: _run_stream(run, s), streams))
+
+
+def _log_unexpected(where: str, error: Exception) -> None:
+    """One redacted line at ERROR (a fault is data, not a traceback); the traceback itself at DEBUG."""
+    log.error("unexpected %s %s: %s", type(error).__name__, where, " ".join(str(error).split())[:500])
+    log.debug("traceback of the unexpected %s %s", type(error).__name__, where, exc_info=error)
 
 
 _BUG_HINT = "This is a bug in auditsync: report it with the log lines of this run; the next run retries."
@@ -261,7 +273,7 @@ def _run_stream(run: _Run, stream: Stream) -> StreamReport:
     except AuditSyncError as caught:
         failure = caught
     except Exception as caught:  # a bug must fail this stream only, with a clear report
-        log.exception("unexpected failure in %s", stream.name, extra={"stream": stream.name})
+        _log_unexpected(f"in {stream.name}", caught)
         failure = AuditSyncError(f"unexpected {type(caught).__name__} in {stream.name}", hint=_BUG_HINT)
 
     finished = run.clock.now()
@@ -314,7 +326,8 @@ def _close(run: _Run, checkpoint: Any, report: StreamReport, finished: datetime)
                 checkpoint,
                 last_status=report.status,
                 last_error_kind=report.error_kind,
-                last_message=report.message,
+                last_message=redact(report.message),
+                last_hint=redact(report.hint) if report.status == STATUS_ERROR else "",
                 last_run=finished,
                 last_success=finished if report.status != STATUS_ERROR else checkpoint.last_success,
             ),

@@ -1,9 +1,12 @@
 """Tokens and keys: from Key Vault with the managed identity, or, for local runs, from the environment.
 
 A new ``Secrets`` is made for every run, so a rotated token is picked up by the next run without a
-restart. Secret values are registered with the run's Redactor the moment they are read, and never
-logged. The three ways a vault read fails (secret missing, access denied, vault unreachable) are
-three different errors, each telling the operator what to do.
+restart. Secret values are registered for redaction the moment they are read (before they are even
+checked), and never logged. Surrounding whitespace is stripped (``az keyvault secret set --file``
+stores the file's trailing newline); a value with a control character or whitespace inside is a
+config error that names the secret and its setting, never the value. The three ways a vault read
+fails (secret missing, access denied, vault unreachable) are three different errors, each telling the
+operator what to do.
 """
 
 from __future__ import annotations
@@ -20,9 +23,12 @@ from azure.core.exceptions import (
 )
 from azure.keyvault.secrets import SecretClient
 
-from auditsync.config import Settings, is_loopback_url
-from auditsync.errors import AuthError, ConfigError, RetryableError
-from auditsync.http import Redactor, network_failure, redact_url
+from auditsync.azure_errors import credential_failure, key_vault_forbidden
+from auditsync.config import Settings, is_loopback_url, secret_value_problem
+from auditsync.errors import ConfigError, RetryableError
+from auditsync.http import network_failure, redact_url
+from auditsync.redaction import Redactor, register
+from auditsync.token_shapes import check_token_shape
 
 log = logging.getLogger(__name__)
 
@@ -82,21 +88,23 @@ class Secrets:
         """The bearer token of ``source`` (``keeper`` or ``onepassword``)."""
         direct_attr, secret_attr, direct_name, secret_name_setting = _TOKEN_SETTINGS[source]
         if self.settings.key_vault_url:
-            return self._from_vault(getattr(self.settings, secret_attr), secret_name_setting)
-        value = str(getattr(self.settings, direct_attr))
+            name = getattr(self.settings, secret_attr)
+            value = self._from_vault(name, secret_name_setting)
+            check_token_shape(source, value, f"Key Vault secret '{name}' ({secret_name_setting})")
+            return value
+        value = _clean(str(getattr(self.settings, direct_attr)), direct_name)
         if not value:
             raise ConfigError(
                 f"{direct_name}: no {source} token",
                 hint=f"Set KEY_VAULT_URL (secret {getattr(self.settings, secret_attr)}) or {direct_name}.",
             )
-        self.redactor.add(value)
+        check_token_shape(source, value, direct_name)
         return value
 
     def workspace_key(self) -> str:
         """The Log Analytics shared key for the legacy Data Collector sink."""
         if self.settings.workspace_key:
-            self.redactor.add(self.settings.workspace_key)
-            return self.settings.workspace_key
+            return _clean(self.settings.workspace_key, "WORKSPACE_KEY")
         if self.settings.key_vault_url and self.settings.workspace_key_secret:
             return self._from_vault(self.settings.workspace_key_secret, "WORKSPACE_KEY_SECRET")
         raise ConfigError(
@@ -129,14 +137,13 @@ class Secrets:
             ) from None
         except ClientAuthenticationError as exc:
             if getattr(exc, "status_code", None) in (401, 403):
-                raise _denied(name, vault) from None
-            raise AuthError(
-                f"No managed identity token for Key Vault {vault} ({type(exc).__name__})",
-                hint="Enable the Function App's system-assigned identity (or sign in with 'az login' locally).",
+                raise key_vault_forbidden(exc, name, vault, setting) from None
+            raise credential_failure(
+                exc, f"Key Vault {vault}", role="Key Vault Secrets User", scope="vault"
             ) from None
         except HttpResponseError as exc:
             if exc.status_code in (401, 403):
-                raise _denied(name, vault) from None
+                raise key_vault_forbidden(exc, name, vault, setting) from None
             if exc.status_code is None:  # the answer was cut short: a network failure, not the vault's
                 raise RetryableError(
                     f"Key Vault {vault} answer for secret '{name}' was cut short: {network_failure(exc)[0]}",
@@ -152,19 +159,31 @@ class Secrets:
                 f"Key Vault {vault} could not be reached: {reason}",
                 hint="Check KEY_VAULT_URL and the Function App's outbound network (VNet, private endpoint, DNS).",
             ) from None
+        register(value or "")
+        value = (value or "").strip()
         if not value:
             raise ConfigError(
                 f"Key Vault secret '{name}' is empty",
                 hint=f"Store the token in '{name}' (a new version of the secret).",
             )
-        self.redactor.add(value)
+        register(value)
+        problem = secret_value_problem(value)
+        if problem:
+            raise ConfigError(
+                f"Key Vault secret '{name}' (named by {setting}) {problem}",
+                hint=f"Store the value alone, on one line, as a new version of the secret '{name}'.",
+            )
         self._cache[name] = value
         return value
 
 
-def _denied(name: str, vault: str) -> AuthError:
-    return AuthError(
-        f"Key Vault {vault} denied reading secret '{name}' (403)",
-        hint="Grant the Function App's managed identity the 'Key Vault Secrets User' role on the vault "
-        "(RBAC mode); new role assignments can take a few minutes to apply.",
-    )
+def _clean(value: str, setting: str) -> str:
+    """A secret given directly in a setting: registered, stripped and checked (Settings already did, but a
+    Settings built in code skips the parser)."""
+    register(value)
+    value = value.strip()
+    register(value)
+    problem = secret_value_problem(value)
+    if problem:
+        raise ConfigError(f"{setting}: {problem}", hint="Store the secret alone, on one line.")
+    return value

@@ -4,7 +4,8 @@ document and a collector must survive.
 Configurable: sort order (``asc``, ``desc``, ``none``), whether ``end_date`` is inclusive, the page
 size cap, continuation tokens that expire after N seconds of the injected clock (counted from the
 pagination's first page) or after K uses of the same token, and
-(through ``SimServer.inject``) 401/403/429/500 answers. Events are added at any time with ``add`` (late
+(through ``SimServer.inject``) 401/403/429/500 answers; ``echo_token`` (a ``simulators.echo`` mode)
+echoes the received token in every error message, injected faults included. Events are added at any time with ``add`` (late
 events land behind a collector's watermark). A pagination reads a snapshot taken at its first page, as a
 server-side cursor would. Standard library only.
 """
@@ -22,6 +23,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from simulators.base import Request, Response, SimServer
+from simulators.echo import with_echo
 
 EVENTS_PATH = "/api/rest/public/events"
 MAX_LIMIT = 1000
@@ -82,6 +84,7 @@ class KeeperSim(SimServer):
         self.token_ttl = token_ttl
         self.token_max_uses = token_max_uses
         self.token_rejected_status = token_rejected_status
+        self.echo_token: str | None = None
         self.record_bodies = False
         self._random = random.Random(seed)
         self._events: list[tuple[int, dict[str, Any]]] = []
@@ -137,6 +140,11 @@ class KeeperSim(SimServer):
         return hits
 
     # -- HTTP ----------------------------------------------------------------------------------------
+    def _dispatch(self, request: Request) -> Response:
+        """Injected faults included: a vendor that echoes does so in every error it sends."""
+        token = (request.header("x-api-token") or "").removeprefix("Bearer ")
+        return with_echo(super()._dispatch(request), token, self.echo_token)
+
     def handle(self, request: Request) -> Response:
         if request.path != EVENTS_PATH or request.method != "GET":
             return Response(404, {"error": "not_found", "message": "Not Found"})

@@ -41,8 +41,36 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
     return Response(status, {"error": {"code": code, "message": message}}, dict(headers or {}))
 
 
+#: reason -> (innererror code, message) as Azure Key Vault answers them (vault name and ids templated).
+_DENIALS = {
+    "rbac": (
+        "ForbiddenByRbac",
+        "Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments "
+        "or role definitions were changed recently, please observe propagation time.\r\nCaller: "
+        "appid={appid}\r\nAction: 'Microsoft.KeyVault/vaults/secrets/getSecret/action'\r\n"
+        "Assignment: (not found)\r\nVault: {vault};location=westeurope\r\n",
+    ),
+    "access_policy": (
+        "AccessDenied",
+        "The user, group or application 'appid={appid}' does not have secrets get permission on key vault "
+        "'{vault};location=westeurope'. For help resolving this issue, please see "
+        "https://go.microsoft.com/fwlink/?linkid=2125287",
+    ),
+    "firewall": (
+        "ForbiddenByFirewall",
+        "Client address is not authorized and caller is not a trusted service.\r\nClient address: "
+        "203.0.113.7\r\nCaller: appid={appid}\r\nVault: {vault};location=westeurope",
+    ),
+}
+
+
 class KeyVaultSim(SimServer):
-    """Secrets with versions; ``deny()`` takes the caller's permission away (403 like a missing role)."""
+    """Secrets with versions; ``deny(reason)`` answers 403 the way Azure does for that reason.
+
+    Azure's 403 bodies all carry ``code: Forbidden``; the ``innererror.code`` tells them apart:
+    ``ForbiddenByRbac`` (no role in an RBAC vault), ``AccessDenied`` (no access policy),
+    ``ForbiddenByFirewall`` (caller's network not allowed) and ``SecretDisabled``.
+    """
 
     def __init__(
         self,
@@ -56,7 +84,7 @@ class KeyVaultSim(SimServer):
         self.identity = identity
         self.tenant_id = tenant_id
         self.vault_name = vault_name
-        self.denied = False
+        self.denied = ""
         self._secrets: dict[str, _Secret] = {}
 
     # -- test controls ---------------------------------------------------------------------------
@@ -76,10 +104,16 @@ class KeyVaultSim(SimServer):
         with self.lock:
             self._secrets[name.lower()].versions[-1].enabled = False
 
-    def deny(self, denied: bool = True) -> None:
-        """Take away (or give back) ``secrets get`` for the caller."""
+    def deny(self, denied: bool = True, *, reason: str = "rbac") -> None:
+        """Take away (or give back) ``secrets get`` for the caller.
+
+        ``reason``: ``rbac`` (no Key Vault Secrets User role), ``access_policy`` (vault in access-policy
+        mode without a get permission) or ``firewall`` (the vault's network rules refuse the caller).
+        """
+        if reason not in _DENIALS:
+            raise ValueError(f"unknown reason {reason!r}")
         with self.lock:
-            self.denied = denied
+            self.denied = reason if denied else ""
 
     @property
     def client_id(self) -> str:
@@ -123,12 +157,16 @@ class KeyVaultSim(SimServer):
             return _error(400, "BadParameter", f"The secret name '{name}' is not valid.")
         with self.lock:
             if self.denied:
-                return _error(
+                inner, message = _DENIALS[self.denied]
+                return Response(
                     403,
-                    "Forbidden",
-                    f"The user, group or application 'appid={self.client_id}' does not have secrets get "
-                    f"permission on key vault '{self.vault_name};location=westeurope'. "
-                    "For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125287",
+                    {
+                        "error": {
+                            "code": "Forbidden",
+                            "message": message.format(appid=self.client_id, vault=self.vault_name),
+                            "innererror": {"code": inner},
+                        }
+                    },
                 )
             stored = self._secrets.get(name.lower())
             found = None

@@ -31,6 +31,7 @@ from enum import Enum
 from typing import Any
 
 from simulators.base import Request, Response, SimServer
+from simulators.echo import with_echo
 from simulators.onepassword_data import EVENT_TYPES, make_events, op_uuid
 
 DEFAULT_HOST = "events.1password.com"
@@ -148,6 +149,8 @@ class OnePasswordSim(SimServer):
     ``duplicate_at_resume`` starts every cursor page with the last event the previous page delivered.
     ``limit_per_minute`` / ``limit_per_hour`` (None: off) answer 429 without ``Retry-After`` once the
     account made that many requests in the sliding window, timed by the injected clock.
+    ``echo_token`` (one of ``simulators.echo.ECHO_MODES``, None: off) echoes the bearer token received
+    in the message of every error answered, injected faults included.
     """
 
     def __init__(
@@ -168,6 +171,7 @@ class OnePasswordSim(SimServer):
         self.duplicate_at_resume = False
         self.limit_per_minute: int | None = None
         self.limit_per_hour: int | None = None
+        self.echo_token: str | None = None
         self._request_times: deque[datetime] = deque()
         self._tokens: dict[str, TokenInfo] = {}
         self._logs: dict[str, _Log] = {t: _Log() for t in EVENT_TYPES}
@@ -277,6 +281,11 @@ class OnePasswordSim(SimServer):
                 return True
             times.append(now)
             return False
+
+    def _dispatch(self, request: Request) -> Response:
+        """Injected faults included: a vendor that echoes does so in every error it sends."""
+        _, _, token = (request.header("authorization") or "").partition(" ")
+        return with_echo(super()._dispatch(request), token, self.echo_token)
 
     def handle(self, request: Request) -> Response:
         if self._throttled():

@@ -335,7 +335,7 @@ def dcr() -> JSON:
 
 def storage() -> list[JSON]:
     account = "[variables('storageAccountName')]"
-    return [
+    resources: list[JSON] = [
         {
             "type": "Microsoft.Storage/storageAccounts",
             "apiVersion": API["storage"],
@@ -398,7 +398,8 @@ def storage() -> list[JSON]:
             "name": "[format('{0}/default', variables('storageAccountName'))]",
             "dependsOn": [f"[{STORAGE_ID}]"],
         },
-    ] + [
+    ]
+    return resources + [
         {
             "type": "Microsoft.Storage/storageAccounts/queueServices/queues",
             "apiVersion": API["storage"],

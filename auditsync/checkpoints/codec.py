@@ -78,8 +78,10 @@ def prepare(checkpoint: Checkpoint) -> tuple[Checkpoint, str | None]:
             f"Checkpoint of {checkpoint.stream}: total_events must be a non-negative integer, "
             f"got {checkpoint.total_events!r}."
         )
-    if len(checkpoint.last_message) > MAX_MESSAGE_CHARS:
-        changes["last_message"] = checkpoint.last_message[: MAX_MESSAGE_CHARS - 1] + "…"
+    for name in ("last_message", "last_hint"):
+        text = getattr(checkpoint, name)
+        if len(text) > MAX_MESSAGE_CHARS:
+            changes[name] = text[: MAX_MESSAGE_CHARS - 1] + "…"
     return replace(checkpoint, **changes), position_text(checkpoint.stream, checkpoint.position)
 
 

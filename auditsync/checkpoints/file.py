@@ -68,6 +68,19 @@ class FileCheckpointStore:
         log.debug("saved checkpoint of %s to %s", checkpoint.stream, path)
         return saved
 
+    def delete(self, checkpoint: Checkpoint) -> None:
+        """Remove the record if its etag still matches (used by ``check``'s probe and finished backfills)."""
+        path = self.path(checkpoint.stream)
+        with self._locked():
+            current = self._read(path)
+            current_etag = None if current is None else current.get("etag")
+            if checkpoint.etag != current_etag:
+                raise CheckpointConflict(_conflict_message(checkpoint, current_etag), hint=CONFLICT_HINT)
+            try:
+                path.unlink()
+            except OSError as exc:
+                raise self._os_error(exc, "delete", path) from None
+
     def list(self) -> list[Checkpoint]:
         if not self.directory.is_dir():
             return []
@@ -150,6 +163,7 @@ class FileCheckpointStore:
                 last_status=str(record.get("last_status", "")),
                 last_error_kind=str(record.get("last_error_kind", "")),
                 last_message=str(record.get("last_message", "")),
+                last_hint=str(record.get("last_hint", "")),
                 lease_owner=str(record.get("lease_owner", "")),
                 etag=record["etag"],
                 **values,
@@ -179,6 +193,7 @@ def _record(checkpoint: Checkpoint, position: str | None) -> dict[str, Any]:
         "last_status": checkpoint.last_status,
         "last_error_kind": checkpoint.last_error_kind,
         "last_message": checkpoint.last_message,
+        "last_hint": checkpoint.last_hint,
         "lease_owner": checkpoint.lease_owner,
     }
     for name in DATETIME_FIELDS:

@@ -39,6 +39,7 @@ from azure.data.tables import (
     UpdateMode,
 )
 
+from auditsync.azure_errors import ExplainedCredential, credential_failure
 from auditsync.checkpoints.codec import CONFLICT_HINT, parse_position, prepare, stream_key, utc
 from auditsync.errors import AuditSyncError, AuthError, CheckpointConflict, CheckpointError, ConfigError
 from auditsync.http import Redactor, network_failure, redact_url
@@ -87,6 +88,7 @@ _STRINGS = {
     "last_status": "LastStatus",
     "last_error_kind": "LastErrorKind",
     "last_message": "LastMessage",
+    "last_hint": "LastHint",
     "lease_owner": "LeaseOwner",
 }
 
@@ -129,9 +131,15 @@ class TableCheckpointStore:
 
         ``client_kwargs`` go to the SDK client over CLIENT_BOUNDS (e.g. ``retry_total=0`` in tests).
         """
+        explained = ExplainedCredential(
+            credential,
+            f"checkpoint table {table}",
+            role="Storage Table Data Contributor",
+            scope="storage account",
+        )
         try:
             service = TableServiceClient(
-                endpoint=url, credential=credential, **{**CLIENT_BOUNDS, **client_kwargs}
+                endpoint=url, credential=explained, **{**CLIENT_BOUNDS, **client_kwargs}
             )
         except ValueError as exc:
             https = "HTTPS" in str(exc)
@@ -216,6 +224,23 @@ class TableCheckpointStore:
         log.debug("saved checkpoint of %s to table %s", stream, self.table_name)
         return _with_etag(prepared, metadata)
 
+    def delete(self, checkpoint: Checkpoint) -> None:
+        """Remove the entity if its etag still matches (used by ``check``'s probe and finished backfills)."""
+        try:
+            self._table.delete_entity(
+                PARTITION,
+                stream_key(checkpoint.stream),
+                etag=checkpoint.etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except ResourceModifiedError:
+            raise CheckpointConflict(
+                f"Checkpoint of {checkpoint.stream} was saved by someone else since it was loaded.",
+                hint=CONFLICT_HINT,
+            ) from None
+        except AzureError as exc:
+            raise self._error(exc, f"Deleting the checkpoint of {checkpoint.stream}") from None
+
     def list(self) -> list[Checkpoint]:
         try:
             entities = list(
@@ -280,6 +305,13 @@ class TableCheckpointStore:
         reason = self._first_line(exc)
         if not reason.startswith("Operation returned an invalid status"):  # adds nothing to the status
             detail = f"{detail}: {reason}"
+        if isinstance(exc, ClientAuthenticationError) and status is None:
+            return credential_failure(
+                exc,
+                f"checkpoint table {self.table_name}",
+                role="Storage Table Data Contributor",
+                scope="storage account",
+            )
         if isinstance(exc, ClientAuthenticationError) or status in (401, 403):
             return AuthError(f"{where} was refused ({detail}).", hint=self._auth_hint)
         if isinstance(exc, ServiceRequestError | ServiceResponseError):

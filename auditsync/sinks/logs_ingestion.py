@@ -37,6 +37,7 @@ from azure.core.exceptions import (
 )
 from azure.monitor.ingestion import LogsIngestionClient
 
+from auditsync.azure_errors import credential_failure
 from auditsync.config import is_loopback_url
 from auditsync.errors import AuthError, SinkError
 from auditsync.http import (
@@ -160,9 +161,8 @@ class LogsIngestionSink:
             status = getattr(exc, "status_code", None)
             if status in (401, 403):
                 raise AuthError(f"Logs Ingestion refused {where} ({status})", hint=ROLE_HINT) from None
-            raise AuthError(
-                f"no Entra token for Logs Ingestion ({type(exc).__name__})",
-                hint="Enable the Function App's managed identity (or 'az login' locally).",
+            raise credential_failure(
+                exc, "Logs Ingestion", role="Monitoring Metrics Publisher", scope="data collection rule"
             ) from None
         except HttpResponseError as exc:
             if exc.status_code is not None:

@@ -42,6 +42,7 @@ def full_checkpoint(stream: str = STREAM) -> Checkpoint:
         last_status="behind",
         last_error_kind="throttled",
         last_message="HTTP 429 from events.1password.com; stopped at the deadline — résumé next run",
+        last_hint="Nothing, usually: the next run resumes; if it persists, lengthen TIMER_SCHEDULE.",
         last_run=T0 + timedelta(minutes=1),
         lease_owner="host-a/1234",
         lease_until=T0 + TTL,
@@ -69,6 +70,7 @@ def test_round_trip_keeps_every_field(store_factory: StoreFactory) -> None:
         assert value.utcoffset() == timedelta(0)
         assert type(value) is datetime
     assert loaded.last_message == full_checkpoint().last_message
+    assert loaded.last_hint == full_checkpoint().last_hint
 
 
 def test_empty_fields_round_trip_as_empty(store_factory: StoreFactory) -> None:

@@ -86,8 +86,8 @@ def test_check_reports_each_dependency(onepassword_sim: OnePasswordSim, tmp_path
     code, out = run(["check"], local_env(onepassword_sim, tmp_path, token))
     assert code == 1
     assert (
-        "x onepassword token (environment) and API: 1Password token reads auditevents, signinattempts; missing itemusages"
-        in out
+        "x onepassword API (1Password introspect): 1Password token reads auditevents, signinattempts; "
+        "missing itemusages" in out
     )
     assert "ok sink file" in out and "ok checkpoint store" in out and "1 check(s) failed" in out
     code, out = run(
@@ -127,6 +127,6 @@ def test_check_probes_logs_ingestion_with_the_managed_identity(
     }
     code, out = run(["check"], env)
     assert code == 0, out
-    assert f"ok sink logs_ingestion: logs ingestion to DCR {logs_ingestion_sim.dcr_id}" in out
+    assert f"ok sink logs_ingestion: DCR {logs_ingestion_sim.dcr_id}, stream Custom-AuditSyncHealth" in out
     assert "https://monitor.azure.com" in identity_sim.requested
-    assert logs_ingestion_sim.uploads == 0
+    assert logs_ingestion_sim.uploads == 1  # the one Status=check row is the proof

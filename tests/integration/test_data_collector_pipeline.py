@@ -291,11 +291,9 @@ def test_check_prints_the_retirement_warning_and_probes_the_key(
     text = out.getvalue()
     assert "! SINK=data_collector uses the legacy HTTP Data Collector API" in text
     assert "2026-09-14" in text and "SINK=logs_ingestion" in text
-    assert (
-        f"ok sink data_collector: Data Collector API at {dc_pipeline.collector.url}: workspace key accepted"
-        in text
-    )
-    assert dc_pipeline.collector.rows("AuditSyncHealth_CL") == []  # the probe writes nothing
+    assert "ok sink data_collector: workspace " in text and "accepted one AuditSyncHealth_CL row" in text
+    # the proof is one signed post of one health row, which content tells apart by its Status
+    assert [r["Status_s"] for r in dc_pipeline.collector.rows("AuditSyncHealth_CL")] == ["check"]
 
     wrong = random_key()
     out = io.StringIO()

@@ -80,9 +80,19 @@ def test_missing_secret_is_resource_not_found(keyvault_sim: KeyVaultSim) -> None
     assert caught.value.error is not None and caught.value.error.code == "SecretNotFound"
 
 
-def test_denied_vault_is_a_403_naming_the_missing_permission(keyvault_sim: KeyVaultSim) -> None:
+@pytest.mark.parametrize(
+    ("reason", "inner", "words"),
+    [
+        ("rbac", "ForbiddenByRbac", "Caller is not authorized"),
+        ("access_policy", "AccessDenied", "does not have secrets get permission"),
+        ("firewall", "ForbiddenByFirewall", "Client address is not authorized"),
+    ],
+)
+def test_denied_vault_is_a_403_whose_inner_code_names_the_reason(
+    keyvault_sim: KeyVaultSim, reason: str, inner: str, words: str
+) -> None:
     keyvault_sim.set_secret("onepassword-api-token", "value")
-    keyvault_sim.deny()
+    keyvault_sim.deny(reason=reason)
     client = SecretClient(
         keyvault_sim.url, DefaultAzureCredential(), verify_challenge_resource=False, retry_total=0
     )
@@ -91,7 +101,9 @@ def test_denied_vault_is_a_403_naming_the_missing_permission(keyvault_sim: KeyVa
         client.get_secret("onepassword-api-token")
 
     assert caught.value.status_code == 403
-    assert "does not have secrets get permission" in str(caught.value.message)
+    assert caught.value.error is not None and caught.value.error.code == "Forbidden"
+    assert caught.value.error.innererror == {"code": inner}
+    assert words in str(caught.value.message)
 
 
 def test_vault_refuses_tokens_the_identity_did_not_issue(keyvault_sim: KeyVaultSim) -> None:

@@ -1,0 +1,198 @@
+"""``auditsync check``: prove every part a run needs by using it, the way a run would.
+
+Each probe does the real thing on a small scale: read each Key Vault secret and check its shape,
+ask each vendor what the token may read, write one ``AuditSyncHealth_CL`` row (``Status=check``)
+through the configured sink, and create, read and delete a probe record in the checkpoint store.
+A probe that only fetched a token would pass while the DCR id is wrong, the role is missing or the
+endpoint is unreachable; a write is the only proof. Every failure becomes one ``ProbeResult`` with
+the hint of the error that caused it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from auditsync.config import Settings
+from auditsync.errors import AuditSyncError, CheckpointError, ConfigError
+from auditsync.heartbeat import health_rows
+from auditsync.http import HttpClient, Redactor
+from auditsync.model import Checkpoint, CheckpointStore, Clock, Deadline, Sink, StreamReport
+from auditsync.schedule import describe_next_runs
+from auditsync.secrets import CredentialFactory, Secrets, default_credential
+from auditsync.tables import HEALTH_TABLE, TABLES
+from auditsync.tables.rows import shape_rows
+
+#: The Status of the row ``check`` writes: never ok/idle/behind/error, so content can tell it apart.
+STATUS_CHECK = "check"
+CHECK_STREAM = "auditsync/check"
+#: check answers in seconds: one retry at most, never the run's whole backoff schedule.
+CHECK_SINK_BUDGET = timedelta(seconds=20)
+_BUG_HINT = "Unexpected: run 'python -m auditsync -v check' and report the output to the maintainers."
+_NAMES = {"onepassword": "1Password", "keeper": "Keeper"}
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One line of ``check``: ``ok`` with what was proven, or ``x`` with the problem and what to do."""
+
+    part: str
+    ok: bool
+    detail: str
+    hint: str = ""
+    skipped: bool = False
+
+
+def _attempt(part: str, action: Callable[[], str], redactor: Redactor) -> ProbeResult:
+    try:
+        detail = action()
+    except AuditSyncError as error:
+        return ProbeResult(part, False, redactor(str(error)), redactor(error.hint))
+    except Exception as error:  # a probe must report, never crash check
+        return ProbeResult(
+            part, False, f"unexpected {type(error).__name__}: {redactor(str(error))[:300]}", _BUG_HINT
+        )
+    return ProbeResult(part, True, redactor(detail))
+
+
+def run_probes(
+    settings: Settings,
+    *,
+    credential_factory: CredentialFactory | None = None,
+    clock: Clock | None = None,
+) -> Iterator[ProbeResult]:
+    """Every probe in the order a run needs the parts; yields as it goes so the CLI prints live."""
+    from auditsync.checkpoints import open_store
+    from auditsync.sinks import open_sink
+    from auditsync.sources import SourceContext, source_module
+
+    clock = clock or Clock()
+    redactor = Redactor(settings.secret_values())
+    credential = functools.cache(credential_factory or default_credential)
+    http = HttpClient(clock=clock, redactor=redactor, max_attempts=2)
+    secrets = Secrets(settings, credential, redactor, retry_total=1)
+
+    yield _attempt(
+        f"timer schedule '{settings.timer_schedule}'",
+        lambda: "next runs " + describe_next_runs(settings.timer_schedule, clock.now()),
+        redactor,
+    )
+
+    tokens: dict[str, str] = {}
+    for source in settings.sources:
+        setting = (
+            f"Key Vault secret {getattr(settings, source + '_token_secret')}"
+            if settings.key_vault_url
+            else f"{source.upper()}_TOKEN"
+        )
+
+        def read(source: str = source) -> str:
+            tokens[source] = secrets.token(source)  # reads the secret and checks the token's shape
+            return f"readable, shaped like a {_NAMES[source]} token"
+
+        yield _attempt(f"{source} token ({setting})", read, redactor)
+
+    if settings.sink == "data_collector" and not settings.workspace_key and settings.key_vault_url:
+
+        def read_key() -> str:
+            try:
+                base64.b64decode(secrets.workspace_key(), validate=True)
+            except (binascii.Error, ValueError):
+                raise ConfigError(
+                    f"Key Vault secret '{settings.workspace_key_secret}' (WORKSPACE_KEY_SECRET) is not a base64 "
+                    "workspace shared key",
+                    hint="Copy the workspace's primary key (Agents page) into the secret again, as it is shown.",
+                ) from None
+            return "readable, a base64 shared key"
+
+        yield _attempt(
+            f"workspace key (Key Vault secret {settings.workspace_key_secret})", read_key, redactor
+        )
+
+    for source in settings.sources:
+        part = f"{source} API ({_NAMES[source]} {'introspect' if source == 'onepassword' else 'one-event query'})"
+        if source not in tokens:
+            yield ProbeResult(part, False, "not tried: no usable token (see above)", skipped=True)
+            continue
+
+        def call(source: str = source) -> str:
+            context = SourceContext(settings, tokens[source], http, clock, clock.now())
+            return source_module(source).probe(context)
+
+        yield _attempt(part, call, redactor)
+
+    def write_to_sink() -> str:
+        sink: Sink
+        if settings.sink == "logs_ingestion":
+            from auditsync.sinks.logs_ingestion import LogsIngestionSink
+
+            # One quick retry: check must answer in seconds, not after the run's backoff schedule.
+            sink = LogsIngestionSink(
+                settings.logs_ingestion_endpoint,
+                settings.logs_ingestion_rule_id,
+                credential(),
+                audience=settings.logs_ingestion_audience,
+                clock=clock,
+                max_attempts=2,
+            )
+        else:
+            sink = open_sink(settings, credential_factory=credential, secrets=secrets, http=http, clock=clock)
+        sink.send(HEALTH_TABLE, check_rows(clock.now()), Deadline.after(clock, CHECK_SINK_BUDGET))
+        return f"{_sink_target(settings)}: accepted one {HEALTH_TABLE} row (Status={STATUS_CHECK})"
+
+    yield _attempt(f"sink {settings.sink}", write_to_sink, redactor)
+
+    def round_trip() -> str:
+        store = open_store(settings, credential)
+        return probe_store(store, clock.now()) + f" ({_store_target(settings)})"
+
+    yield _attempt("checkpoint store", round_trip, redactor)
+
+
+def check_rows(now: datetime) -> list[dict[str, object]]:
+    """The one health row ``check`` writes, shaped by the table file exactly like a run's heartbeat."""
+    report = StreamReport(
+        "auditsync", CHECK_STREAM, STATUS_CHECK, message="written by 'auditsync check' to prove the sink"
+    )
+    rows, _ = shape_rows(
+        TABLES[HEALTH_TABLE], health_rows([report], now=now, run_id="check-" + uuid.uuid4().hex[:8]), now=now
+    )
+    return rows
+
+
+def probe_store(store: CheckpointStore, now: datetime) -> str:
+    """Create, read back and delete a probe record: proves the store is reachable and writable."""
+    name = f"auditsync/check-{uuid.uuid4().hex[:12]}"
+    created = store.save(Checkpoint(name, position={"probe": True}, last_run=now))
+    loaded = store.load(name)
+    if loaded.position != {"probe": True} or loaded.etag != created.etag:
+        raise CheckpointError(
+            f"the probe record {name} read back differently than it was written",
+            hint="Another process changes records in this store; check CHECKPOINT_TABLE / AUDITSYNC_DATA_DIR.",
+        )
+    delete = getattr(store, "delete", None)
+    if delete is None:  # pragma: no cover - both stores delete
+        return "created and read a probe record (this store cannot delete it)"
+    delete(loaded)
+    if store.load(name).etag is not None:
+        raise CheckpointError(f"the probe record {name} is still there after its deletion")
+    return "created, read and deleted a probe record"
+
+
+def _sink_target(settings: Settings) -> str:
+    if settings.sink == "logs_ingestion":
+        return f"DCR {settings.logs_ingestion_rule_id}, stream {TABLES[HEALTH_TABLE].stream}"
+    if settings.sink == "data_collector":
+        return f"workspace {settings.workspace_id}, Log-Type {TABLES[HEALTH_TABLE].legacy_log_type}"
+    return f"{settings.data_dir / 'tables'}"
+
+
+def _store_target(settings: Settings) -> str:
+    if settings.checkpoint_store == "table":
+        return f"table {settings.checkpoint_table}"
+    return str(settings.data_dir / "checkpoints")
