@@ -79,6 +79,7 @@ def main(
     backfill.add_argument("--until", help="range end (exclusive; default: now)")
     demo = sub.add_parser("demo", help="run against the bundled simulators with sample data")
     demo.add_argument("--events", type=int, default=300, help="sample events per stream")
+    demo.add_argument("--tenants", type=int, default=0, help="multi-tenant demo with this many tenants")
     fanout_commands.register(sub)
     args = parser.parse_args(argv)
     install_log_redaction()
@@ -138,6 +139,11 @@ class RedactingWriter:
 def _command(args: argparse.Namespace, environ: dict[str, str], out: TextIO) -> int:
     # AZURE_LOG_LEVEL=debug asks for everything, the SDKs' HTTP logging included (still redacted).
     quiet_sdk_loggers(args.verbose or environ.get("AZURE_LOG_LEVEL", "").strip().lower() == "debug")
+    if args.command == "demo" and args.tenants:
+        from auditsync.demo import run_tenants_demo
+
+        data_dir = environ.get("AUDITSYNC_DATA_DIR", ".auditsync")
+        return run_tenants_demo(out, tenants=args.tenants, events_per_stream=args.events, data_dir=data_dir)
     if args.command == "demo":
         from auditsync.demo import run_demo
 

@@ -19,13 +19,11 @@ import argparse
 import contextlib
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,7 @@ from auditsync.fanout.dispatch import dispatch
 from auditsync.fanout.queue import open_queue
 from auditsync.tables import HEALTH_TABLE, KEEPER_TABLE, ONEPASSWORD_TABLE
 from auditsync.tenants import Tenant
+from simulators.azurite import azurite
 from simulators.identity import COMPETING_CREDENTIAL_ENV, ManagedIdentitySim
 from simulators.keeper import KeeperSim, sample_events
 from simulators.keyvault import KeyVaultSim
@@ -44,52 +43,7 @@ from simulators.onepassword import EVENT_TYPES, OnePasswordSim
 from simulators.tls import make_loopback_tls
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = ROOT / "node_modules" / ".bin"
-ACCOUNT = "devstoreaccount1"
-KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 DCR_REQUESTS_PER_MINUTE = 12_000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def azurite(service: str) -> Iterator[tuple[str, int]]:
-    """``azurite-table`` or ``azurite-queue`` in memory; yields (connection string, pid)."""
-    port = _free_port()
-    with tempfile.TemporaryDirectory(prefix="azurite-") as workdir:
-        process = subprocess.Popen(
-            [
-                str(BIN / f"azurite-{service}"),
-                "--inMemoryPersistence",
-                f"--{service}Host",
-                "127.0.0.1",
-                f"--{service}Port",
-                str(port),
-                "--disableTelemetry",
-                "--skipApiVersionCheck",
-            ],
-            cwd=workdir,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            for _ in range(200):
-                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                    break
-                time.sleep(0.05)
-            endpoint = "TableEndpoint" if service == "table" else "QueueEndpoint"
-            yield (
-                f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};"
-                f"{endpoint}=http://127.0.0.1:{port}/{ACCOUNT};",
-                process.pid,
-            )
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
 
 
 def _cpu_of(pid: int) -> float:
