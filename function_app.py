@@ -16,6 +16,7 @@ from the moment this module is imported.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import uuid
@@ -31,6 +32,7 @@ from auditsync.model import Clock
 from auditsync.redaction import install_log_redaction
 from auditsync.runner import run_cycle
 from auditsync.schedule import schedule_problem
+from auditsync.secrets import default_credential
 from auditsync.telemetry import quiet_sdk_loggers
 
 install_log_redaction()
@@ -54,6 +56,8 @@ WORK_QUEUE = os.environ.get("WORK_QUEUE", "").strip() or SETTINGS["WORK_QUEUE"][
 #: The queue triggers use the host's own storage connection (identity-based in Azure: the same account
 #: that holds the checkpoints, with Storage Queue Data Contributor; Azurite locally).
 QUEUE_CONNECTION = "AzureWebJobsStorage"
+#: One managed-identity credential per worker process: its tokens are cached across work items.
+_credential = functools.cache(default_credential)
 
 
 class CollectionFailed(RuntimeError):
@@ -104,7 +108,9 @@ def _dispatch(settings: Settings) -> None:
     """Enqueue every enabled tenant's streams; fail the invocation (after the others) for a bad tenant."""
     run_id = uuid.uuid4().hex[:12]
     try:
-        report = dispatch_tick(settings, os.environ, now=Clock().now(), run_id=run_id)
+        report = dispatch_tick(
+            settings, os.environ, now=Clock().now(), run_id=run_id, credential_factory=_credential
+        )
     except AuditSyncError as error:
         log.error("dispatch failed: %s (hint: %s)", error, error.hint)
         raise CollectionFailed(f"dispatch {run_id}: {error}") from None
@@ -118,12 +124,18 @@ def _dispatch(settings: Settings) -> None:
 @app.queue_trigger(arg_name="message", queue_name=WORK_QUEUE, connection=QUEUE_CONNECTION)
 def work(message: func.QueueMessage) -> None:
     """Collect one (tenant, stream). Raises only when a retry is warranted (see auditsync.fanout.worker)."""
-    work_message(message.get_body().decode("utf-8"), _settings(), os.environ)
+    work_message(message.get_body().decode("utf-8"), _settings(), os.environ, credential_factory=_credential)
 
 
 @app.queue_trigger(arg_name="message", queue_name=poison_queue_name(WORK_QUEUE), connection=QUEUE_CONNECTION)
 def poisoned(message: func.QueueMessage) -> None:
     """Report a work item that failed maxDequeueCount times as an ``error`` health row, never drop it."""
     # The message failed maxDequeueCount times on the work queue (its count here is the poison queue's).
-    where = report_poison(message.get_body().decode("utf-8"), MAX_DEQUEUE_COUNT, _settings(), os.environ)
+    where = report_poison(
+        message.get_body().decode("utf-8"),
+        MAX_DEQUEUE_COUNT,
+        _settings(),
+        os.environ,
+        credential_factory=_credential,
+    )
     log.warning("poisoned work item reported to the %s destination", where)

@@ -259,6 +259,7 @@ def run_tenants_demo(
         queue, poison = open_work_queues(settings, lambda: None, create=True)
         report = dispatch(registry, env, queue, now=now, run_id="demo")
         print(f"\n1) the timer's dispatch: {len(report.enqueued)} work items on the queue", file=out)
+
         def handle(text: str, _count: int) -> None:
             work_message(text, settings, env, registry=registry)
 
