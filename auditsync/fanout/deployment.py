@@ -153,9 +153,10 @@ def report_poison(
         tenant = (registry or open_registry(settings, credential)).get(item.tenant) if item.tenant else None
         if tenant is not None:
             tenant_settings = settings_for(tenant, env)
-        scoped = TenantScopedStore(open_store(settings, credential), item.tenant)
-        checkpoint = scoped.load(item.stream)
-        last_kind, last_message = checkpoint.last_error_kind, checkpoint.last_message
+        if item.tenant:
+            scoped = TenantScopedStore(open_store(settings, credential), item.tenant)
+            checkpoint = scoped.load(item.stream)
+            last_kind, last_message = checkpoint.last_error_kind, checkpoint.last_message
     except AuditSyncError as error:
         log.warning("poisoned item: no last outcome for %s of %s: %s", item.stream, item.tenant, error)
     source = item.stream.partition("/")[0]

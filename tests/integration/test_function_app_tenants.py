@@ -13,6 +13,7 @@ from typing import Any
 import azure.functions as func
 import pytest
 
+import function_app
 from auditsync.fanout.queue import MAX_DEQUEUE_COUNT, open_queue
 from auditsync.fanout.work_item import WorkItem
 from auditsync.fanout.worker import WorkFailed
@@ -92,6 +93,8 @@ def tenants(
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    # A worker process keeps one credential; each test's identity endpoint is a new "machine".
+    function_app._credential.cache_clear()
     yield accounts, dcrs
     other_account.stop()
     for sim in dcrs.values():
@@ -156,3 +159,12 @@ def test_a_tick_dispatches_the_queue_function_collects_and_poison_is_reported(
     indexed_function("poisoned").get_user_function()(queue_message(acme))
     rows = dcrs["acme"].rows("AuditSyncHealth_CL")
     assert [(r["Tenant"], r["Status"]) for r in rows] == [("acme", "ok"), ("acme", "error")]
+
+
+def test_a_poisoned_message_that_is_not_a_work_item_is_still_reported(
+    tenants: Any, logs_ingestion_sim: LogsIngestionSim
+) -> None:
+    indexed_function("poisoned").get_user_function()(queue_message("not json at all"))
+    (row,) = logs_ingestion_sim.rows("AuditSyncHealth_CL")
+    assert (row["Tenant"], row["Stream"], row["Status"]) == ("", "unknown/unknown", "error")
+    assert "poison" in row["Message"]
