@@ -72,8 +72,9 @@ def stream_columns(table: TableDef) -> Columns:
 
 def legacy_columns(table: TableDef) -> Columns:
     """Columns the HTTP Data Collector API creates for our sink's records (``legacy_rows`` decides the names),
-    plus TimeGenerated and the Keeper event-specific fields it flattens out of ``data``."""
-    columns: Columns = [("TimeGenerated", "datetime")]
+    plus TimeGenerated, SourceSystem and the Keeper event-specific fields it flattens out of ``data``."""
+    # The service stamps TimeGenerated and SourceSystem ("RestAPI") on every Data Collector record.
+    columns: Columns = [("TimeGenerated", "datetime"), ("SourceSystem", "string")]
     columns += [(name, LEGACY_TYPE[name[-2:]]) for name, _ in legacy_rows.legacy_columns(table)]
     if table.name == KEEPER_TABLE:
         columns += [(f"{n}_s", "string") for n in KEEPER_EVENT_FIELDS_TEXT]
