@@ -225,3 +225,27 @@ def test_data_files_name_their_source() -> None:
     for path in sorted(schema.DATA.glob("*.json")):
         doc = json.loads(path.read_text(encoding="utf-8"))
         assert doc.get("source") or doc.get("$comment"), f"{path.name} does not say where its facts come from"
+
+
+# -- deployment-time values ----------------------------------------------------------------------------
+
+PLACEHOLDER = re.compile(r"__AUDITSYNC_[A-Z_]+__")
+
+
+def test_placeholders_appear_only_in_parsers_and_both_templates_fill_them() -> None:
+    """The token vault parser names the vault and the collector's identity; the templates write them in.
+    Nothing else may carry a placeholder, because only parser queries are rewritten at deployment."""
+    in_parsers = {m for p in CONTENT["parsers"] for m in PLACEHOLDER.findall(p["query"])}
+    assert in_parsers == {"__AUDITSYNC_KEY_VAULT_NAME__", "__AUDITSYNC_FUNCTION_APP_PRINCIPAL_ID__"}
+    elsewhere = [name for name, text in build_sentinel.all_queries(CONTENT) if PLACEHOLDER.search(text)]
+    assert elsewhere == []
+    bicep = SENTINEL_INFRA.read_text(encoding="utf-8")
+    arm = json.loads((build_sentinel.ROOT / "infra" / "azuredeploy.json").read_text(encoding="utf-8"))
+    nested = next(r for r in arm["resources"] if r.get("name") == "auditsync-sentinel")
+    parsers = next(
+        r for r in nested["properties"]["template"]["resources"] if r.get("copy", {}).get("name") == "parsers"
+    )
+    for placeholder in in_parsers:
+        assert f"'{placeholder}'" in bicep
+        assert f"'{placeholder}'" in parsers["properties"]["query"]
+    assert set(nested["properties"]["parameters"]) >= {"keyVaultName", "functionAppPrincipalId"}
