@@ -140,10 +140,11 @@ def test_official_content_paths_are_fields_the_vendor_sends(table: str) -> None:
 
 
 def test_official_paths_the_vendor_never_sends_are_reported() -> None:
-    """The bug the path check exists for: 1Password's official rules read session.ip_address."""
+    """The bugs the path check exists for: 1Password's official rules read session.ip_address, their
+    workbook location.state; the check reports both, also behind a join's renamed column."""
     never = _paths("OnePasswordEventLogs_CL", "pathsTheVendorNeverSends")
-    assert never == ["session.ip_address"]
+    assert never == ["session.ip_address", "location.state"]
     problems = schema.path_problems(
         [_dynamic_path(p) for p in never] + [_dynamic_path("session1.ip_address")]
     )
-    assert len(problems) == 2
+    assert len(problems) == 3
