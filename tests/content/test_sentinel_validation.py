@@ -249,3 +249,36 @@ def test_placeholders_appear_only_in_parsers_and_both_templates_fill_them() -> N
         assert f"'{placeholder}'" in bicep
         assert f"'{placeholder}'" in parsers["properties"]["query"]
     assert set(nested["properties"]["parameters"]) >= {"keyVaultName", "functionAppPrincipalId"}
+
+
+# -- the two shapes of the vault's audit log, and the stopped-collector rule --------------------------------
+
+
+def test_vault_parser_reads_either_shape_alone_with_the_same_schema() -> None:
+    """The diagnostic setting writes AZKVAuditLogs or AzureDiagnostics; the parser binds on a workspace
+    that has only one of them and returns the same columns."""
+    from tests.fixtures.kql import SENTINEL_BUILTINS, keyvault_tables
+    from tools import kql
+
+    parser = next(p for p in CONTENT["parsers"] if p["name"] == "AuditSyncKeyVaultAudit")
+    scenarios = [
+        kql.Scenario(table["name"], [table], [(parser["name"], parser["query"])], [], SENTINEL_BUILTINS)
+        for table in keyvault_tables()
+    ]
+    results = kql.check(scenarios)
+    schemas = set()
+    for scenario in scenarios:
+        checked = results[scenario.name].functions[parser["name"]]
+        assert not checked.errors, checked.describe_errors()
+        assert checked.columns and not [c for c in checked.columns if c[1] == "unknown"]
+        schemas.add(tuple(checked.columns))
+    assert len(schemas) == 1
+
+
+def test_stopped_collector_is_still_detected_within_the_hour() -> None:
+    """The fix for the 2-day period keeps a 15-minute cadence: a look-back of one day (under Sentinel's
+    2-day limit for frequent rules) that the query's own time filter matches."""
+    doc = _load(next(p for p in RULE_FILES if p.stem == "AuditSyncStreamSilent"))
+    assert doc["queryFrequency"] == "15m" and doc["queryPeriod"] == "1d"
+    assert f"ago({doc['queryPeriod']})" in doc["query"]
+    assert re.search(r"let silence = 30m;", doc["query"])
