@@ -75,8 +75,8 @@ param lagThresholdMinutes int = 60
 @description('Email address for connector health alerts; empty = alerts without notification.')
 param alertEmail string = ''
 
-@description('Deploy the Sentinel content: parsers, hunting queries, analytics rules, workbook, data connector card.')
-param deploySentinelContent bool = true
+@description('Deploy the Sentinel content: parsers, hunting queries, analytics rules, workbook, data connector card. Needs Microsoft Sentinel on the workspace (already enabled, or onboardSentinel).')
+param deploySentinelContent bool = false
 
 @description('Enable Microsoft Sentinel on the workspace (leave off if it is already enabled).')
 param onboardSentinel bool = false
@@ -218,6 +218,8 @@ module sentinelContent 'modules/sentinelContent.bicep' = if (deploySentinelConte
     workspaceName: workspaceName
     location: workspace.location
     onboardSentinel: onboardSentinel
+    keyVaultName: keyVault.outputs.name
+    functionAppPrincipalId: functionApp.outputs.principalId
   }
   dependsOn: [
     tables

@@ -197,8 +197,9 @@ def parameters() -> JSON:
         ),
         "deploySentinelContent": _param(
             "bool",
-            "Deploy the Sentinel content: parsers, hunting queries, analytics rules, workbook, data connector card.",
-            True,
+            "Deploy the Sentinel content: parsers, hunting queries, analytics rules, workbook, data connector card. "
+            "Needs Microsoft Sentinel on the workspace (already enabled, or onboardSentinel).",
+            False,
         ),
         "onboardSentinel": _param(
             "bool", "Enable Microsoft Sentinel on the workspace (leave off if it is already enabled).", False
@@ -718,6 +719,8 @@ def sentinel_deployment() -> JSON:
             "workspaceName": {"type": "string"},
             "location": {"type": "string"},
             "onboardSentinel": {"type": "bool"},
+            "keyVaultName": {"type": "string"},
+            "functionAppPrincipalId": {"type": "string"},
         },
         "variables": {"content": sentinel_content()},
         "resources": [
@@ -743,7 +746,9 @@ def sentinel_deployment() -> JSON:
                 "properties": {
                     "category": "[variables('content').parsers[copyIndex()].category]",
                     "displayName": "[variables('content').parsers[copyIndex()].displayName]",
-                    "query": "[variables('content').parsers[copyIndex()].query]",
+                    "query": "[replace(replace(variables('content').parsers[copyIndex()].query, "
+                    "'__AUDITSYNC_KEY_VAULT_NAME__', parameters('keyVaultName')), "
+                    "'__AUDITSYNC_FUNCTION_APP_PRINCIPAL_ID__', parameters('functionAppPrincipalId'))]",
                     "functionAlias": "[variables('content').parsers[copyIndex()].name]",
                     "version": 2,
                 },
@@ -827,10 +832,12 @@ def sentinel_deployment() -> JSON:
                 "workspaceName": {"value": "[variables('workspaceName')]"},
                 "location": {"value": f"[{_workspace_ref(full=True)}.location]"},
                 "onboardSentinel": {"value": "[parameters('onboardSentinel')]"},
+                "keyVaultName": {"value": "[variables('keyVaultName')]"},
+                "functionAppPrincipalId": {"value": f"[{PRINCIPAL}]"},
             },
             "template": template,
         },
-        "dependsOn": [f"[{TABLES_DEPLOYMENT_ID}]"],
+        "dependsOn": [f"[{TABLES_DEPLOYMENT_ID}]", f"[{VAULT_ID}]", f"[{SITE_ID}]"],
     }
 
 
