@@ -105,7 +105,9 @@ def _pip(verb: str, lock: Path, *extra: str) -> None:
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "SOURCE_DATE_EPOCH": "315532800"}
     result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if result.returncode != 0:
-        raise RuntimeError(f"pip {verb} failed for {lock.name} (Functions host wheels):\n{result.stderr[-3000:]}")
+        raise RuntimeError(
+            f"pip {verb} failed for {lock.name} (Functions host wheels):\n{result.stderr[-3000:]}"
+        )
 
 
 def download_wheels(lock: Path, dest: Path) -> None:

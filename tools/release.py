@@ -40,7 +40,9 @@ class Release:
 
 def repository(root: Path = ROOT) -> str:
     """``owner/name`` from pyproject.toml's ``[project.urls] Repository``."""
-    url = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]["urls"]["Repository"]
+    url = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]["urls"][
+        "Repository"
+    ]
     found = re.fullmatch(r"https://github\.com/([\w.-]+/[\w.-]+?)/?", url)
     if not found:
         raise ValueError(f"pyproject.toml Repository must be https://github.com/<owner>/<name>, not {url}")

@@ -45,13 +45,19 @@ def test_every_alert_the_issue_names_exists(arm_template: dict[str, Any]) -> Non
     }
 
 
-def test_the_dead_app_alert_counts_rows_in_its_window_and_has_no_dimension(arm_template: dict[str, Any]) -> None:
+def test_the_dead_app_alert_counts_rows_in_its_window_and_has_no_dimension(
+    arm_template: dict[str, Any],
+) -> None:
     rule = _rules(arm_template)["auditsync-no-health-rows"]
     (condition,) = rule["criteria"]["allOf"]
     assert rule["scopes"] == [WORKSPACE_ID]
     # No per-stream dimension: a stream that never wrote a row has no dimension value to alert on.
     assert "dimensions" not in condition
-    assert (condition["timeAggregation"], condition["operator"], condition["threshold"]) == ("Count", "GreaterThan", 0)
+    assert (condition["timeAggregation"], condition["operator"], condition["threshold"]) == (
+        "Count",
+        "GreaterThan",
+        0,
+    )
     # The window is the query range: nothing older than 15 minutes can keep it quiet, and no 2-day
     # override lets a dead app's alert age out; it clears only when rows arrive (autoMitigate).
     assert "overrideQueryTimeRange" not in rule
@@ -80,7 +86,11 @@ def test_the_dead_app_query_binds_in_kusto_and_returns_a_row_on_an_empty_table(
     scenario = kql.Scenario(
         name="health",
         tables=[{"name": health.name, "columns": kql.table_columns(health)}],
-        queries=[("dead", dead, []), ("per_stream", per_stream, []), ("broken", dead.replace("TimeGenerated", "TimeGenrated"), [])],
+        queries=[
+            ("dead", dead, []),
+            ("per_stream", per_stream, []),
+            ("broken", dead.replace("TimeGenerated", "TimeGenrated"), []),
+        ],
     )
     checked = kql.check([scenario])["health"].queries
     assert not checked["dead"].errors, checked["dead"].describe_errors()
@@ -127,7 +137,11 @@ def test_email_reaches_every_alert(arm_template: dict[str, Any]) -> None:
 
 def test_bicep_alerts_equal_the_arm_alerts(bicep: dict[str, Any], arm_template: dict[str, Any]) -> None:
     arm = _rules(arm_template)
-    lag_seconds = str(ArmContext(arm_template, {"workspaceResourceId": WORKSPACE_ID}).evaluate("[variables('lagThresholdSeconds')]"))
+    lag_seconds = str(
+        ArmContext(arm_template, {"workspaceResourceId": WORKSPACE_ID}).evaluate(
+            "[variables('lagThresholdSeconds')]"
+        )
+    )
     in_bicep = {}
     for _, _, resource in bicep_resources(bicep):
         if resource["type"] == SQR:
@@ -136,7 +150,15 @@ def test_bicep_alerts_equal_the_arm_alerts(bicep: dict[str, Any], arm_template: 
             in_bicep[body["name"].replace("${namePrefix}", "auditsync")] = props
     assert set(in_bicep) == set(arm)
     for name, props in in_bicep.items():
-        for key in ("displayName", "description", "severity", "evaluationFrequency", "windowSize", "autoMitigate", "criteria"):
+        for key in (
+            "displayName",
+            "description",
+            "severity",
+            "evaluationFrequency",
+            "windowSize",
+            "autoMitigate",
+            "criteria",
+        ):
             assert props[key] == arm[name][key], (name, key)
         assert props.get("overrideQueryTimeRange") == arm[name].get("overrideQueryTimeRange"), name
 
@@ -147,7 +169,10 @@ def test_bicep_alerts_equal_the_arm_alerts(bicep: dict[str, Any], arm_template: 
 def test_key_vault_audit_logs_go_to_the_workspace_by_default(arm_template: dict[str, Any]) -> None:
     (diag,) = [r for r in arm_resources(arm_template) if r["type"] == DIAG]
     ctx = ArmContext(arm_template, {"workspaceResourceId": WORKSPACE_ID})
-    assert ctx.evaluate(diag["scope"]) == f"Microsoft.KeyVault/vaults/{ctx.evaluate('[variables(' + repr('keyVaultName') + ')]')}"
+    assert (
+        ctx.evaluate(diag["scope"])
+        == f"Microsoft.KeyVault/vaults/{ctx.evaluate('[variables(' + repr('keyVaultName') + ')]')}"
+    )
     props = ctx.evaluate(diag["properties"])
     assert props == {
         "workspaceId": WORKSPACE_ID,

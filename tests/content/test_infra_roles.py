@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.content.armexpr import ArmContext
-from tests.fixtures.infra import WORKSPACE_ID, arm_resources, dotted, bicep_body
+from tests.fixtures.infra import WORKSPACE_ID, arm_resources, bicep_body, dotted
 
 MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.content.armexpr import ArmContext
-from tests.fixtures.infra import INFRA, ROOT, WORKSPACE_ID, arm_resources, dotted, bicep_body, bicep_resources
+from tests.fixtures.infra import INFRA, ROOT, WORKSPACE_ID, arm_resources, bicep_body, bicep_resources, dotted
 from tools import build_infra
 
 TABLE_FILES = sorted((ROOT / "auditsync" / "tables").glob("*.json"))
@@ -90,7 +90,13 @@ def test_parameters_agree(bicep: dict[str, Any], arm_template: dict[str, Any]) -
 
 
 def test_outputs_agree(bicep: dict[str, Any], arm_template: dict[str, Any]) -> None:
-    wanted = {"functionAppName", "dcrImmutableId", "logsIngestionEndpoint", "keyVaultUri", "redeployCodeCommand"}
+    wanted = {
+        "functionAppName",
+        "dcrImmutableId",
+        "logsIngestionEndpoint",
+        "keyVaultUri",
+        "redeployCodeCommand",
+    }
     assert set(bicep["main.bicep"]["outputs"]) == wanted == set(arm_template["outputs"])
 
 

@@ -97,7 +97,9 @@ def test_zip_holds_the_runtime_files_the_locked_dependencies_and_a_manifest(pack
         assert files[name] == (ROOT / name).read_bytes(), name
     assert all(i.date_time == (1980, 1, 1, 0, 0, 0) for i in infos)
     assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo"))]
-    assert not [n for n in names if n.startswith(f"{SITE_PACKAGES}/bin/")], "console scripts name the build host"
+    assert not [n for n in names if n.startswith(f"{SITE_PACKAGES}/bin/")], (
+        "console scripts name the build host"
+    )
     # Every locked distribution is installed, and nothing else.
     locked = set(re.findall(r"^([A-Za-z0-9_.-]+)==([^ ]+) ", (ROOT / LOCK_FILE).read_text(), re.M))
     installed = {
@@ -123,7 +125,8 @@ def test_zip_holds_the_runtime_files_the_locked_dependencies_and_a_manifest(pack
 def test_the_lock_pins_every_runtime_requirement_with_hashes() -> None:
     lock = (ROOT / LOCK_FILE).read_text()
     pins = {
-        m.group(1).lower().replace("_", "-"): m.group(2) for m in re.finditer(r"^([\w.-]+)==(\S+)", lock, re.M)
+        m.group(1).lower().replace("_", "-"): m.group(2)
+        for m in re.finditer(r"^([\w.-]+)==(\S+)", lock, re.M)
     }
     entries = re.split(r"\n(?=[A-Za-z])", lock.split("\n", 2)[2])
     assert all("--hash=sha256:" in e for e in entries if e.strip() and not e.startswith("#"))
@@ -175,7 +178,11 @@ def test_the_unpacked_package_runs_a_tick_in_an_empty_venv(
     audit = onepassword_sim.generate("auditevents", 120, step=timedelta(seconds=30))
     env = {
         # identity_sim / keyvault_sim put the managed-identity endpoint and the vault's CA in os.environ.
-        **{k: v for k, v in os.environ.items() if k.startswith(("IDENTITY_", "MSI_", "REQUESTS_CA", "SSL_CERT"))},
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if k.startswith(("IDENTITY_", "MSI_", "REQUESTS_CA", "SSL_CERT"))
+        },
         "NO_PROXY": "127.0.0.1,localhost",
         "PATH": "/usr/bin:/bin",
         "SOURCES": "onepassword",

@@ -75,11 +75,20 @@ def test_release_workflow_publishes_the_asset_the_templates_point_at() -> None:
     build = next(s for s in steps if "./dev package" in s.get("run", ""))
     publish = next(s for s in steps if "gh release create" in s.get("run", ""))
     assert '-o "dist/$ASSET"' in build["run"] and 'sha256sum --check "$ASSET.sha256"' in build["run"]
-    for attached in ('"dist/$ASSET"', '"dist/$ASSET.sha256"', "infra/azuredeploy.json", "infra/createUiDefinition.json"):
+    for attached in (
+        '"dist/$ASSET"',
+        '"dist/$ASSET.sha256"',
+        "infra/azuredeploy.json",
+        "infra/createUiDefinition.json",
+    ):
         assert attached in publish["run"]
     # $ASSET is what tools/release.py says, and the tag must equal its tag: evaluate that chain here.
     assert "python3 tools/release.py > release.json" in _runs(rel)
-    derived = json.loads(subprocess.run(["python3", "tools/release.py"], cwd=ROOT, capture_output=True, text=True, check=True).stdout)
+    derived = json.loads(
+        subprocess.run(
+            ["python3", "tools/release.py"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout
+    )
     assert derived["asset"] == asset_name(version()) == f"auditsync-{version()}.zip"
     assert derived["tag"] == f"v{version()}"
     expected_url = f"https://github.com/{repository()}/releases/download/v{version()}/{derived['asset']}"
@@ -109,18 +118,28 @@ def test_the_repository_is_written_in_one_place() -> None:
     assert re.fullmatch(r"[\w.-]+/[\w.-]+", repo)
     readme = (ROOT / "README.md").read_text()
     assert f"({release().button_url})" in readme
-    places = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted(INFRA.rglob("*.json")), *sorted(INFRA.rglob("*.bicep")), *sorted(WORKFLOWS.glob("*.yml"))]
+    places = [
+        ROOT / "README.md",
+        *sorted((ROOT / "docs").glob("*.md")),
+        *sorted(INFRA.rglob("*.json")),
+        *sorted(INFRA.rglob("*.bicep")),
+        *sorted(WORKFLOWS.glob("*.yml")),
+    ]
     seen = set()
     for path in places:
         text = path.read_text()
-        for owner_name in re.findall(r"(?:github\.com|githubusercontent\.com)(?:/|%2F)([\w.-]+(?:/|%2F)[\w.-]+)", text):
+        for owner_name in re.findall(
+            r"(?:github\.com|githubusercontent\.com)(?:/|%2F)([\w.-]+(?:/|%2F)[\w.-]+)", text
+        ):
             seen.add(owner_name.replace("%2F", "/"))
     # Other projects may be linked (actions/checkout, vendor docs) but never another copy of ours.
     ours = {s for s in seen if s.split("/")[1] == repo.split("/")[1] or s.split("/")[0] == repo.split("/")[0]}
     assert ours == {repo}, ours
 
 
-def test_changing_the_repository_changes_every_derived_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_changing_the_repository_changes_every_derived_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A fork edits pyproject.toml once; build_infra rewrites the button, URLs and defaults from it."""
     import tools.build_infra as build_infra
     import tools.release as release_module
@@ -128,11 +147,22 @@ def test_changing_the_repository_changes_every_derived_place(tmp_path: Path, mon
     fork = tmp_path
     (fork / "auditsync").mkdir()
     shutil.copyfile(ROOT / "auditsync" / "__init__.py", fork / "auditsync" / "__init__.py")
-    pyproject = (ROOT / "pyproject.toml").read_text().replace(f"github.com/{repository()}", "github.com/contoso/auditsync-fork")
+    pyproject = (
+        (ROOT / "pyproject.toml")
+        .read_text()
+        .replace(f"github.com/{repository()}", "github.com/contoso/auditsync-fork")
+    )
     (fork / "pyproject.toml").write_text(pyproject)
     monkeypatch.setattr(release_module, "ROOT", fork)
     monkeypatch.setattr(build_infra, "release", lambda: release_module.release(fork))
     outputs = {p.name: t for p, t in build_infra.outputs_by_path().items()}
-    for name in ("azuredeploy.json", "codeDeployment.json", "createUiDefinition.json", "main.bicep", "codeDeployment.bicep", "README.md"):
+    for name in (
+        "azuredeploy.json",
+        "codeDeployment.json",
+        "createUiDefinition.json",
+        "main.bicep",
+        "codeDeployment.bicep",
+        "README.md",
+    ):
         assert "contoso/auditsync-fork" in outputs[name] or "contoso%2Fauditsync-fork" in outputs[name], name
         assert f"github.com/{repository()}/" not in outputs[name], name
