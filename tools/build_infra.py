@@ -8,7 +8,12 @@
   assignments, app settings, tables). It embeds ``infra/tables.json`` and ``sentinel/build/content.json``
   the way ``loadJsonContent`` would.
 
-Run ``python tools/build_infra.py`` after changing a table, the Sentinel content or the templates;
+- The release locations (tools/release.py, from the repository in pyproject.toml and the version): the
+  ``packageUrl`` defaults of both templates and of ``infra/codeDeployment.json`` (the code deployment alone,
+  also nested in ``azuredeploy.json``), the wizard's advanced field, and the Deploy to Azure buttons in
+  README.md and docs/deployment.md.
+
+Run ``python tools/build_infra.py`` after changing a table, the Sentinel content, the templates or the version;
 ``--check`` exits 1 when the committed files are stale (tests do the same).
 """
 
@@ -30,6 +35,7 @@ UI_JSON = INFRA / "createUiDefinition.json"
 MAIN_BICEP = INFRA / "main.bicep"
 CODE_BICEP = INFRA / "modules" / "codeDeployment.bicep"
 README = ROOT / "README.md"
+DEPLOYMENT_DOC = ROOT / "docs" / "deployment.md"
 CONTENT_JSON = ROOT / "sentinel" / "build" / "content.json"
 
 sys.path.insert(0, str(ROOT))
@@ -1070,6 +1076,7 @@ def outputs_by_path() -> dict[Path, str]:
             CODE_BICEP.read_text(encoding="utf-8"), "param packageUrl string", package_url
         ),
         README: _with_button(README.read_text(encoding="utf-8")),
+        DEPLOYMENT_DOC: _with_button(DEPLOYMENT_DOC.read_text(encoding="utf-8")),
     }
 
 
