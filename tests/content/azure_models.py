@@ -154,14 +154,26 @@ def _is_expression(value: Any) -> bool:
     )
 
 
+def _is_bicep_expression(value: Any) -> bool:
+    """pycep-parser's shape of a Bicep expression (function call, operator, ternary, accessor)."""
+    return isinstance(value, dict) and bool(value) and set(value) <= {"function", "operator"}
+
+
 @dataclass
 class Validator:
-    """Walks JSON against the models of one ``models`` module (type names resolve there)."""
+    """Walks JSON against the models of one ``models`` module (type names resolve there).
+
+    ``bicep``: the body comes from pycep-parser, where a bare string may be a symbol or parameter
+    name; only property names are checked there, values' types are not.
+    """
 
     models: Any
+    bicep: bool = False
 
     def check(self, value: Any, kind: Any, path: str) -> list[str]:
-        if _is_expression(value):
+        if _is_expression(value) or (self.bicep and _is_bicep_expression(value)):
+            return []
+        if self.bicep and not isinstance(value, dict | list):
             return []
         if isinstance(kind, dict):
             if not isinstance(value, dict):
@@ -196,7 +208,14 @@ class Validator:
 def validate(resource: dict[str, Any]) -> list[str]:
     """Problems of one ARM resource body against its model ([] when it validates)."""
     ref = MODELS[(resource["type"], resource["apiVersion"])]
-    model = ref.load()
     body = {k: v for k, v in resource.items() if k not in TEMPLATE_KEYS}
     validator = Validator(importlib.import_module(ref.module))
-    return validator.check(body, _tree(model), resource["type"])
+    return validator.check(body, _tree(ref.load()), resource["type"])
+
+
+def validate_bicep(kind: str, api_version: str, body: dict[str, Any]) -> list[str]:
+    """Problems of one Bicep resource body (pycep-parser's, wrappers unwrapped): unknown property names."""
+    ref = MODELS[(kind, api_version)]
+    body = {k: v for k, v in body.items() if k not in TEMPLATE_KEYS | {"parent"}}
+    validator = Validator(importlib.import_module(ref.module), bicep=True)
+    return validator.check(body, _tree(ref.load()), kind)

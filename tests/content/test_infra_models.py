@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.content.azure_models import MODELS, UNAVAILABLE, validate
-from tests.fixtures.infra import INFRA, arm_resources, bicep_resources
+from tests.content.azure_models import MODELS, UNAVAILABLE, validate, validate_bicep
+from tests.fixtures.infra import INFRA, arm_resources, bicep_body, bicep_resources
 
 
 def _arm_types(template: dict[str, Any]) -> set[tuple[str, str]]:
@@ -45,6 +45,25 @@ RESOURCES = _resources()
 @pytest.mark.parametrize(("where", "resource"), RESOURCES, ids=[w for w, _ in RESOURCES])
 def test_resource_validates_against_its_azure_model(where: str, resource: dict[str, Any]) -> None:
     assert validate(resource) == []
+
+
+def test_bicep_resources_use_only_property_names_their_model_knows(bicep: dict[str, Any]) -> None:
+    checked, problems = 0, []
+    for file, name, resource in bicep_resources(bicep):
+        key = (resource["type"], resource["api_version"])
+        if key in MODELS:
+            checked += 1
+            problems += [f"{file} {name}: {p}" for p in validate_bicep(*key, bicep_body(resource))]
+    assert checked >= 18
+    assert problems == []
+
+
+def test_a_misspelt_bicep_property_fails(bicep: dict[str, Any]) -> None:
+    resource = bicep["modules/functionApp.bicep"]["resources"]["site"]
+    body = copy.deepcopy(bicep_body(resource))
+    body["properties"]["siteConfig"]["ftpState"] = "Disabled"
+    (problem,) = validate_bicep(resource["type"], resource["api_version"], body)
+    assert "siteConfig.ftpState: unknown property" in problem
 
 
 def test_most_resources_are_checked() -> None:
