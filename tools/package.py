@@ -126,11 +126,15 @@ def install_dependencies(lock: Path, target: Path, wheels: Path | None = None) -
 
 
 def git_commit(root: Path) -> str:
-    """The checked-out commit, or ``unknown`` outside a git checkout."""
-    result = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=False
+    """The checked-out commit (``<sha>-dirty`` when a packaged file differs from it), or ``unknown``."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=False)
+    if head.returncode != 0:
+        return "unknown"
+    paths = [*RUNTIME_FILES, *RUNTIME_PACKAGES, LOCK_FILE]
+    changed = subprocess.run(
+        ["git", "status", "--porcelain", "--", *paths], cwd=root, capture_output=True, text=True, check=False
     )
-    return result.stdout.strip() if result.returncode == 0 else "unknown"
+    return head.stdout.strip() + ("-dirty" if changed.stdout.strip() else "")
 
 
 def _sha256(data: bytes) -> str:

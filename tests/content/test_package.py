@@ -215,3 +215,22 @@ def test_the_unpacked_package_runs_a_tick_in_an_empty_venv(
     assert uuid_counts(event_rows(logs_ingestion_sim)) == Counter(e["uuid"] for e in audit)
     assert health(logs_ingestion_sim)["onepassword/auditevents"]["Status"] == "ok"
     assert token not in result.stdout + result.stderr
+
+
+def test_the_manifest_commit_says_when_the_sources_differ_from_it(tmp_path: Path) -> None:
+    from tools.package import git_commit
+
+    assert git_commit(tmp_path) == "unknown"
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    (tmp_path / "host.json").write_text("{}")
+    subprocess.run([*git, "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "add", "host.json"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], cwd=tmp_path, check=True)
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True
+    ).stdout.strip()
+    assert git_commit(tmp_path) == head
+    (tmp_path / "notes.txt").write_text("not packaged")
+    assert git_commit(tmp_path) == head
+    (tmp_path / "host.json").write_text('{"version": "2.0"}')
+    assert git_commit(tmp_path) == f"{head}-dirty"
