@@ -76,33 +76,6 @@ def _summarize_without_by_then_zero_filter(query: str) -> bool:
     return bool(column) and stages[found + 1 :] == [f"where {column.group(1)} == 0"]  # type: ignore[union-attr]
 
 
-def test_the_dead_app_query_binds_in_kusto_and_returns_a_row_on_an_empty_table(
-    arm_template: dict[str, Any],
-) -> None:
-    rules = _rules(arm_template)
-    dead = _query(rules["auditsync-no-health-rows"])
-    per_stream = _query(rules["auditsync-no-heartbeat"])
-    health = TABLES[HEALTH_TABLE]
-    scenario = kql.Scenario(
-        name="health",
-        tables=[{"name": health.name, "columns": kql.table_columns(health)}],
-        queries=[
-            ("dead", dead, []),
-            ("per_stream", per_stream, []),
-            ("broken", dead.replace("TimeGenerated", "TimeGenrated"), []),
-        ],
-    )
-    checked = kql.check([scenario])["health"].queries
-    assert not checked["dead"].errors, checked["dead"].describe_errors()
-    assert checked["dead"].columns == [("HealthRows", "long")]
-    assert checked["broken"].errors, "Kusto.Language must reject a misspelt column (the check is real)"
-    assert _summarize_without_by_then_zero_filter(dead)
-    # The per-stream rule groups by Stream: over an empty table it yields no row, which is why it alone
-    # could never notice an app that never ran.
-    assert not checked["per_stream"].errors
-    assert not _summarize_without_by_then_zero_filter(per_stream)
-
-
 #: The classic Application Insights ``requests`` columns the failed-executions query reads (log alerts
 #: scoped to a component use this schema). Declared here from Microsoft's table reference.
 APP_INSIGHTS_REQUESTS = {
@@ -118,15 +91,61 @@ APP_INSIGHTS_REQUESTS = {
 }
 
 
-def test_failed_executions_alert_reads_application_insights(arm_template: dict[str, Any]) -> None:
+@pytest.fixture(scope="module")
+def kusto(arm_template: dict[str, Any]) -> dict[str, kql.Checked]:
+    """Every alert query analysed by Kusto.Language (one node process): workspace rules against the health
+    table, the failed-executions rule against Application Insights, plus a deliberately broken one."""
+    rules = _rules(arm_template)
+    health = TABLES[HEALTH_TABLE]
+    on_workspace = {n: _query(r) for n, r in rules.items() if r["scopes"] == [WORKSPACE_ID]}
+    on_app_insights = {n: _query(r) for n, r in rules.items() if n not in on_workspace}
+    broken = on_workspace["auditsync-no-health-rows"].replace("TimeGenerated", "TimeGenrated")
+    results = kql.check(
+        [
+            kql.Scenario(
+                name="workspace",
+                tables=[{"name": health.name, "columns": kql.table_columns(health)}],
+                queries=[*((n, q, []) for n, q in on_workspace.items()), ("broken", broken, [])],
+            ),
+            kql.Scenario(
+                name="appInsights",
+                tables=[APP_INSIGHTS_REQUESTS],
+                queries=[(n, q, []) for n, q in on_app_insights.items()],
+            ),
+        ]
+    )
+    return {**results["workspace"].queries, **results["appInsights"].queries}
+
+
+def test_every_alert_query_binds_in_kusto(kusto: dict[str, kql.Checked]) -> None:
+    assert len(kusto) == 6
+    assert kusto["broken"].errors, "Kusto.Language must reject a misspelt column (the check is real)"
+    for name, checked in kusto.items():
+        if name != "broken":
+            assert not checked.errors, checked.describe_errors()
+
+
+def test_the_dead_app_query_returns_a_row_on_an_empty_table(
+    arm_template: dict[str, Any], kusto: dict[str, kql.Checked]
+) -> None:
+    rules = _rules(arm_template)
+    dead = _query(rules["auditsync-no-health-rows"])
+    assert kusto["auditsync-no-health-rows"].columns == [("HealthRows", "long")]
+    assert _summarize_without_by_then_zero_filter(dead)
+    # The per-stream rule groups by Stream: over an empty table it yields no row, which is why it alone
+    # could never notice an app that never ran.
+    assert not _summarize_without_by_then_zero_filter(_query(rules["auditsync-no-heartbeat"]))
+
+
+def test_failed_executions_alert_reads_application_insights(
+    arm_template: dict[str, Any], kusto: dict[str, kql.Checked]
+) -> None:
     rule = _rules(arm_template)["auditsync-failed-executions"]
     ctx = ArmContext(arm_template, {"workspaceResourceId": WORKSPACE_ID})
     assert rule["scopes"] == [ctx.evaluate(f"[{build_infra.AI_ID}]")]
     assert rule["_location"] == ctx.evaluate("[parameters('location')]")
-    query = _query(rule)
-    checked = kql.check([kql.Scenario(name="ai", tables=[APP_INSIGHTS_REQUESTS], queries=[("q", query, [])])])
-    assert not checked["ai"].queries["q"].errors, checked["ai"].queries["q"].describe_errors()
-    assert "success == false" in query
+    assert "success == false" in _query(rule)
+    assert not kusto["auditsync-failed-executions"].errors
 
 
 def test_email_reaches_every_alert(arm_template: dict[str, Any]) -> None:
