@@ -42,11 +42,26 @@ def credential_hint(role: str, scope: str, env: Mapping[str, str] | None = None)
     )
 
 
+_UNANSWERED = re.compile(
+    r"timed out|timeout|connection (?:reset|refused|aborted)|failed to establish|unreachable|max retries",
+    re.IGNORECASE,
+)
+
+
 def credential_failure(exc: BaseException, service: str, *, role: str, scope: str) -> AuthError:
     """No token could be obtained at all (no managed identity, not signed in): one line, not thirteen."""
-    tried = re.findall(r"^\s*(\w+Credential):", str(exc), flags=re.MULTILINE)
+    text = str(exc)
+    tried = re.findall(r"^\s*(\w+Credential):", text, flags=re.MULTILINE)
     where = "in Azure (managed identity)" if running_in_azure() else "on this machine"
     detail = f"tried {', '.join(dict.fromkeys(tried))}" if tried else type(exc).__name__
+    if _UNANSWERED.search(text):
+        # A credential exists but its token endpoint did not answer: saying "no credential" would send
+        # the operator to fix a configuration that is fine.
+        return AuthError(
+            f"no Entra token for {service}: the token endpoint {where} did not answer ({detail})",
+            hint="Usually transient: the next run retries. If it persists, restart the Function App (its "
+            "managed identity endpoint) or, locally, check the network and 'az login'.",
+        )
     return AuthError(
         f"no Azure credential {where} for {service} ({detail})",
         hint=credential_hint(role, scope),

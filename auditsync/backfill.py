@@ -25,8 +25,8 @@ from datetime import UTC, datetime, timedelta
 from auditsync.checkpoints import claim, open_store, release
 from auditsync.config import Settings, parse_duration
 from auditsync.errors import AuditSyncError, ConfigError
-from auditsync.http import HttpClient, Redactor
-from auditsync.logs import redacting_logs
+from auditsync.http import HttpClient
+from auditsync.redaction import Redactor, install_log_redaction
 from auditsync.model import JSON, Clock, Deadline, Page, Stream
 from auditsync.secrets import CredentialFactory, Secrets, default_credential
 from auditsync.sinks import open_sink
@@ -128,11 +128,11 @@ def run_backfill(
     progress: ProgressPrinter | None = None,
 ) -> BackfillReport:
     """Send the range's events, page by page, until done or the deadline (RUN_TIME_BUDGET) is near."""
+    install_log_redaction()
     redactor = Redactor(settings.secret_values())
-    with redacting_logs(redactor):
-        return _run(
-            settings, backfill, clock or Clock(), credential_factory, progress or (lambda _: None), redactor
-        )
+    return _run(
+        settings, backfill, clock or Clock(), credential_factory, progress or (lambda _: None), redactor
+    )
 
 
 def _run(
@@ -149,7 +149,7 @@ def _run(
     credential = functools.cache(credential_factory or default_credential)
     http = HttpClient(clock=clock, redactor=redactor)
     secrets = Secrets(settings, credential, redactor)
-    store = open_store(settings, credential)
+    store = open_store(settings, credential, deadline)
     sink = open_sink(settings, credential_factory=credential, secrets=secrets, http=http, clock=clock)
     source = backfill.stream.split("/", 1)[0]
     context = SourceContext(settings, secrets.token(source), http, clock, started)
@@ -179,7 +179,7 @@ def _run(
             kept = [e for e in page.events if _in_range(e, backfill)]
             if kept:
                 rows, _ = shape_rows(table, kept, now=clock.now(), event_type=event_type)
-                sink.send(stream.table, rows)
+                sink.send(stream.table, rows, deadline)
                 events += len(kept)
                 pages += 1
             more = page.has_more

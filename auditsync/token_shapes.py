@@ -19,7 +19,8 @@ from auditsync.errors import ConfigError
 #: 1Password Events API bearer tokens are JWTs (ES256): three base64url parts, a JSON header with ``alg``.
 _JWT_PART = re.compile(r"^[A-Za-z0-9_-]+$")
 #: Keeper documents no format for its Admin REST API tokens; what it issues is one printable word.
-_KEEPER_TOKEN = re.compile(r"^[A-Za-z0-9._~+/=-]{16,1024}$")
+#: Keeper documents no token format: refuse only what cannot be one (too short, not printable ASCII).
+_KEEPER_TOKEN = re.compile(r"^[!-~]{16,1024}$")
 
 
 def check_token_shape(source: str, token: str, setting: str) -> None:
@@ -81,7 +82,7 @@ def _keeper_problem(token: str) -> str:
         return "this looks like a 1Password token (a JWT), not a Keeper API token"
     if not _KEEPER_TOKEN.match(text):
         return (
-            f"not a Keeper API token (expected one word of at least 16 letters, digits or - _ . ~ + / =, "
+            f"not a Keeper API token (expected one word of at least 16 printable ASCII characters, "
             f"got {len(text)} characters)"
         )
     return ""
