@@ -26,8 +26,8 @@ from auditsync.checkpoints import claim, open_store, release
 from auditsync.config import Settings, parse_duration
 from auditsync.errors import AuditSyncError, ConfigError
 from auditsync.http import HttpClient
-from auditsync.redaction import Redactor, install_log_redaction
 from auditsync.model import JSON, Clock, Deadline, Page, Stream
+from auditsync.redaction import Redactor, install_log_redaction
 from auditsync.secrets import CredentialFactory, Secrets, default_credential
 from auditsync.sinks import open_sink
 from auditsync.sources import SourceContext, source_module
