@@ -2,7 +2,9 @@
 
 Standard library only (http.server), so the demo and benchmarks need nothing from the test stack.
 Subclasses implement ``handle``; ``inject`` queues canned failures (401, 429 with Retry-After, 500...)
-that are served before ``handle`` sees a matching request.
+that are served before ``handle`` sees a matching request. ``latency`` (seconds, 0 by default) delays
+every answer, as a wide-area round trip and the service's own work would: benchmarks set it, tests
+leave it off or inject ``sleep``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -77,6 +80,10 @@ class SimServer:
         self.requests: list[Request] = []
         self.faults: list[Fault] = []
         self.record_bodies = True
+        #: Seconds every request waits before it is answered (each connection's thread waits on its own,
+        #: so concurrent connections overlap their waits as they would over a real network).
+        self.latency = 0.0
+        self.sleep: Callable[[float], None] = time.sleep
         self._ssl_context = ssl_context
         self._host = host
         self._server: ThreadingHTTPServer | None = None
@@ -106,6 +113,8 @@ class SimServer:
                     headers={k.lower(): v for k, v in self.headers.items()},
                     body=body,
                 )
+                if sim.latency > 0:
+                    sim.sleep(sim.latency)
                 response = sim._dispatch(request)
                 payload = response.encode()
                 self.send_response(response.status)
