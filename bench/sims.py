@@ -38,9 +38,7 @@ def row_key(table: str, row: Mapping[str, Any]) -> str:
     )
 
 
-def expected_keys(
-    table: str, events: Iterable[Mapping[str, Any]], event_type: str = ""
-) -> Counter[str]:
+def expected_keys(table: str, events: Iterable[Mapping[str, Any]], event_type: str = "") -> Counter[str]:
     """The keys ``events`` must arrive as, shaped by the product's own ``shape_rows``."""
     rows, _ = shape_rows(TABLES[table], list(events), now=datetime.now(UTC), event_type=event_type)
     return Counter(row_key(table, row) for row in rows)

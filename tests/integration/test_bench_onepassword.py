@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections import Counter
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from bench.onepassword_backlog import Backlog
 from bench.onepassword_bench import Measurement, _delivered, measure_size
 from bench.onepassword_sims import BenchSims, Network
 from bench.onepassword_wan_bench import main as wan_main
+from bench.profile import Profile
 from simulators.onepassword_data import EVENT_TYPES
 
 FIGURES = (
@@ -45,7 +47,7 @@ FIGURES = (
 )
 
 
-def test_small_backlog_is_drained_exactly_once_by_drain_and_baseline_in_pairs() -> None:
+def test_small_backlog_is_drained_exactly_once_by_drain_and_baseline_in_pairs(tmp_path: Path) -> None:
     backlog = Backlog.ending_now(2000)
     seen: dict[str, Any] = {}
 
@@ -59,7 +61,7 @@ def test_small_backlog_is_drained_exactly_once_by_drain_and_baseline_in_pairs() 
         seen["undeclared"] = dict(sims.ingestion.undeclared)
         seen["type_errors"] = list(sims.ingestion.type_errors)
 
-    result = measure_size(backlog, repeat=2, keep_rows=True, inspect=inspect)
+    result = measure_size(backlog, repeat=2, keep_rows=True, inspect=inspect, profile_dir=tmp_path)
 
     assert len(seen["sent"]) == 2000
     assert set(seen["uuids"]) == seen["sent"]
@@ -87,12 +89,27 @@ def test_small_backlog_is_drained_exactly_once_by_drain_and_baseline_in_pairs() 
     assert report["ceiling_events_per_s"] is None  # loopback: no rate limits, no ceiling
     assert set(report["streams"]) == {f"onepassword/{t}" for t in EVENT_TYPES}
     assert {s["status"] for s in report["streams"].values()} == {"ok"}
+    # One more drain ran under py-spy: its raw stacks are kept and summarised by area.
+    assert (tmp_path / "onepassword-loopback-2000.txt").stat().st_size > 0
+    assert "samples of the stream threads, by area:" in report["profile"][0]
 
 
 def test_wan_run_applies_latency_and_rate_limits_and_prints_the_ceiling(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    out = wan_main(["--sizes", "1500", "--repeat", "1", "--page-latency", "0.02", "--ingest-latency", "0.01"])
+    out = wan_main(
+        [
+            "--sizes",
+            "1500",
+            "--repeat",
+            "1",
+            "--no-profile",
+            "--page-latency",
+            "0.02",
+            "--ingest-latency",
+            "0.01",
+        ]
+    )
     (size,) = out["sizes"]
     assert size["network"] == {"page_latency": 0.02, "ingest_latency": 0.01, "rate_limits": True}
     assert size["ceiling_events_per_s"] == 10_000
@@ -132,3 +149,23 @@ def test_network_ceiling_is_the_per_minute_limit_times_the_page() -> None:
     assert Network().ceiling_events_per_s() is None
     assert Network(0.3, 0.1, rate_limits=True).ceiling_events_per_s() == 10_000
     assert round(Network.sustained_ceiling_events_per_s()) == 8_333
+
+
+def test_profile_samples_are_sorted_into_areas_by_their_stack(tmp_path: Path) -> None:
+    stream = "thread (1): onepassword_0;_worker (x.py:1);_run_stream (auditsync/runner.py:207)"
+    raw = tmp_path / "raw.txt"
+    raw.write_text(
+        f"{stream};OnePasswordStream.pages (auditsync/sources/onepassword.py:190);SocketIO.readinto (socket.py:706) 6\n"
+        f"{stream};LogsIngestionSink.send (auditsync/sinks/logs_ingestion.py:128);encode_rows "
+        "(auditsync/sinks/logs_ingestion.py:61);JSONEncoder.iterencode (json/encoder.py:258) 3\n"
+        f"{stream};HttpClient.request (auditsync/http.py:1);Retrying.__call__ (tenacity/__init__.py:1);sleep (time:1) 1\n"
+        "thread (2): MainThread;<module> (function_app.py:1);_find_and_load (<frozen importlib._bootstrap>:1) 50\n",
+        encoding="utf-8",
+    )
+    profile = Profile.read(raw)
+    assert profile.samples == 10  # the import outside the stream threads does not count
+    assert profile.areas == {
+        "waiting: vendor API (page fetch)": 6,
+        "JSON encoding (rows)": 3,
+        "waiting: retry backoff (429/5xx)": 1,
+    }
