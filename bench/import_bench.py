@@ -1,11 +1,13 @@
 """Cold-import benchmark: ``import function_app`` against importing the SDKs it needs, alone.
 
-A cold start of the Function App pays for every module ``function_app`` imports before the first tick
-runs. The SDKs (what requirements.txt installs) are the floor no code of ours can go under; the
-ratio says what our own modules add. Each measurement is a fresh interpreter (``python -c``) that
+A cold start of the Function App pays for every module ``function_app`` imports, and the first tick
+for the SDKs it imports lazily (azure-identity, azure-monitor-ingestion, azure-data-tables are loaded
+by the first run, not at indexing). So the app side imports ``function_app`` and then the SDKs (those
+already loaded cost nothing); the other side imports the SDKs alone (what requirements.txt installs),
+the floor no code of ours can go under. The ratio says what our own modules add. Each measurement is a fresh interpreter (``python -c``) that
 times its own import with ``perf_counter`` (interpreter start-up excluded, the same for both); the
 two alternate in pairs, the ratio is taken within each pair, min/median/max over the pairs.
-Run: ``python -m bench import [--repeat 15]``.
+Run: ``python -m bench import [--repeat 21]``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ SDK_MODULES = (
     "requests",
     "tenacity",
 )
-APP_MODULES = ("function_app",)
+#: function_app, then whatever SDK its import left for the first run to load.
+APP_MODULES = ("function_app", *SDK_MODULES)
 
 
 def import_seconds(modules: tuple[str, ...]) -> float:
@@ -50,7 +53,7 @@ def import_seconds(modules: tuple[str, ...]) -> float:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m bench import", description=__doc__)
-    parser.add_argument("--repeat", type=int, default=15, help="pairs of measurements (default 15)")
+    parser.add_argument("--repeat", type=int, default=21, help="pairs of measurements (default 21)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
     import_seconds(APP_MODULES)  # warm the file cache and the .pyc files: "cold" means a new process
@@ -73,7 +76,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     met = result["ratio"]["median"] <= TARGET_RATIO
     print(f"Cold-import benchmark: {machine()}")
-    print(f"  import function_app: {result['app_ms']:.0f} ms (median of {args.repeat})")
+    print(
+        f"  import function_app, then the SDKs it left for the first run: {result['app_ms']:.0f} ms (median of {args.repeat})"
+    )
     print(f"  import the SDKs alone ({', '.join(SDK_MODULES)}): {result['sdk_ms']:.0f} ms")
     r = result["ratio"]
     print(f"  function_app / SDKs, paired: {r['median']:.2f} (min {r['low']:.2f}, max {r['high']:.2f})")

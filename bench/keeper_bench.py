@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -45,6 +46,7 @@ from auditsync.sources.keeper import KeeperStream
 from auditsync.tables import KEEPER_TABLE, TABLES
 from auditsync.tables.rows import shape_rows
 from bench.measure import run_child
+from bench.profile import Profile, record_prefix
 from bench.sims import TallyingLogsIngestionSim, expected_keys
 from simulators.identity import ManagedIdentitySim
 from simulators.keeper import EVENTS_PATH, MAX_LIMIT, KeeperSim, sample_events
@@ -158,8 +160,12 @@ def serve(count: int, lookback: timedelta, ready: Any, stop: Any) -> None:
 TARGET_BOUND_SHARE = 0.9
 
 
-def wan_drain(events: int, page_latency: float, ingest_latency: float) -> dict[str, Any]:
-    """The product's Keeper drain through latency; exactly-once checked; figures against the bound."""
+def wan_drain(
+    events: int, page_latency: float, ingest_latency: float, *, profile: bool = False
+) -> dict[str, Any]:
+    """The product's Keeper drain through latency; exactly-once checked; figures against the bound.
+
+    ``profile``: then one more drain (fresh checkpoints) under py-spy, waits included, summarised."""
     now = datetime.now(UTC)
     backlog = sample_events(events, now - timedelta(hours=23), now - timedelta(minutes=30), seed=42)
     expected = expected_keys(KEEPER_TABLE, backlog)
@@ -170,7 +176,9 @@ def wan_drain(events: int, page_latency: float, ingest_latency: float) -> dict[s
     keeper.add(backlog)
     del backlog
     keeper.latency, ingestion.latency = page_latency, ingest_latency
-    with identity, ingestion, keeper, tempfile.TemporaryDirectory(prefix="bench-data-") as data:
+    lines: list[str] = []
+    with identity, ingestion, keeper, tempfile.TemporaryDirectory(prefix="bench-data-") as scratch:
+        data = str(Path(scratch) / "data")
         env = {
             **identity.env(),
             "SOURCES": "keeper",
@@ -187,6 +195,15 @@ def wan_drain(events: int, page_latency: float, ingest_latency: float) -> dict[s
         child = run_child("bench.drain_child", ["drain"], env)
         pages = len(keeper.requests)
         tally = ingestion.reset_tally()
+        if profile:
+            raw = Path(scratch) / "keeper-wan.txt"
+            run_child(
+                "bench.drain_child",
+                ["drain"],
+                {**env, "AUDITSYNC_DATA_DIR": data + "-profiled"},
+                prefix=record_prefix(raw, idle=True),
+            )
+            lines = Profile.read(raw).lines()
     duplicates, missing = tally.compare(expected)
     if child["failed"] or duplicates or missing or child["events"] != events:
         raise RuntimeError(
@@ -209,6 +226,7 @@ def wan_drain(events: int, page_latency: float, ingest_latency: float) -> dict[s
         "events_per_request": child["events"] / pages if pages else 0.0,
         "page_latency": page_latency,
         "ingest_latency": ingest_latency,
+        "profile": lines,
     }
 
 
@@ -221,6 +239,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--ingest-latency", type=float, default=0.1, help="seconds per ingestion request (wan)"
     )
+    parser.add_argument("--no-profile", action="store_true", help="skip the profiled wan drain")
     args = parser.parse_args(argv)
 
     lookback = timedelta(days=1)
@@ -266,7 +285,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     figures["largest_position_bytes"] = LARGEST_POSITION["bytes"]
     if args.wan_events:
-        wan = wan_drain(args.wan_events, args.page_latency, args.ingest_latency)
+        wan = wan_drain(args.wan_events, args.page_latency, args.ingest_latency, profile=not args.no_profile)
         figures["wan"] = wan
         met = wan["bound_share"] >= TARGET_BOUND_SHARE
         print(
@@ -280,6 +299,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"  targets: wan drain / serial-fetch bound ({wan['bound_events_per_s']:,.0f} events/s) = "
             f"{wan['bound_share']:.2f} (>= {TARGET_BOUND_SHARE}): {'met' if met else 'MISSED'}"
         )
+        if wan["profile"]:
+            print("  profile of one more wan drain (py-spy, waits included):")
+            for line in wan["profile"]:
+                print("    " + line)
     return figures
 
 

@@ -32,3 +32,4 @@ def test_keeper_bench_drains_every_event_in_each_measurement() -> None:
     assert wan["bound_events_per_s"] == 1000 / 0.02
     assert wan["bound_share"] == wan["events_per_s"] / wan["bound_events_per_s"]
     assert wan["keeper_requests"] >= 2 and wan["dce_requests"] >= 2
+    assert "samples of the stream threads, by area:" in wan["profile"][0]  # one more drain under py-spy
