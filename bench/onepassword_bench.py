@@ -88,6 +88,14 @@ class Pair:
             return None
         return self.drain.events_per_s / self.baseline.events_per_s
 
+    @property
+    def cpu_ratio(self) -> float | None:
+        """Baseline CPU seconds / drain CPU seconds: the same comparison, immune to the machine's other
+        load (which stretches wall time, not CPU time) but blind to waits."""
+        if self.baseline is None or not self.drain.cpu_seconds:
+            return None
+        return self.baseline.cpu_seconds / self.drain.cpu_seconds
+
 
 @dataclass(frozen=True)
 class Spread:
@@ -126,6 +134,11 @@ class SizeResult:
         return Spread.of(values) if values else None
 
     @property
+    def cpu_ratios(self) -> Spread | None:
+        values = [r for r in (p.cpu_ratio for p in self.pairs) if r is not None]
+        return Spread.of(values) if values else None
+
+    @property
     def ceiling(self) -> float | None:
         return self.network.ceiling_events_per_s()
 
@@ -151,10 +164,12 @@ class SizeResult:
                     "drain": p.drain.as_dict(),
                     "baseline": p.baseline.as_dict() if p.baseline else None,
                     "ratio": p.ratio,
+                    "cpu_ratio": p.cpu_ratio,
                 }
                 for p in self.pairs
             ],
             "ratio": spread(self.ratios),
+            "cpu_ratio": spread(self.cpu_ratios),
             "ceiling_events_per_s": self.ceiling,
             "ceiling_ratio": spread(self.ceiling_ratios),
             "peak_rss_mb": self.peak_rss_mb,
@@ -291,8 +306,9 @@ def print_results(results: list[SizeResult], targets: Callable[[list[SizeResult]
                 f"{_median(runs, 'mean_body_bytes') / 1024:>7,.0f} KB {max(m.oversize_bodies for m in runs):>5} "
                 f"{max(m.peak_rss_mb for m in runs):>6.0f} MB {'yes' if all(m.exactly_once for m in runs) else 'NO':>12}"
             )
-        if result.ratios is not None:
+        if result.ratios is not None and result.cpu_ratios is not None:
             print(f"  {result.events:>9,} drain/baseline, paired: {result.ratios.text()}")
+            print(f"  {result.events:>9,} baseline CPU / drain CPU, paired: {result.cpu_ratios.text()}")
         if result.ceiling is not None and result.ceiling_ratios is not None:
             print(
                 f"  {result.events:>9,} ceiling {result.ceiling:,.0f} events/s (600 req/min x 1,000 events; "
@@ -311,11 +327,14 @@ def loopback_targets(results: list[SizeResult]) -> str:
     largest = max(results, key=lambda r: r.events)
     smallest = min(results, key=lambda r: r.events)
     lines = []
-    if largest.ratios is not None:
-        met = largest.ratios.median >= TARGET_RATIO
+    if largest.ratios is not None and largest.cpu_ratios is not None:
+        # Met only when wall time and CPU time agree: on a shared machine the other load stretches
+        # wall time at random (one side of a pair can be starved), CPU time is blind to waits.
+        wall, cpu = largest.ratios.median, largest.cpu_ratios.median
+        met = min(wall, cpu) >= TARGET_RATIO
         lines.append(
-            f"drain/baseline {largest.ratios.median:.2f} at {largest.events:,} events (>= {TARGET_RATIO}): "
-            f"{'met' if met else 'MISSED'}"
+            f"drain/baseline {wall:.2f} by wall time, {cpu:.2f} by CPU time at {largest.events:,} events "
+            f"(both >= {TARGET_RATIO}): {'met' if met else 'MISSED'}"
         )
     peak = max(r.peak_rss_mb for r in results)
     lines.append(

@@ -2,9 +2,10 @@
 
 Standard library only (http.server), so the demo and benchmarks need nothing from the test stack.
 Subclasses implement ``handle``; ``inject`` queues canned failures (401, 429 with Retry-After, 500...)
-that are served before ``handle`` sees a matching request. ``latency`` (seconds, 0 by default) delays
-every answer, as a wide-area round trip and the service's own work would: benchmarks set it, tests
-leave it off or inject ``sleep``.
+that are served before ``handle`` sees a matching request. ``latency`` (seconds, 0 by default) is the
+response time: no answer leaves sooner than that after its request arrived (the simulator's own work
+counts toward it), as over a wide-area link to a busy service. Benchmarks set it; tests leave it off or
+inject ``sleep``.
 """
 
 from __future__ import annotations
@@ -80,8 +81,8 @@ class SimServer:
         self.requests: list[Request] = []
         self.faults: list[Fault] = []
         self.record_bodies = True
-        #: Seconds every request waits before it is answered (each connection's thread waits on its own,
-        #: so concurrent connections overlap their waits as they would over a real network).
+        #: Seconds from a request's arrival to its answer, at least (each connection's thread waits on
+        #: its own, so concurrent connections overlap their waits as they would over a real network).
         self.latency = 0.0
         self.sleep: Callable[[float], None] = time.sleep
         self._ssl_context = ssl_context
@@ -113,10 +114,11 @@ class SimServer:
                     headers={k.lower(): v for k, v in self.headers.items()},
                     body=body,
                 )
-                if sim.latency > 0:
-                    sim.sleep(sim.latency)
+                arrived = time.monotonic()
                 response = sim._dispatch(request)
                 payload = response.encode()
+                if sim.latency > 0:  # the simulator's own work counts toward the response time
+                    sim.sleep(max(0.0, sim.latency - (time.monotonic() - arrived)))
                 self.send_response(response.status)
                 headers = {k.lower(): v for k, v in response.headers.items()}
                 if "content-type" not in headers and payload:

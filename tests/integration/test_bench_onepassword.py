@@ -83,6 +83,7 @@ def test_small_backlog_is_drained_exactly_once_by_drain_and_baseline_in_pairs(tm
         assert drain["onepassword_requests"] == 4  # introspect and one page per stream
         assert baseline["onepassword_requests"] == 3
         assert run["ratio"] == drain["events_per_s"] / baseline["events_per_s"]
+        assert run["cpu_ratio"] == baseline["cpu_seconds"] / drain["cpu_seconds"]
         assert 0 < drain["rss_start_mb"] <= drain["peak_rss_mb"]
     ratios = sorted(run["ratio"] for run in report["runs"])
     assert report["ratio"]["low"] == ratios[0] and report["ratio"]["high"] == ratios[-1]

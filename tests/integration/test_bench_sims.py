@@ -18,14 +18,15 @@ def _introspect(sim: OnePasswordSim, token: str) -> requests.Response:
     )
 
 
-def test_every_request_waits_the_latency_before_its_answer(fake_clock: FakeClock) -> None:
+def test_every_answer_leaves_no_sooner_than_the_latency_after_its_request(fake_clock: FakeClock) -> None:
     with OnePasswordSim(now=fake_clock.now) as sim:
         sim.latency = 0.3
         sim.sleep = fake_clock.sleep
         token = sim.issue_token()
         assert _introspect(sim, token).status_code == 200
         assert requests.post(f"{sim.url}/api/v2/auditevents", json={}, timeout=10).status_code == 401
-        assert fake_clock.sleeps == [0.3, 0.3]  # answers too, errors too
+        # Answers and errors alike wait out what is left of the 300 ms after the simulator's own work.
+        assert len(fake_clock.sleeps) == 2 and all(0.2 < s <= 0.3 for s in fake_clock.sleeps)
 
 
 def test_no_latency_by_default(fake_clock: FakeClock) -> None:
