@@ -42,6 +42,9 @@ MAX_LIMIT = 1000
 DEFAULT_WINDOW = timedelta(hours=1)
 UNAUTHORIZED = {"status": 401, "message": "Unauthorized"}
 TOO_MANY = {"status": 429, "message": "Too Many Requests"}
+#: The Events API's published limits (developer.1password.com/docs/events-api/rate-limits), per account.
+REQUESTS_PER_MINUTE = 600
+REQUESTS_PER_HOUR = 30_000
 
 
 class _Audience(Enum):
@@ -148,7 +151,9 @@ class OnePasswordSim(SimServer):
     ``has_more: true`` (a loop guard must notice); ``repeat_cursor_forever`` does so every time;
     ``duplicate_at_resume`` starts every cursor page with the last event the previous page delivered.
     ``limit_per_minute`` / ``limit_per_hour`` (None: off) answer 429 without ``Retry-After`` once the
-    account made that many requests in the sliding window, timed by the injected clock.
+    account made that many requests in the sliding window, timed by the injected clock (the real
+    limits are ``REQUESTS_PER_MINUTE`` and ``REQUESTS_PER_HOUR``); ``reset_rate_windows`` starts them
+    afresh, or as if the account had already been busy.
     ``echo_token`` (one of ``simulators.echo.ECHO_MODES``, None: off) echoes the bearer token received
     in the message of every error answered, injected faults included.
     """
@@ -173,6 +178,9 @@ class OnePasswordSim(SimServer):
         self.limit_per_hour: int | None = None
         self.echo_token: str | None = None
         self._request_times: deque[datetime] = deque()
+        self.throttled = 0
+        """Requests answered 429 so far."""
+        self._pending_history: tuple[int, timedelta] | None = None
         self._tokens: dict[str, TokenInfo] = {}
         self._logs: dict[str, _Log] = {t: _Log() for t in EVENT_TYPES}
         self._data_lock = threading.Lock()
@@ -271,6 +279,10 @@ class OnePasswordSim(SimServer):
             return False
         now = self.now()
         with self._data_lock:
+            if self._pending_history is not None:
+                n, over = self._pending_history
+                self._request_times = deque(now - over + over * i / n for i in range(n))
+                self._pending_history = None
             times = self._request_times
             while times and times[0] <= now - timedelta(hours=1):
                 times.popleft()
@@ -287,8 +299,23 @@ class OnePasswordSim(SimServer):
         _, _, token = (request.header("authorization") or "").partition(" ")
         return with_echo(super()._dispatch(request), token, self.echo_token)
 
+    def reset_rate_windows(self, past_requests: int = 0, over: timedelta = timedelta(minutes=1)) -> None:
+        """Start the rate windows afresh: the ``over`` before the next request held ``past_requests``,
+        evenly spread (the oldest just leaving the window), and nothing was throttled yet.
+
+        A benchmark shorter than the window would otherwise enjoy a fresh minute's whole allowance at
+        once; an account already draining at the limit gets no such burst. The history is laid down
+        at the next request, not now, so a client's start-up time does not free any of it.
+        """
+        with self._data_lock:
+            self._request_times = deque()
+            self._pending_history = (past_requests, over)
+            self.throttled = 0
+
     def handle(self, request: Request) -> Response:
         if self._throttled():
+            with self._data_lock:
+                self.throttled += 1
             return Response(429, TOO_MANY)
         path = request.path.rstrip("/")
         if path == "/api/v2/auth/introspect" and request.method == "GET":
