@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import logging
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,8 +26,8 @@ from azure.monitor.ingestion import LogsIngestionClient
 from auditsync.config import is_loopback_url
 from auditsync.errors import AuthError, SinkError
 from auditsync.http import redact_url
-from auditsync.model import SendResult
-from auditsync.sinks.limits import COMPACT_JSON, truncate_fields
+from auditsync.model import AcceptedCallback, SendResult
+from auditsync.sinks.limits import COMPACT_JSON, fit_row
 from auditsync.tables import TABLES
 
 log = logging.getLogger(__name__)
@@ -48,24 +49,28 @@ def encode_batches(rows: list[dict[str, Any]], limit: int = MAX_BATCH_BYTES) -> 
     return batch_encoded([COMPACT_JSON.encode(row).encode("utf-8") for row in rows], limit)
 
 
-def encode_rows(rows: list[dict[str, Any]], max_field_bytes: int) -> tuple[list[bytes], int]:
-    """Each row as compact UTF-8 JSON, with fields over ``max_field_bytes`` cut (``truncate_fields``).
+def encode_rows(
+    rows: list[dict[str, Any]], max_field_bytes: int, max_row_bytes: int = MAX_BATCH_BYTES - 2
+) -> tuple[list[bytes], Counter[str]]:
+    """Each row as compact UTF-8 JSON, cut to fit: fields over ``max_field_bytes``, and rows that would
+    not fit one request (``fit_row``), so no single event can be refused forever.
 
     A row whose whole encoding fits ``max_field_bytes`` cannot hold a field over it, so only bigger
-    rows go through ``truncate_fields``: every row is serialised once, the rare big one twice.
-    Returns the encodings and the number of fields cut.
+    rows go through ``fit_row``: every row is serialised once, the rare big one twice.
+    Returns the encodings and the counters ``truncated_fields`` and ``rows_cut_to_fit``.
     """
     encoded = []
-    truncated = 0
+    counters: Counter[str] = Counter()
     for row in rows:
         data = COMPACT_JSON.encode(row).encode("utf-8")
         if len(data) > max_field_bytes:
-            (fixed,), cut = truncate_fields([row], max_field_bytes)
+            fixed, cut, whole = fit_row(row, max_row_bytes, max_field_bytes)
             if cut:
-                truncated += cut
+                counters["truncated_fields"] += cut
+                counters["rows_cut_to_fit"] += whole
                 data = COMPACT_JSON.encode(fixed).encode("utf-8")
         encoded.append(data)
-    return encoded, truncated
+    return encoded, counters
 
 
 def batch_encoded(encoded: list[bytes], limit: int = MAX_BATCH_BYTES) -> Iterator[tuple[bytes, int]]:
@@ -121,18 +126,25 @@ class LogsIngestionSink:
             retry_backoff_max=retry_backoff_max,
         )
 
-    def send(self, table: str, rows: list[dict[str, Any]]) -> SendResult:
+    def send(
+        self, table: str, rows: list[dict[str, Any]], on_accepted: AcceptedCallback | None = None
+    ) -> SendResult:
         if not rows:
             return SendResult(0)
         definition = TABLES[table]
-        encoded, truncated = encode_rows(rows, MAX_FIELD_BYTES)
+        encoded, counters = encode_rows(rows, MAX_FIELD_BYTES)
         where = f"stream {definition.stream} of DCR {self.rule_id} at {redact_url(self.endpoint)}"
+        accepted = 0
         try:
-            for body, _count in batch_encoded(encoded):
+            for body, count in batch_encoded(encoded):
+                if accepted and on_accepted is not None:
+                    # The previous request is stored: let the runner record that before this one goes.
+                    on_accepted(accepted)
                 # A gzip stream is uploaded as-is: one request per batch, nothing re-serialised.
                 self.client.upload(
                     self.rule_id, definition.stream, io.BytesIO(body), enforce_https=self.enforce_https
                 )
+                accepted += count
         except ClientAuthenticationError as exc:
             status = getattr(exc, "status_code", None)
             if status in (401, 403):
@@ -148,7 +160,7 @@ class LogsIngestionSink:
                 f"Logs Ingestion endpoint {redact_url(self.endpoint)} could not be reached ({type(exc).__name__})",
                 hint="Check LOGS_INGESTION_ENDPOINT and the outbound network; the next run resends the page.",
             ) from None
-        return SendResult(len(rows), {"truncated_fields": truncated} if truncated else {})
+        return SendResult(len(rows), dict(counters))
 
     def probe(self) -> str:
         """Get a token for the ingestion audience with the uploads' credential; nothing is uploaded."""

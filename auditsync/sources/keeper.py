@@ -12,6 +12,7 @@ stored one, the window is read again from its start and the fingerprints remove 
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections import Counter
 from collections.abc import Iterator
@@ -159,7 +160,13 @@ class KeeperStream:
         self.lookback_ms = int(settings.initial_lookback.total_seconds() * 1000)
 
     def pages(self, position: JSON | None, deadline: Deadline) -> Iterator[Page]:
-        """Yield pages until the window ending at ``run_start - lag`` is read, or the deadline is near."""
+        """Yield pages until the window ending at ``run_start - lag`` is read, or the deadline is near.
+
+        Each pass over a window is read ahead (``_read_pass``) before anything of it is delivered, and
+        delivered only while its fingerprints fit an exact position: a window that turns out too big is
+        halved first, so every saved position resumes exactly, page by page, and a stop never re-reads
+        a whole window.
+        """
         run_start_ms = to_ms(self.ctx.run_start)
         target_end_ms = run_start_ms - self.lag_ms
         if position is None:
@@ -168,58 +175,118 @@ class KeeperStream:
         else:
             state = KeeperPosition.load(position)
         restarts = 0
+        seen_tokens: set[tuple[int, int, str]] = set()
         while not deadline.near():
             window = state.window
             if window is None:
                 window = state.open_window(target_end_ms)
                 if window is None:
                     return
-            sent_token = window.token
-            if sent_token is None:
-                state.start_pass(to_ms(self.ctx.clock.now()))
-            try:
-                body = self.api.fetch(window.start_ms, window.end_ms, sent_token, deadline)
-            except TokenRejected:
+            bounded = window.end_ms - state.watermark_ms >= 2
+            held, outcome = self._read_pass(state, deadline, seen_tokens, bounded=bounded)
+            if outcome == "oversized":
+                # Nothing of this pass was delivered: read a smaller window instead.
+                state.shrink_window()
+                saved, _ = state.dump()
+                yield Page([], saved, None, {"window_shrunk": 1}, has_more=True)
+                continue
+            for sent_token, body, pass_started_ms in held:
+                if sent_token is None:
+                    state.start_pass(pass_started_ms)
+                yield self._page(state, body, sent_token, target_end_ms)
+            if outcome == "rejected":
                 restarts += 1
                 if restarts > MAX_RESTARTS_PER_RUN:
                     raise UpstreamError(
                         f"Keeper refused the continuation token of window {iso_ms(window.start_ms)} - "
                         f"{iso_ms(window.end_ms)} {restarts} times in one run",
                         hint="The Keeper API does not keep its paging tokens; report it to Keeper support.",
-                    ) from None
+                    )
                 state.restart_pass()
                 saved, exact = state.dump()
                 counters = {"window_restarts": 1} | ({} if exact else {"oversized_window_pages": 1})
                 yield Page([], saved, None, counters, has_more=True)
-                continue
-            yield self._page(state, body, sent_token, target_end_ms)
+            elif outcome == "deadline":
+                if not held:
+                    saved, _ = state.dump()
+                    yield Page([], saved, None, {}, has_more=True)
+                return
+
+    def _read_pass(
+        self,
+        state: KeeperPosition,
+        deadline: Deadline,
+        seen_tokens: set[tuple[int, int, str]],
+        *,
+        bounded: bool,
+    ) -> tuple[list[tuple[str | None, JSON, int]], str]:
+        """Read the rest of the current pass over the window without delivering anything yet.
+
+        Returns the pages read (token sent, body, when the pass began) and why reading stopped:
+        ``complete`` (the window was read to its end), ``deadline``, ``rejected`` (the token was
+        refused; the pages before it are good), or ``oversized`` (delivering this pass would make the
+        window's fingerprints too big for an exact position: the window must shrink first).
+        A continuation token seen before in this run for the same window is an UpstreamError.
+        """
+        scratch = copy.deepcopy(state)
+        window = scratch.window
+        assert window is not None
+        token = window.token
+        pass_started_ms = window.pass_started_ms
+        held: list[tuple[str | None, JSON, int]] = []
+        while True:
+            if held and deadline.near():
+                return held, "deadline"
+            if token is None:
+                pass_started_ms = to_ms(self.ctx.clock.now())
+            try:
+                body = self.api.fetch(window.start_ms, window.end_ms, token, deadline)
+            except TokenRejected:
+                return held, "rejected"
+            for event in body["events"]:
+                when = parse_time(event.get("timestamp"))
+                scratch.offer(fingerprint(event, None if when is None else to_ms(when)))
+            held.append((token, body, pass_started_ms))
+            if not body["has_more"]:
+                return held, "complete"
+            next_token = body["continuation_token"]
+            key = (window.start_ms, window.end_ms, next_token)
+            if next_token == token or key in seen_tokens:
+                raise UpstreamError(
+                    f"Keeper returned a continuation token it had already returned for window "
+                    f"{iso_ms(window.start_ms)} - {iso_ms(window.end_ms)} (the paging goes round in a circle)",
+                    hint="The stream stops instead of sending the same events again; the next run resumes "
+                    "from the saved position. If it persists, report it to Keeper support.",
+                )
+            seen_tokens.add(key)
+            if bounded and not scratch.fits():
+                return [], "oversized"
+            token = next_token
 
     def _page(self, state: KeeperPosition, body: JSON, sent_token: str | None, target_end_ms: int) -> Page:
         window = state.window
         assert window is not None
+        before = copy.deepcopy(state)
         counters: Counter[str] = Counter()
         delivered: list[JSON] = []
+        keys: list[int] = []
         newest: datetime | None = None
         for event in body["events"]:
             when = parse_time(event.get("timestamp"))
+            key = fingerprint(event, None if when is None else to_ms(when))
             # An unparseable time is still delivered (shape_rows keeps the raw value in Data).
-            if not state.offer(fingerprint(event, None if when is None else to_ms(when))):
+            if not state.offer(key):
                 counters["duplicates_dropped"] += 1
                 continue
             delivered.append(event)
+            keys.append(key)
             if when is None:
                 counters["unparsed_timestamps"] += 1
             elif newest is None or when > newest:
                 newest = when
         window.delivered += len(delivered)
         if body["has_more"]:
-            token = body["continuation_token"]
-            if token == sent_token:
-                raise UpstreamError(
-                    "Keeper returned the same continuation token again (the paging does not advance)",
-                    hint="Report it to Keeper support; the next run re-reads the window.",
-                )
-            window.token = token
+            window.token = body["continuation_token"]
         else:
             if state.complete_window(self.overlap_ms, self.lag_ms):
                 counters["overlap_shortened"] += 1
@@ -229,4 +296,21 @@ class KeeperStream:
         saved, exact = state.dump()
         if not exact:
             counters["oversized_window_pages"] += 1
-        return Page(delivered, saved, newest, {k: v for k, v in counters.items() if v}, has_more=more)
+
+        def accepted_position(n: int) -> JSON:
+            """Before this page, plus its first ``n`` delivered events as accepted: resuming re-reads the
+            page from the same token (or the window, if the token is refused) and sends only the rest."""
+            partial = copy.deepcopy(before)
+            assert partial.window is not None
+            partial.window.delivered += n
+            partial.mark_accepted(keys[:n])
+            return partial.dump()[0]
+
+        return Page(
+            delivered,
+            saved,
+            newest,
+            {k: v for k, v in counters.items() if v},
+            has_more=more,
+            accepted_position=accepted_position,
+        )

@@ -263,6 +263,38 @@ class KeeperPosition:
         window.restarts += 1
         window.end_ms = max(self.watermark_ms + 1, window.start_ms + (window.end_ms - window.start_ms) // 2)
 
+    def shrink_window(self) -> bool:
+        """Halve the part of the window past the watermark before anything of the current pass was
+        delivered (its fingerprints would not fit a checkpoint); False when it is down to 1 ms.
+
+        What earlier passes delivered becomes ``prior``, as for a refused token; the pass starts over.
+        """
+        assert self.window is not None
+        window = self.window
+        end = self.watermark_ms + (window.end_ms - self.watermark_ms) // 2
+        if end <= self.watermark_ms:
+            return False
+        for entry in self.fingerprints.values():
+            entry[0] = max(entry[0], entry[1])
+            entry[1] = 0
+        window.token = None
+        window.end_ms = end
+        return True
+
+    def fits(self) -> bool:
+        """True when the fingerprints fit a mid-window position as they are (no fallback in ``dump``)."""
+        return len(pack(self.fingerprints)) <= MAX_FINGERPRINT_CHARS
+
+    def mark_accepted(self, keys: list[int]) -> None:
+        """Record copies the sink accepted from a page whose later events it did not: re-reading that
+        page from its token then delivers only the copies after them (see ``offer``)."""
+        taken: dict[int, int] = {}
+        for key in keys:
+            taken[key] = taken.get(key, 0) + 1
+        for key, count in taken.items():
+            entry = self.fingerprints.setdefault(key, [0, 0])
+            entry[0] = max(entry[0], entry[1]) + count
+
     def complete_window(
         self, overlap_ms: int, lag_ms: int, max_carried: int = MAX_CARRIED_FINGERPRINTS
     ) -> bool:

@@ -47,8 +47,8 @@ class RecordingSink:
     name: str = "file"
     batches: list[list[dict[str, Any]]] = field(default_factory=list)
 
-    def send(self, table: str, rows: list[dict[str, Any]]) -> SendResult:
-        result = self.inner.send(table, rows)
+    def send(self, table: str, rows: list[dict[str, Any]], on_accepted: Any = None) -> SendResult:
+        result = self.inner.send(table, rows, on_accepted)
         if table == KEEPER_TABLE:
             self.batches.append(rows)
         return result
