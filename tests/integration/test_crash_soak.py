@@ -48,7 +48,7 @@ REPORT = os.environ.get("AUDITSYNC_CRASH_REPORT", "")
 ROOT = Path(__file__).resolve().parents[2]
 ONEPASSWORD_TYPES = ("auditevents", "itemusages", "signinattempts")
 KEEPER_STREAM = "keeper/events"
-STREAMS = tuple(f"onepassword/{t}" for t in ONEPASSWORD_TYPES) + (KEEPER_STREAM,)
+STREAMS = (*(f"onepassword/{t}" for t in ONEPASSWORD_TYPES), KEEPER_STREAM)
 
 
 def keeper_key(row: dict[str, Any]) -> str:
