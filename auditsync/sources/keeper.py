@@ -4,10 +4,13 @@ The API has no event id, documents neither sort order nor whether ``end_date`` i
 deliver events late. So we read fixed windows ``[watermark - overlap, run_start - lag]`` (frozen when
 opened), page through each with the continuation token, drop copies already delivered by their
 fingerprint multiset (``keeper_position``), and advance the watermark only when a window was read to
-its end. Large backlogs are split into windows sized for about ``TARGET_WINDOW_EVENTS`` events, and
-every page carries the position to save once the sink accepted it, so a deadline or a crash costs at
-most the page in flight. A continuation token is never trusted to survive: if the server rejects a
-stored one, the window is read again from its start and the fingerprints remove what was already sent.
+its end. Large backlogs are split into windows sized for about ``TARGET_WINDOW_EVENTS`` events; a
+window that turns out to hold more than a checkpoint's fingerprints is halved before any of it is
+delivered, so every page carries an exact position to save once the sink accepted it (and, for a page
+the sink accepted only in part, the position that records that part): a deadline or a crash costs at
+most the request in flight. A continuation token is never trusted to survive: if the server rejects a
+stored one, the window is read again from its start and the fingerprints remove what was already sent;
+a token seen before in this run for the same window (paging in a circle) is an ``upstream`` error.
 """
 
 from __future__ import annotations

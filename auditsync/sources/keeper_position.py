@@ -14,9 +14,11 @@ copies were delivered, whatever order the server used and however often a window
 
 The position must fit one Azure Table property (64 KiB as UTF-16, i.e. 32k characters), so the
 fingerprints are stored packed (about 11 characters each) and bounded: the carried overlap is capped
-(the overlap is shortened, never a loss) and a window whose in-flight fingerprints would not fit is
-saved as "re-read this window, smaller" (a stop inside it may re-send some of that window's events;
-counted as oversized_window_pages).
+(the overlap is shortened, never a loss), and the source reads each pass over a window ahead and
+halves the window (``shrink_window``) before delivering a pass whose fingerprints would not fit, so a
+mid-window position is exact and a stop resumes page by page. Only a window that cannot shrink any
+more (late events in the overlap beyond what fits) still falls back in ``dump`` to "re-read this
+window, smaller" (counted as oversized_window_pages).
 """
 
 from __future__ import annotations

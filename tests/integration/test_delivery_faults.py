@@ -10,8 +10,11 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
+from azure.identity import DefaultAzureCredential
+
 from auditsync.runner import run_cycle
 from auditsync.sinks.limits import TRUNCATION_MARKER
+from auditsync.sinks.logs_ingestion import LogsIngestionSink
 from auditsync.sources.onepassword import FINGERPRINT_PREFIX
 from auditsync.tables import KEEPER_TABLE
 from simulators.clock import FakeClock
@@ -139,3 +142,36 @@ def test_an_event_without_uuid_is_delivered_once_across_reruns(pipeline: Pipelin
     assert any(k.startswith(FINGERPRINT_PREFIX) for k in checkpoint.position["recent_uuids"])
     details = [h.get("Details") or {} for h in pipeline.logs.rows("AuditSyncHealth_CL")]
     assert sum(d.get("events_without_uuid", 0) for d in details) == 1
+
+
+def test_a_failed_later_request_of_a_keeper_page_is_the_only_part_sent_again(
+    keeper_pipeline_sim: KeeperSim,
+    logs_ingestion_sim: LogsIngestionSim,
+    fake_clock: FakeClock,
+    data_dir: Path,
+) -> None:
+    now = fake_clock.now()
+    events = sample_events(2_500, now - timedelta(hours=3), now - timedelta(hours=2), seed=21)
+    for number, event in enumerate(events):
+        event["note"] = f"{number:05d} " + "ü" * 1_500  # ~3 KB a row: a page of 1,000 takes 3-4 requests
+    keeper_pipeline_sim.add(events)
+    env = keeper_env(
+        keeper_pipeline_sim, pipeline_env(data_dir, "keeper", logs_ingestion_sink_env(logs_ingestion_sim))
+    )
+    sink = LogsIngestionSink(
+        logs_ingestion_sim.url, logs_ingestion_sim.dcr_id, DefaultAzureCredential(), retry_total=0
+    )
+    logs_ingestion_sim.inject(503, times=1, when=logs_ingestion_sim.nth_upload(3))
+    report = run_cycle(settings_for(env), clock=still(fake_clock), sink=sink)
+    (stream,) = report.reports
+    assert (stream.status, stream.error_kind) == ("error", "sink"), stream
+    accepted = len(logs_ingestion_sim.rows(KEEPER_TABLE))
+    assert 0 < accepted < len(events) and stream.events == accepted
+
+    report = run_cycle(settings_for(env), clock=still(fake_clock), sink=sink)
+    assert report.reports[0].status == "ok", report.reports
+    delivered = Counter(map(without_ingestion_time, logs_ingestion_sim.rows(KEEPER_TABLE)))
+    assert delivered == expected_rows(events, fake_clock), (
+        "every event once: the accepted requests are not re-sent"
+    )
+    assert len(logs_ingestion_sim.request_rows) > 4
