@@ -42,6 +42,8 @@ PAGE_LIMIT = 1000
 TOKEN_REJECTED = frozenset({400, 404, 410})
 #: Re-reads of one window within one run before we call the API broken (a token that never lasts).
 MAX_RESTARTS_PER_RUN = 3
+#: Pages held at most before delivery when a window cannot shrink any more (see ``_read_pass``).
+UNBOUNDED_HELD_PAGES = 3
 
 AUTH_HINT = (
     "The Keeper API token was refused (revoked or expired). A Keeper root admin creates a new one with "
@@ -227,7 +229,8 @@ class KeeperStream:
 
         Returns the pages read (token sent, body, when the pass began) and why reading stopped:
         ``complete`` (the window was read to its end), ``deadline``, ``rejected`` (the token was
-        refused; the pages before it are good), or ``oversized`` (delivering this pass would make the
+        refused; the pages before it are good), ``more`` (a window that cannot shrink: deliver these
+        pages, then read on), or ``oversized`` (delivering this pass would make the
         window's fingerprints too big for an exact position: the window must shrink first).
         A continuation token seen before in this run for the same window is an UpstreamError.
         """
@@ -264,6 +267,9 @@ class KeeperStream:
             seen_tokens.add(key)
             if bounded and not scratch.fits():
                 return [], "oversized"
+            if not bounded and len(held) >= UNBOUNDED_HELD_PAGES:
+                # A window that cannot shrink is delivered as it is read: memory stays bounded.
+                return held, "more"
             token = next_token
 
     def _page(self, state: KeeperPosition, body: JSON, sent_token: str | None, target_end_ms: int) -> Page:
