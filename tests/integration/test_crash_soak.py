@@ -212,6 +212,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_at_most_one_requ
 
         soak.add_activity(scale=2.0)  # a backlog for the first run
         per_crash: list[int] = []
+        per_stream_max = 0
         for number in range(RUNS):
             # A run killed at a random moment (start-up, reading, sending, saving), then one left alone.
             # The duplicates of a crash show when the next run re-sends the request whose progress the
@@ -225,6 +226,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_at_most_one_requ
             added = {s: after[s] - before[s] for s in STREAMS}
             if killed:
                 per_crash.append(sum(added.values()))
+                per_stream_max = max(per_stream_max, *added.values())
                 for stream, count in added.items():
                     table = KEEPER_TABLE if stream == KEEPER_STREAM else ONEPASSWORD_TABLE
                     assert count <= soak.largest_request(table), (
@@ -255,6 +257,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_at_most_one_requ
         "crashes": crashes,
         "duplicates_per_crash_max": max(per_crash, default=0),
         "duplicates_per_crash_mean": round(sum(per_crash) / crashes, 1) if crashes else 0,
+        "duplicates_per_crash_one_stream_max": per_stream_max,
         "largest_request_rows": {t: soak.largest_request(t) for t in (KEEPER_TABLE, ONEPASSWORD_TABLE)},
         "events": sum(len(v) for v in soak.onepassword_events.values()) + sum(soak.keeper_expected.values()),
     }
