@@ -218,7 +218,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_at_most_one_requ
             # The duplicates of a crash show when the next run re-sends the request whose progress the
             # killed run did not save, so each crash is judged over the pair.
             before = soak.duplicates()
-            killed = soak.run(rng.uniform(0.8, 4.0))
+            killed = soak.run(rng.uniform(0.6, 3.0))
             free_leases(store)
             soak.add_activity()
             assert not soak.run(None), "a run left alone ends by itself"
