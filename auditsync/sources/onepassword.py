@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -22,7 +23,7 @@ from urllib.parse import urlsplit
 import requests
 
 from auditsync.config import ONEPASSWORD_HOSTS, Settings, is_loopback_url
-from auditsync.errors import AuthError, ConfigError, UpstreamError
+from auditsync.errors import AuthError, CheckpointError, ConfigError, UpstreamError
 from auditsync.http import HttpClient, describe
 from auditsync.model import JSON, Deadline, Page, Stream
 from auditsync.sources import SourceContext
@@ -158,19 +159,27 @@ def digest(key: str) -> bytes:
     return hashlib.blake2b(key.encode("utf-8"), digest_size=_DIGEST_BYTES).digest()
 
 
-def pack_digests(digests: set[bytes]) -> str:
-    return base64.b64encode(b"".join(sorted(digests))).decode("ascii")
+def pack_digests(digests: Counter[bytes]) -> str:
+    """A multiset of digests (an event without uuid may repeat), as base64 of the sorted digests."""
+    return base64.b64encode(b"".join(sorted(digests.elements()))).decode("ascii")
 
 
-def unpack_digests(text: Any) -> set[bytes]:
+def unpack_digests(text: Any) -> Counter[bytes]:
     if not isinstance(text, str) or not text:
-        return set()
-    data = base64.b64decode(text.encode("ascii"))
-    return {data[i : i + _DIGEST_BYTES] for i in range(0, len(data), _DIGEST_BYTES)}
+        return Counter()
+    try:
+        data = base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, ValueError, UnicodeError):
+        raise CheckpointError(
+            "the stored 1Password position has a damaged 'accepted' list",
+            hint="Remove the 'accepted' field of this stream's checkpoint position (the events of the page "
+            "it names are then sent again), or delete the checkpoint to start from INITIAL_LOOKBACK.",
+        ) from None
+    return Counter(data[i : i + _DIGEST_BYTES] for i in range(0, len(data), _DIGEST_BYTES))
 
 
 def _accepted_position(
-    request: JSON, recent: list[str], accepted: set[bytes], keys: list[str]
+    request: JSON, recent: list[str], accepted: Counter[bytes], keys: list[str]
 ) -> Callable[[int], JSON]:
     """For a page cut short: re-ask the same request, and drop the first ``n`` events (by digest).
 
@@ -179,7 +188,7 @@ def _accepted_position(
     """
 
     def position(n: int) -> JSON:
-        done = accepted | {digest(k) for k in keys[:n]}
+        done = accepted + Counter(digest(k) for k in keys[:n])
         where: JSON = (
             {"cursor": request["cursor"]} if request.get("cursor") else {"start_time": request["start_time"]}
         )
@@ -190,7 +199,12 @@ def _accepted_position(
 
 @dataclass
 class OnePasswordStream:
-    """One event type. Position: ``{"cursor": str, "recent_uuids": [...]}``."""
+    """One event type. Position: ``{"cursor": str, "recent_uuids": [...]}``.
+
+    A page the sink accepted only in part is saved as the request that fetched it (``cursor``, or
+    ``start_time`` for a first page) plus ``accepted``: digests of its events already stored, which the
+    re-fetched page then skips. ``recent_uuids`` holds event keys (``event_key``), not only uuids.
+    """
 
     ctx: SourceContext = field(repr=False)
     event_type: str
@@ -254,12 +268,16 @@ class OnePasswordStream:
                 )
             seen_cursors.add(next_cursor)
             guard = set(recent)
-            keys = [event_key(e) for e in items]
-            fresh = [
-                (e, k)
-                for e, k in zip(items, keys, strict=True)
-                if k not in guard and digest(k) not in accepted
-            ]
+            fresh = []
+            pending = Counter(accepted)
+            for event in items:
+                key = event_key(event)
+                if key in guard:
+                    continue
+                if pending[digest(key)] > 0:  # accepted before the page was cut short
+                    pending[digest(key)] -= 1
+                    continue
+                fresh.append((event, key))
             events = [e for e, _ in fresh]
             fresh_keys = [k for _, k in fresh]
             times = [t for t in (parse_time(e.get("timestamp")) for e in events) if t is not None]
@@ -280,7 +298,7 @@ class OnePasswordStream:
                 has_more=has_more,
                 accepted_position=_accepted_position(request, before, accepted, fresh_keys),
             )
-            accepted = set()
+            accepted = Counter()
             if not has_more or deadline.near():
                 return
             body = {"cursor": next_cursor}
