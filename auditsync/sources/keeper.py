@@ -212,10 +212,7 @@ class KeeperStream:
                 counters = {"window_restarts": 1} | ({} if exact else {"oversized_window_pages": 1})
                 yield Page([], saved, None, counters, has_more=True)
             elif outcome == "deadline":
-                if not held:
-                    saved, _ = state.dump()
-                    yield Page([], saved, None, {}, has_more=True)
-                return
+                return  # the pages read so far were delivered; the next run continues after them
 
     def _read_pass(
         self,
