@@ -80,7 +80,14 @@ class Soak:
         now = datetime.now(UTC)
         # Keeper events go after anything a previous run may have read (its watermark is at most its
         # start), so none of them is a late arrival (those are covered by the Keeper property tests).
-        start, end = self.keeper_floor + timedelta(milliseconds=1), now - timedelta(milliseconds=200)
+        # From the next whole second: sample events in the ``iso_seconds`` style sit on whole seconds,
+        # and one rounded down to before the floor would be a late arrival.
+        start = self.keeper_floor.replace(microsecond=0) + timedelta(seconds=1)
+        wait = (start + timedelta(milliseconds=400) - now).total_seconds()
+        if wait > 0:
+            time.sleep(wait)  # real time: the next run must not start before these events happened
+            now = datetime.now(UTC)
+        end = now - timedelta(milliseconds=200)
         count = int(self.rng.randint(200, 800) * scale)
         events = sample_events(count, start, end, seed=self.rng.randrange(1 << 30))
         if self.rng.random() < 0.6:
@@ -123,6 +130,8 @@ class Soak:
                 log.write(f"=== run kill_after={kill_after} killed={killed}\n{errors}\n")
         if not killed:
             assert "Traceback" not in errors, errors
+            failures = [line for line in errors.splitlines() if " ERROR " in line]
+            assert process.returncode == 0, "\n".join(failures[-20:]) or errors[-3000:]
         return killed
 
     def settle(self) -> None:
@@ -233,7 +242,14 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_at_most_one_requ
                         f"crash {number}: {count} duplicates in {stream}, more than one request's rows"
                     )
             else:
-                assert added == dict.fromkeys(STREAMS, 0), f"runs {number} (none killed) duplicated: {added}"
+                keeper_details = [
+                    row.get("Details")
+                    for row in soak.logs.rows("AuditSyncHealth_CL")[-8:]
+                    if row.get("Stream") == KEEPER_STREAM
+                ]
+                assert added == dict.fromkeys(STREAMS, 0), (
+                    f"runs {number} (none killed) duplicated: {added}; Keeper health: {keeper_details}"
+                )
             soak.add_activity()
 
         before = soak.duplicates()
