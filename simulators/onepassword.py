@@ -150,6 +150,9 @@ class OnePasswordSim(SimServer):
     Knobs: ``repeat_cursor_once`` answers the next cursor request with the cursor it was sent and
     ``has_more: true`` (a loop guard must notice); ``repeat_cursor_forever`` does so every time;
     ``duplicate_at_resume`` starts every cursor page with the last event the previous page delivered.
+    ``cycle_cursors`` makes the cursors go round in a circle (A -> B -> A -> B ...): a request with cursor
+    B is answered with its real items but, as the next cursor, the one that led to B, with
+    ``has_more: true``, as a vendor bug would.
     ``limit_per_minute`` / ``limit_per_hour`` (None: off) answer 429 without ``Retry-After`` once the
     account made that many requests in the sliding window, timed by the injected clock (the real
     limits are ``REQUESTS_PER_MINUTE`` and ``REQUESTS_PER_HOUR``); ``reset_rate_windows`` starts them
@@ -174,6 +177,8 @@ class OnePasswordSim(SimServer):
         self.repeat_cursor_once = False
         self.repeat_cursor_forever = False
         self.duplicate_at_resume = False
+        self.cycle_cursors = False
+        self._previous_cursor: dict[str, str] = {}
         self.limit_per_minute: int | None = None
         self.limit_per_hour: int | None = None
         self.echo_token: str | None = None
@@ -405,6 +410,13 @@ class OnePasswordSim(SimServer):
             self.repeat_cursor_once = self.repeat_cursor_once and not repeat
         if repeat:
             return self._respond(cursor.encode(), True, items)
+        if self.cycle_cursors and resumed:
+            sent = cursor.encode()
+            with self.lock:
+                previous = self._previous_cursor.get(event_type)
+                self._previous_cursor[event_type] = sent
+            if previous is not None and previous != sent:
+                return self._respond(previous, True, items)
         return self._respond(next_cursor.encode(), has_more, items)
 
     @staticmethod
