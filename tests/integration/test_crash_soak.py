@@ -69,6 +69,8 @@ class Soak:
     onepassword_events: dict[str, set[str]] = field(default_factory=dict)
     keeper_expected: Counter[str] = field(default_factory=Counter)
     history: list[str] = field(default_factory=list)
+    #: How long the last run left alone took: kills are drawn within it, so most land inside a run.
+    last_duration: float = 3.0
     keeper_floor: datetime = field(default_factory=lambda: datetime.now(UTC) - timedelta(hours=3))
 
     def add_activity(self, scale: float = 1.0) -> None:
@@ -103,6 +105,7 @@ class Soak:
 
     def run(self, kill_after: float | None) -> bool:
         """One ``python -m auditsync run``; killed with SIGKILL after ``kill_after`` s. True if it was killed."""
+        started = time.monotonic()
         process = subprocess.Popen(
             [sys.executable, "-m", "auditsync", "run"],
             cwd=ROOT,
@@ -113,6 +116,8 @@ class Soak:
         try:
             process.wait(timeout=kill_after if kill_after is not None else 180)
             killed = False
+            if kill_after is None:
+                self.last_duration = time.monotonic() - started
         except subprocess.TimeoutExpired:
             process.send_signal(signal.SIGKILL)
             process.wait()
@@ -227,7 +232,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_at_most_one_requ
             # The duplicates of a crash show when the next run re-sends the request whose progress the
             # killed run did not save, so each crash is judged over the pair.
             before = soak.duplicates()
-            killed = soak.run(rng.uniform(0.6, 3.0))
+            killed = soak.run(rng.uniform(0.3, soak.last_duration))
             free_leases(store)
             soak.add_activity()
             assert not soak.run(None), "a run left alone ends by itself"
