@@ -98,8 +98,9 @@ DURATION_RANGES: dict[str, tuple[timedelta, timedelta]] = {
     "INITIAL_LOOKBACK": (timedelta(minutes=1), timedelta(days=3650)),
     # Events are held back this long for late arrivals; more than 6 hours defeats a SIEM.
     "KEEPER_LAG": (timedelta(0), timedelta(hours=6)),
-    # Re-read every run; the checkpoint keeps at most 1,200 overlap fingerprints anyway.
-    "KEEPER_OVERLAP": (timedelta(minutes=1), timedelta(hours=6)),
+    # Re-read every run; more than 6 hours only re-reads what was delivered. Zero would miss every late
+    # event; seconds are for tests and stand-ins (the default 15m is what a tenant wants).
+    "KEEPER_OVERLAP": (timedelta(seconds=1), timedelta(hours=6)),
 }
 
 _KV_REFERENCE = re.compile(r"@Microsoft\.KeyVault\(", re.IGNORECASE)

@@ -85,6 +85,11 @@ class Page:
     ``has_more`` says the source knows there is more after this page; when the run stops after such a
     page (deadline), the stream reports ``behind``. A page may have no events: its position is still
     saved (a cursor or watermark that moved over an empty window).
+
+    ``accepted_position(n)``, when the source provides it, is the position to save once the sink
+    accepted the first ``n`` events of this page (0 < n < len(events)) but not the rest: resuming from it
+    re-delivers only the events after the n-th. The runner saves it after every accepted request of a
+    page that takes several, so a failed later request or a crash re-sends at most one request's rows.
     """
 
     events: list[JSON]
@@ -92,6 +97,7 @@ class Page:
     newest_event_time: datetime | None = None
     counters: Mapping[str, int] = field(default_factory=dict)
     has_more: bool = False
+    accepted_position: Callable[[int], JSON] | None = field(default=None, compare=False, repr=False)
 
 
 class Stream(Protocol):
@@ -123,16 +129,29 @@ class SendResult:
     counters: Mapping[str, int] = field(default_factory=dict)
 
 
+#: Called by a sink after each request it had accepted, with the number of leading rows accepted so far.
+AcceptedCallback = Callable[[int], None]
+
+
 class Sink(Protocol):
     """Where rows go. ``send`` returns only when every row was accepted, else raises SinkError/AuthError.
 
     Every request ``send`` makes, with its retries and waits, ends by ``deadline`` (plus at most one
     request's connect timeout); without one the sink applies its own default bound.
+    Rows go out in order, one request after another; after each accepted request that is not the last,
+    a sink calls ``on_accepted`` with how many leading rows are now stored, so the runner can save that
+    progress before the next request (a failed later request then never re-sends an accepted one).
     """
 
     name: str
 
-    def send(self, table: str, rows: list[JSON], deadline: Deadline | None = None) -> SendResult: ...
+    def send(
+        self,
+        table: str,
+        rows: list[JSON],
+        deadline: Deadline | None = None,
+        on_accepted: AcceptedCallback | None = None,
+    ) -> SendResult: ...
 
     def probe(self) -> str:
         """A cheap check for ``auditsync check``; returns a one-line description or raises."""

@@ -37,9 +37,11 @@ from auditsync.model import (
     STATUS_IDLE,
     STATUS_OK,
     STATUS_SKIPPED,
+    Checkpoint,
     CheckpointStore,
     Clock,
     Deadline,
+    Page,
     Sink,
     Stream,
     StreamReport,
@@ -247,12 +249,23 @@ def _run_stream(run: _Run, stream: Stream) -> StreamReport:
     try:
         for page in stream.pages(checkpoint.position, run.deadline):
             counters.update(page.counters)
+            base_total = checkpoint.total_events
             if page.events:
                 rows, shaping = shape_rows(table, page.events, now=run.clock.now(), event_type=event_type)
                 counters.update(shaping)
-                result = run.sink.send(stream.table, rows, run.deadline)
+                partial = _PartialSaver(run.store, checkpoint, page, newest)
+                try:
+                    result = run.sink.send(
+                        stream.table,
+                        rows,
+                        run.deadline,
+                        partial if page.accepted_position is not None else None,
+                    )
+                finally:
+                    checkpoint = partial.checkpoint
+                    events += partial.accepted
                 counters.update(result.counters)
-                events += len(rows)
+                events += len(rows) - partial.accepted
                 pages += 1
             if page.newest_event_time is not None:
                 newest_this_run = max(filter(None, (newest_this_run, page.newest_event_time)))
@@ -262,7 +275,7 @@ def _run_stream(run: _Run, stream: Stream) -> StreamReport:
                     checkpoint,
                     position=page.position,
                     newest_event_time=newest,
-                    total_events=checkpoint.total_events + len(page.events),
+                    total_events=base_total + len(page.events),
                 )
             )
             stopped_with_more = page.has_more
@@ -315,6 +328,36 @@ def _run_stream(run: _Run, stream: Stream) -> StreamReport:
         )
     _close(run, checkpoint, report, finished)
     return report
+
+
+class _PartialSaver:
+    """The sink's ``on_accepted``: saves the page's ``accepted_position`` after each accepted request.
+
+    With it, a page that takes several requests is recorded request by request, so a failed later
+    request (or a crash) re-sends at most the one request whose save did not happen.
+    """
+
+    def __init__(self, store: CheckpointStore, checkpoint: Checkpoint, page: Page, newest: datetime | None):
+        self.store = store
+        self.checkpoint = checkpoint
+        self.page = page
+        self.newest = newest
+        self.base_total = checkpoint.total_events
+        self.accepted = 0
+
+    def __call__(self, accepted: int) -> None:
+        assert self.page.accepted_position is not None
+        if not 0 < accepted < len(self.page.events) or accepted <= self.accepted:
+            return
+        self.checkpoint = self.store.save(
+            replace(
+                self.checkpoint,
+                position=self.page.accepted_position(accepted),
+                newest_event_time=self.newest,
+                total_events=self.base_total + accepted,
+            )
+        )
+        self.accepted = accepted
 
 
 def _close(run: _Run, checkpoint: Any, report: StreamReport, finished: datetime) -> None:

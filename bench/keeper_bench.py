@@ -11,6 +11,12 @@ so their ratios are comparable whatever the machine:
 
 Peak RSS is read with psutil in a sampling thread (ru_maxrss would include the simulator's dataset
 build). The simulator runs in its own process, so neither its CPU nor its dataset counts here.
+
+Then the ``wan`` drain: the whole product (``run_cycle``, Keeper -> Logs Ingestion, file checkpoints) in
+a fresh child process, with the Keeper simulator answering each page after ``--page-latency`` (500 ms)
+and Logs Ingestion each request after ``--ingest-latency`` (100 ms). Its figure is the share of the
+serial-fetch bound, 1,000 events a page / page latency: what one stream fetching pages back to back
+could reach. Every event is checked to arrive exactly once (Keeper events have no id: as a multiset).
 """
 
 from __future__ import annotations
@@ -20,11 +26,13 @@ import gc
 import json
 import multiprocessing
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -37,7 +45,11 @@ from auditsync.sources import SourceContext
 from auditsync.sources.keeper import KeeperStream
 from auditsync.tables import KEEPER_TABLE, TABLES
 from auditsync.tables.rows import shape_rows
-from simulators.keeper import EVENTS_PATH, KeeperSim, sample_events
+from bench.measure import run_child
+from bench.profile import Profile, record_prefix
+from bench.sims import TallyingLogsIngestionSim, expected_keys
+from simulators.identity import ManagedIdentitySim
+from simulators.keeper import EVENTS_PATH, MAX_LIMIT, KeeperSim, sample_events
 
 TOKEN = "bench-keeper-token"
 RUN_START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -144,10 +156,90 @@ def serve(count: int, lookback: timedelta, ready: Any, stop: Any) -> None:
         stop.wait()
 
 
+#: Issue 13's target for the Keeper drain at 500 ms a page: this share of the serial-fetch bound.
+TARGET_BOUND_SHARE = 0.9
+
+
+def wan_drain(
+    events: int, page_latency: float, ingest_latency: float, *, profile: bool = False
+) -> dict[str, Any]:
+    """The product's Keeper drain through latency; exactly-once checked; figures against the bound.
+
+    ``profile``: then one more drain (fresh checkpoints) under py-spy, waits included, summarised."""
+    now = datetime.now(UTC)
+    backlog = sample_events(events, now - timedelta(hours=23), now - timedelta(minutes=30), seed=42)
+    expected = expected_keys(KEEPER_TABLE, backlog)
+    identity = ManagedIdentitySim()
+    ingestion = TallyingLogsIngestionSim(identity=identity)
+    keeper = KeeperSim(token=TOKEN)
+    keeper.record_bodies = False
+    keeper.add(backlog)
+    del backlog
+    keeper.latency, ingestion.latency = page_latency, ingest_latency
+    lines: list[str] = []
+    with identity, ingestion, keeper, tempfile.TemporaryDirectory(prefix="bench-data-") as scratch:
+        data = str(Path(scratch) / "data")
+        env = {
+            **identity.env(),
+            "SOURCES": "keeper",
+            "KEEPER_BASE_URL": keeper.url,
+            "KEEPER_TOKEN": TOKEN,
+            "SINK": "logs_ingestion",
+            "LOGS_INGESTION_ENDPOINT": ingestion.url,
+            "LOGS_INGESTION_RULE_ID": ingestion.dcr_id,
+            "CHECKPOINT_STORE": "file",
+            "AUDITSYNC_DATA_DIR": data,
+            "INITIAL_LOOKBACK": "1d",
+            "RUN_TIME_BUDGET": "9m",  # the longest host.json allows
+        }
+        child = run_child("bench.drain_child", ["drain"], env)
+        pages = len(keeper.requests)
+        tally = ingestion.reset_tally()
+        if profile:
+            raw = Path(scratch) / "keeper-wan.txt"
+            run_child(
+                "bench.drain_child",
+                ["drain"],
+                {**env, "AUDITSYNC_DATA_DIR": data + "-profiled"},
+                prefix=record_prefix(raw, idle=True),
+            )
+            lines = Profile.read(raw).lines()
+    duplicates, missing = tally.compare(expected)
+    if child["failed"] or duplicates or missing or child["events"] != events:
+        raise RuntimeError(
+            f"the Keeper drain did not deliver every event exactly once: {events} in the backlog, "
+            f"{child['events']} reported, {duplicates} duplicate or unknown, {missing} missing "
+            f"({json.dumps(child['streams'])})"
+        )
+    rate = child["events"] / child["seconds"]
+    bound = MAX_LIMIT / page_latency
+    return {
+        "events": child["events"],
+        "seconds": child["seconds"],
+        "cpu_seconds": child["cpu_seconds"],
+        "events_per_s": rate,
+        "keeper_requests": pages,
+        "dce_requests": tally.data_requests + tally.heartbeat_requests,
+        "peak_rss_mb": child["peak_rss_mb"],
+        "bound_events_per_s": bound,
+        "bound_share": rate / bound,
+        "events_per_request": child["events"] / pages if pages else 0.0,
+        "page_latency": page_latency,
+        "ingest_latency": ingest_latency,
+        "profile": lines,
+    }
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3, help="best of N for each measurement")
+    parser.add_argument("--wan-events", type=int, default=20_000, help="events of the wan drain (0: skip it)")
+    parser.add_argument("--page-latency", type=float, default=0.5, help="seconds per Keeper page (wan drain)")
+    parser.add_argument(
+        "--ingest-latency", type=float, default=0.1, help="seconds per ingestion request (wan)"
+    )
+    parser.add_argument("--no-profile", action="store_true", help="skip the profiled wan drain")
     args = parser.parse_args(argv)
 
     lookback = timedelta(days=1)
@@ -192,6 +284,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for name, r in results.items()
     }
     figures["largest_position_bytes"] = LARGEST_POSITION["bytes"]
+    if args.wan_events:
+        wan = wan_drain(args.wan_events, args.page_latency, args.ingest_latency, profile=not args.no_profile)
+        figures["wan"] = wan
+        met = wan["bound_share"] >= TARGET_BOUND_SHARE
+        print(
+            f"  wan drain (run_cycle in a child; {wan['page_latency'] * 1000:.0f} ms per Keeper page, "
+            f"{wan['ingest_latency'] * 1000:.0f} ms per ingestion request): {wan['events']:,} events exactly once "
+            f"in {wan['seconds']:.1f} s = {wan['events_per_s']:,.0f} events/s; {wan['keeper_requests']} Keeper "
+            f"requests ({wan['events_per_request']:,.0f} events each), {wan['dce_requests']} DCE requests, "
+            f"peak RSS {wan['peak_rss_mb']:.0f} MB"
+        )
+        print(
+            f"  targets: wan drain / serial-fetch bound ({wan['bound_events_per_s']:,.0f} events/s) = "
+            f"{wan['bound_share']:.2f} (>= {TARGET_BOUND_SHARE}): {'met' if met else 'MISSED'}"
+        )
+        if wan["profile"]:
+            print("  profile of one more wan drain (py-spy, waits included):")
+            for line in wan["profile"]:
+                print("    " + line)
     return figures
 
 

@@ -14,7 +14,7 @@ import resource
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -64,13 +64,21 @@ def child_env(extra: Mapping[str, str]) -> dict[str, str]:
 
 
 def run_child(
-    module: str, args: list[str], env: Mapping[str, str], *, timeout: float = 3600
+    module: str,
+    args: list[str],
+    env: Mapping[str, str],
+    *,
+    timeout: float = 3600,
+    prefix: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Run ``python -m module args --out FILE`` in a fresh interpreter; return the JSON it wrote to FILE."""
+    """Run ``python -m module args --out FILE`` in a fresh interpreter; return the JSON it wrote to FILE.
+
+    ``prefix`` goes before the interpreter on the command line: a profiler such as ``py-spy record``.
+    """
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         out = Path(tmp) / "result.json"
         completed = subprocess.run(
-            [sys.executable, "-m", module, *args, "--out", str(out)],
+            [*prefix, sys.executable, "-m", module, *args, "--out", str(out)],
             cwd=ROOT,
             env=child_env(env),
             capture_output=True,

@@ -1,89 +1,68 @@
-"""The simulator side of the 1Password benchmark: 1Password, Logs Ingestion and managed identity.
+"""The simulator side of the 1Password benchmarks: 1Password, Logs Ingestion and managed identity.
 
 They run in the benchmark's own process, apart from the measured children, so their memory (the
-whole backlog, for one) never counts as ours. The Logs Ingestion simulator keeps no rows and no
-bodies; it tallies what arrived instead: each event's uuid (to prove exactly-once), requests and
-their compressed sizes, and how many bodies were over the service's 1 MiB limit.
+whole backlog, for one) and their CPU never count as ours. ``Network`` sets what a real tenant adds:
+a latency per 1Password page and per ingestion request, and 1Password's published rate limits,
+answered as the API answers them (429, ``{"status": 429, "message": "Too Many Requests"}``, no
+``Retry-After``).
 """
 
 from __future__ import annotations
 
-import threading
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from auditsync.tables import HEALTH_TABLE, TableDef
+from auditsync.tables import ONEPASSWORD_TABLE
 from bench.onepassword_backlog import ACCOUNT_UUID, Backlog
-from simulators.base import Request, Response
+from bench.sims import TallyingLogsIngestionSim, expected_keys
 from simulators.identity import ManagedIdentitySim
-from simulators.logs_ingestion import MAX_BODY, LogsIngestionSim
-from simulators.onepassword import OnePasswordSim
+from simulators.onepassword import REQUESTS_PER_HOUR, REQUESTS_PER_MINUTE, OnePasswordSim
 
-HEALTH_EVENTS = "healthevents"
-
-
-@dataclass
-class Tally:
-    """What reached the DCE since the last ``reset``."""
-
-    data_requests: int = 0
-    data_body_bytes: int = 0
-    heartbeat_requests: int = 0
-    oversize_bodies: int = 0
-    rows: int = 0
-    duplicates: int = 0
-    uuids: set[str] = field(default_factory=set)
-
-    @property
-    def mean_body_bytes(self) -> float:
-        return self.data_body_bytes / self.data_requests if self.data_requests else 0.0
+PAGE_SIZE = 1000
 
 
-class TallyingLogsIngestionSim(LogsIngestionSim):
-    """The Logs Ingestion simulator, unchanged, plus a running tally of accepted uploads."""
+@dataclass(frozen=True)
+class Network:
+    """Per-request latencies (seconds) and whether 1Password's rate limits apply."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.record_bodies = False
-        self.tally = Tally()
-        self._tally_lock = threading.Lock()
-        self._request = threading.local()
+    page_latency: float = 0.0
+    ingest_latency: float = 0.0
+    rate_limits: bool = False
 
-    def reset_tally(self) -> Tally:
-        with self._tally_lock:
-            done, self.tally = self.tally, Tally()
-        return done
+    def ceiling_events_per_s(self) -> float | None:
+        """1Password's ceiling for one account: requests per second allowed x 1,000 events a page.
 
-    def handle(self, request: Request) -> Response:
-        body = request.body
-        self._request.compressed = len(body)
-        # A gzip member ends with the uncompressed size (mod 2**32): the size the service checks.
-        self._request.inflated = int.from_bytes(body[-4:], "little") if body[:2] == b"\x1f\x8b" else len(body)
-        return super().handle(request)
+        The per-minute limit (600/min = 10 req/s) binds for a drain shorter than about 50 minutes;
+        past that, the hourly one (30,000/h = 8.3 req/s) does.
+        """
+        if not self.rate_limits:
+            return None
+        return REQUESTS_PER_MINUTE / 60 * PAGE_SIZE
 
-    def _store(self, table: TableDef, records: list[dict[str, Any]]) -> None:
-        super()._store(table, records)
-        heartbeat = table.name == HEALTH_TABLE or all(r.get("log_source") == HEALTH_EVENTS for r in records)
-        with self._tally_lock:
-            tally = self.tally
-            if heartbeat:
-                tally.heartbeat_requests += 1
-                return
-            tally.data_requests += 1
-            tally.data_body_bytes += self._request.compressed
-            tally.oversize_bodies += self._request.inflated > MAX_BODY
-            for record in records:
-                if record.get("log_source") == HEALTH_EVENTS:
-                    continue
-                tally.rows += 1
-                uuid = record.get("uuid_s")
-                if uuid in tally.uuids:
-                    tally.duplicates += 1
-                else:
-                    tally.uuids.add(str(uuid))
+    @staticmethod
+    def sustained_ceiling_events_per_s() -> float:
+        return REQUESTS_PER_HOUR / 3600 * PAGE_SIZE
+
+    def describe(self) -> str:
+        if not (self.page_latency or self.ingest_latency or self.rate_limits):
+            return "loopback, no latency, no rate limits"
+        limits = (
+            f"1Password rate limits {REQUESTS_PER_MINUTE}/min and {REQUESTS_PER_HOUR:,}/h "
+            "(the minute before the run already at the limit)"
+            if self.rate_limits
+            else "no rate limits"
+        )
+        return (
+            f"{self.page_latency * 1000:.0f} ms per 1Password request, "
+            f"{self.ingest_latency * 1000:.0f} ms per ingestion request, {limits}"
+        )
+
+
+#: No latency, no rate limits: the simulators as fast as loopback lets them be.
+LOOPBACK = Network()
 
 
 @dataclass
@@ -92,31 +71,46 @@ class BenchSims:
     ingestion: TallyingLogsIngestionSim
     onepassword: OnePasswordSim
     token: str
-    expected: set[str]
+    expected: Counter[str]
+    network: Network
 
     @classmethod
     @contextmanager
-    def running(cls, backlog: Backlog, *, keep_rows: bool = False) -> Iterator[BenchSims]:
+    def running(
+        cls, backlog: Backlog, *, keep_rows: bool = False, network: Network = LOOPBACK
+    ) -> Iterator[BenchSims]:
         """Start the three simulators with ``backlog`` loaded into 1Password; stop them afterwards."""
         identity = ManagedIdentitySim()
         ingestion = TallyingLogsIngestionSim(identity=identity, keep_rows=keep_rows)
         onepassword = OnePasswordSim(account_uuid=ACCOUNT_UUID)
         onepassword.record_bodies = False
-        expected: set[str] = set()
+        expected: Counter[str] = Counter()
         for event_type in backlog.event_types:
             events = backlog.events(event_type)
-            expected.update(e["uuid"] for e in events)
+            expected.update(expected_keys(ONEPASSWORD_TABLE, events, event_type))
             onepassword.add(event_type, events)
             del events
+        onepassword.latency = network.page_latency
+        ingestion.latency = network.ingest_latency
         started = []
         try:
             for sim in (identity, ingestion, onepassword):
                 sim.start()
                 started.append(sim)
-            yield cls(identity, ingestion, onepassword, onepassword.issue_token(), expected)
+            token = onepassword.issue_token()
+            yield cls(identity, ingestion, onepassword, token, expected, network)
         finally:
             for sim in reversed(started):
                 sim.stop()
+
+    def arm_rate_limits(self) -> None:
+        """Before each measured run: fresh windows, the minute before it busy at the limit (a drain
+        in progress, not a fresh account whose first minute allows a burst of 600 requests)."""
+        if not self.network.rate_limits:
+            return
+        sim = self.onepassword
+        sim.limit_per_minute, sim.limit_per_hour = REQUESTS_PER_MINUTE, REQUESTS_PER_HOUR
+        sim.reset_rate_windows(past_requests=REQUESTS_PER_MINUTE)
 
     def drain_env(self, backlog: Backlog, data_dir: Path) -> dict[str, str]:
         """The settings of one collection run into the simulators, as the Function App would have them."""
@@ -135,6 +129,7 @@ class BenchSims:
             "RUN_TIME_BUDGET": "9m",  # the longest host.json allows; a drain that needs more reports behind
         }
 
-    def onepassword_requests(self) -> int:
+    def onepassword_requests(self) -> tuple[int, int]:
+        """Requests the 1Password simulator received so far, and how many of them it answered 429."""
         with self.onepassword.lock:
-            return len(self.onepassword.requests)
+            return len(self.onepassword.requests), self.onepassword.throttled

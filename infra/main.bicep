@@ -59,8 +59,8 @@ param onePasswordApiToken string = ''
 ])
 param sinkMode string = 'logs_ingestion'
 
-@description('URL of the function package zip (built by tools/package.py, published as a release asset).')
-param packageUrl string = 'https://github.com/auditsync/auditsync/releases/latest/download/auditsync.zip'
+@description('URL of the function package zip. The default is this release\'s asset (self-contained: dependencies included, no remote build); host a copy yourself in a locked-down tenant.')
+param packageUrl string = 'https://github.com/auditsync/auditsync/releases/download/v0.1.0/auditsync-0.1.0.zip'
 
 @description('NCRONTAB schedule of the collection timer (UTC, seconds first).')
 param timerSchedule string = '0 */5 * * * *'
@@ -87,11 +87,14 @@ param lagThresholdMinutes int = 60
 @description('Email address for connector health alerts; empty = alerts without notification.')
 param alertEmail string = ''
 
-@description('Deploy the Sentinel content: parsers, hunting queries, analytics rules, workbook, data connector card.')
-param deploySentinelContent bool = true
+@description('Deploy the Sentinel content: parsers, hunting queries, analytics rules, workbook, data connector card. Needs Microsoft Sentinel on the workspace (already enabled, or onboardSentinel).')
+param deploySentinelContent bool = false
 
 @description('Enable Microsoft Sentinel on the workspace (leave off if it is already enabled).')
 param onboardSentinel bool = false
+
+@description('Send the Key Vault\'s audit logs (who read which secret, from where; failed attempts) to the workspace.')
+param enableKeyVaultAuditLogs bool = true
 
 @description('Tags for every resource the template creates.')
 param tags object = {}
@@ -107,6 +110,8 @@ var storageAccountName = '${compactPrefix}${suffix}'
 var keyVaultName = 'kv-${take(compactPrefix, 7)}-${suffix}'
 var dcrName = '${namePrefix}-dcr-${suffix}'
 var legacyMode = sinkMode == 'data_collector'
+// Written by tools/build_infra.py from pyproject.toml (repository) and auditsync/__init__.py (version).
+var codeTemplateUrl = 'https://raw.githubusercontent.com/auditsync/auditsync/v0.1.0/infra/codeDeployment.json'
 
 resource workspace 'Microsoft.OperationalInsights/workspaces@2022-10-01' existing = {
   name: workspaceName
@@ -153,6 +158,7 @@ module keyVault 'modules/keyVault.bicep' = {
     onePasswordApiToken: onePasswordApiToken
     storeWorkspaceKey: legacyMode
     workspaceResourceId: workspaceResourceId
+    enableAuditLogs: enableKeyVaultAuditLogs
   }
 }
 
@@ -200,6 +206,9 @@ module roles 'modules/roles.bicep' = {
   }
 }
 
+// Last in line: OneDeploy writes the package with the app's identity, so it waits for the role
+// assignments and for everything else (the longest time for the roles to propagate). A deployment of its
+// own, so it can be re-run alone (output redeployCodeCommand; docs/deployment.md).
 module codeDeployment 'modules/codeDeployment.bicep' = {
   name: 'auditsync-code'
   params: {
@@ -208,6 +217,7 @@ module codeDeployment 'modules/codeDeployment.bicep' = {
   }
   dependsOn: [
     roles
+    alerts
   ]
 }
 
@@ -220,6 +230,8 @@ module alerts 'modules/alerts.bicep' = {
     workspaceResourceId: workspaceResourceId
     lagThresholdMinutes: lagThresholdMinutes
     alertEmail: alertEmail
+    appInsightsName: functionApp.outputs.appInsightsName
+    appInsightsLocation: location
   }
   dependsOn: [
     tables
@@ -233,6 +245,8 @@ module sentinelContent 'modules/sentinelContent.bicep' = if (deploySentinelConte
     workspaceName: workspaceName
     location: workspace.location
     onboardSentinel: onboardSentinel
+    keyVaultName: keyVault.outputs.name
+    functionAppPrincipalId: functionApp.outputs.principalId
   }
   dependsOn: [
     tables
@@ -243,3 +257,4 @@ output functionAppName string = functionApp.outputs.name
 output dcrImmutableId string = dcr.outputs.immutableId
 output logsIngestionEndpoint string = dcr.outputs.logsIngestionEndpoint
 output keyVaultUri string = keyVault.outputs.uri
+output redeployCodeCommand string = 'az deployment group create --resource-group ${resourceGroup().name} --name auditsync-code --template-uri ${codeTemplateUrl} --parameters functionAppName=${functionApp.outputs.name}'

@@ -4,6 +4,9 @@ Standard library only (http.server), so the demo and benchmarks need nothing fro
 Subclasses implement ``handle``; ``inject`` queues canned failures (401, 429 with Retry-After, 500...)
 that are served before ``handle`` sees a matching request, and ``inject_network`` queues failures on the
 wire itself (a connection reset before or after the answer starts, a socket that never answers).
+``latency`` (seconds, 0 by default) is the response time: no answer leaves sooner than that after its
+request arrived (the simulator's own work counts toward it), as over a wide-area link to a busy service.
+Benchmarks set it; tests leave it off or inject ``sleep``.
 """
 
 from __future__ import annotations
@@ -92,6 +95,10 @@ class SimServer:
         self.requests: list[Request] = []
         self.faults: list[Fault] = []
         self.record_bodies = True
+        #: Seconds from a request's arrival to its answer, at least (each connection's thread waits on
+        #: its own, so concurrent connections overlap their waits as they would over a real network).
+        self.latency = 0.0
+        self.sleep: Callable[[float], None] = time.sleep
         self._ssl_context = ssl_context
         self._host = host
         self._server: ThreadingHTTPServer | None = None
@@ -130,6 +137,7 @@ class SimServer:
                     return
                 length = int(self.headers.get("Content-Length") or 0)
                 request.body = self.rfile.read(length) if length else b""
+                arrived = time.monotonic()
                 response = sim._dispatch(request)
                 if sim.latency > 0:
                     time.sleep(sim.latency)
@@ -137,6 +145,8 @@ class SimServer:
                 if response.network:
                     self._misbehave(response.network, payload)
                     return
+                if sim.latency > 0:  # the simulator's own work counts toward the response time
+                    sim.sleep(max(0.0, sim.latency - (time.monotonic() - arrived)))
                 self.send_response(response.status)
                 headers = {k.lower(): v for k, v in response.headers.items()}
                 if "content-type" not in headers and payload:

@@ -86,6 +86,10 @@ class KeeperSim(SimServer):
         self.token_rejected_status = token_rejected_status
         self.echo_token: str | None = None
         self.record_bodies = False
+        #: Continuation tokens go round in a circle: a request with token T2 is answered with its real
+        #: events but, as the next token, the one that led to T2 (``has_more: true``), as a vendor bug would.
+        self.cycle_tokens = False
+        self._previous_token: str | None = None
         self._random = random.Random(seed)
         self._events: list[tuple[int, dict[str, Any]]] = []
         self._times: list[int] = []
@@ -195,6 +199,11 @@ class KeeperSim(SimServer):
             next_token = secrets.token_urlsafe(12)
             with self._data_lock:
                 self._cursors[next_token] = _Cursor(cursor.snapshot, offset, cursor.created)
+        if self.cycle_tokens and token:
+            with self._data_lock:
+                previous, self._previous_token = self._previous_token, token
+            if previous is not None and previous != token:
+                next_token, has_more = previous, True
         return Response(200, {"continuation_token": next_token, "has_more": has_more, "events": page})
 
 

@@ -100,6 +100,8 @@ class LogsIngestionSim(SimServer):
         self.undeclared: dict[str, Counter[str]] = {}
         """Per output table: column name -> how many rows carried it."""
         self.row_counts: Counter[str] = Counter()
+        self.request_rows: list[tuple[str, int]] = []
+        """Per accepted upload request, in order: (output table, rows it carried)."""
         self._rows: dict[str, list[dict[str, Any]]] = {}
         self._store_lock = threading.Lock()
 
@@ -123,6 +125,7 @@ class LogsIngestionSim(SimServer):
             self.row_counts.clear()
             self.type_errors.clear()
             self.undeclared.clear()
+            self.request_rows.clear()
 
     # -- protocol --------------------------------------------------------------------------------
     def _dispatch(self, request: Request) -> Response:
@@ -219,6 +222,7 @@ class LogsIngestionSim(SimServer):
             kept_rows.append(row)
         with self._store_lock:
             self.row_counts[table.name] += len(kept_rows)
+            self.request_rows.append((table.name, len(kept_rows)))
             if self.keep_rows:
                 self._rows.setdefault(table.name, []).extend(kept_rows)
             self.type_errors.extend(mismatches)

@@ -42,6 +42,9 @@ MAX_LIMIT = 1000
 DEFAULT_WINDOW = timedelta(hours=1)
 UNAUTHORIZED = {"status": 401, "message": "Unauthorized"}
 TOO_MANY = {"status": 429, "message": "Too Many Requests"}
+#: The Events API's published limits (developer.1password.com/docs/events-api/rate-limits), per account.
+REQUESTS_PER_MINUTE = 600
+REQUESTS_PER_HOUR = 30_000
 
 
 class _Audience(Enum):
@@ -147,8 +150,13 @@ class OnePasswordSim(SimServer):
     Knobs: ``repeat_cursor_once`` answers the next cursor request with the cursor it was sent and
     ``has_more: true`` (a loop guard must notice); ``repeat_cursor_forever`` does so every time;
     ``duplicate_at_resume`` starts every cursor page with the last event the previous page delivered.
+    ``cycle_cursors`` makes the cursors go round in a circle (A -> B -> A -> B ...): a request with cursor
+    B is answered with its real items but, as the next cursor, the one that led to B, with
+    ``has_more: true``, as a vendor bug would.
     ``limit_per_minute`` / ``limit_per_hour`` (None: off) answer 429 without ``Retry-After`` once the
-    account made that many requests in the sliding window, timed by the injected clock.
+    account made that many requests in the sliding window, timed by the injected clock (the real
+    limits are ``REQUESTS_PER_MINUTE`` and ``REQUESTS_PER_HOUR``); ``reset_rate_windows`` starts them
+    afresh, or as if the account had already been busy.
     ``echo_token`` (one of ``simulators.echo.ECHO_MODES``, None: off) echoes the bearer token received
     in the message of every error answered, injected faults included.
     """
@@ -169,10 +177,15 @@ class OnePasswordSim(SimServer):
         self.repeat_cursor_once = False
         self.repeat_cursor_forever = False
         self.duplicate_at_resume = False
+        self.cycle_cursors = False
+        self._previous_cursor: dict[str, str] = {}
         self.limit_per_minute: int | None = None
         self.limit_per_hour: int | None = None
         self.echo_token: str | None = None
         self._request_times: deque[datetime] = deque()
+        self.throttled = 0
+        """Requests answered 429 so far."""
+        self._pending_history: tuple[int, timedelta] | None = None
         self._tokens: dict[str, TokenInfo] = {}
         self._logs: dict[str, _Log] = {t: _Log() for t in EVENT_TYPES}
         self._data_lock = threading.Lock()
@@ -271,6 +284,10 @@ class OnePasswordSim(SimServer):
             return False
         now = self.now()
         with self._data_lock:
+            if self._pending_history is not None:
+                n, over = self._pending_history
+                self._request_times = deque(now - over + over * i / n for i in range(n))
+                self._pending_history = None
             times = self._request_times
             while times and times[0] <= now - timedelta(hours=1):
                 times.popleft()
@@ -287,8 +304,23 @@ class OnePasswordSim(SimServer):
         _, _, token = (request.header("authorization") or "").partition(" ")
         return with_echo(super()._dispatch(request), token, self.echo_token)
 
+    def reset_rate_windows(self, past_requests: int = 0, over: timedelta = timedelta(minutes=1)) -> None:
+        """Start the rate windows afresh: the ``over`` before the next request held ``past_requests``,
+        evenly spread (the oldest just leaving the window), and nothing was throttled yet.
+
+        A benchmark shorter than the window would otherwise enjoy a fresh minute's whole allowance at
+        once; an account already draining at the limit gets no such burst. The history is laid down
+        at the next request, not now, so a client's start-up time does not free any of it.
+        """
+        with self._data_lock:
+            self._request_times = deque()
+            self._pending_history = (past_requests, over)
+            self.throttled = 0
+
     def handle(self, request: Request) -> Response:
         if self._throttled():
+            with self._data_lock:
+                self.throttled += 1
             return Response(429, TOO_MANY)
         path = request.path.rstrip("/")
         if path == "/api/v2/auth/introspect" and request.method == "GET":
@@ -378,6 +410,13 @@ class OnePasswordSim(SimServer):
             self.repeat_cursor_once = self.repeat_cursor_once and not repeat
         if repeat:
             return self._respond(cursor.encode(), True, items)
+        if self.cycle_cursors and resumed:
+            sent = cursor.encode()
+            with self.lock:
+                previous = self._previous_cursor.get(event_type)
+                self._previous_cursor[event_type] = sent
+            if previous is not None and previous != sent:
+                return self._respond(previous, True, items)
         return self._respond(next_cursor.encode(), has_more, items)
 
     @staticmethod

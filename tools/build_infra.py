@@ -8,7 +8,12 @@
   assignments, app settings, tables). It embeds ``infra/tables.json`` and ``sentinel/build/content.json``
   the way ``loadJsonContent`` would.
 
-Run ``python tools/build_infra.py`` after changing a table, the Sentinel content or the templates;
+- The release locations (tools/release.py, from the repository in pyproject.toml and the version): the
+  ``packageUrl`` defaults of both templates and of ``infra/codeDeployment.json`` (the code deployment alone,
+  also nested in ``azuredeploy.json``), the wizard's advanced field, and the Deploy to Azure buttons in
+  README.md and docs/deployment.md.
+
+Run ``python tools/build_infra.py`` after changing a table, the Sentinel content, the templates or the version;
 ``--check`` exits 1 when the committed files are stale (tests do the same).
 """
 
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,10 +30,17 @@ ROOT = Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"
 TABLES_JSON = INFRA / "tables.json"
 ARM_JSON = INFRA / "azuredeploy.json"
+CODE_JSON = INFRA / "codeDeployment.json"
+UI_JSON = INFRA / "createUiDefinition.json"
+MAIN_BICEP = INFRA / "main.bicep"
+CODE_BICEP = INFRA / "modules" / "codeDeployment.bicep"
+README = ROOT / "README.md"
+DEPLOYMENT_DOC = ROOT / "docs" / "deployment.md"
 CONTENT_JSON = ROOT / "sentinel" / "build" / "content.json"
 
 sys.path.insert(0, str(ROOT))
 from auditsync.tables import load_tables  # noqa: E402
+from tools.release import release  # noqa: E402
 
 JSON = dict[str, Any]
 
@@ -59,6 +72,7 @@ API = {
     "alertRules": "2024-03-01",
     "workbooks": "2023-06-01",
     "dataConnectors": "2021-03-01-preview",
+    "diagnosticSettings": "2021-05-01-preview",
 }
 
 SCHEMA = "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#"
@@ -102,6 +116,15 @@ def _param(kind: str, description: str, default: Any = None, **extra: Any) -> JS
     out.update(extra)
     out["metadata"] = {"description": description}
     return out
+
+
+PACKAGE_URL_DESCRIPTION = (
+    "URL of the function package zip. The default is this release's asset (self-contained: dependencies "
+    "included, no remote build); host a copy yourself in a locked-down tenant."
+)
+KV_AUDIT_DESCRIPTION = (
+    "Send the Key Vault's audit logs (who read which secret, from where; failed attempts) to the workspace."
+)
 
 
 def parameters() -> JSON:
@@ -178,8 +201,8 @@ def parameters() -> JSON:
         ),
         "packageUrl": _param(
             "string",
-            "URL of the function package zip (built by tools/package.py, published as a release asset).",
-            "https://github.com/auditsync/auditsync/releases/latest/download/auditsync.zip",
+            PACKAGE_URL_DESCRIPTION,
+            release().package_url,
         ),
         "timerSchedule": _param(
             "string", "NCRONTAB schedule of the collection timer (UTC, seconds first).", "0 */5 * * * *"
@@ -213,11 +236,17 @@ def parameters() -> JSON:
         ),
         "deploySentinelContent": _param(
             "bool",
-            "Deploy the Sentinel content: parsers, hunting queries, analytics rules, workbook, data connector card.",
-            True,
+            "Deploy the Sentinel content: parsers, hunting queries, analytics rules, workbook, data connector card. "
+            "Needs Microsoft Sentinel on the workspace (already enabled, or onboardSentinel).",
+            False,
         ),
         "onboardSentinel": _param(
             "bool", "Enable Microsoft Sentinel on the workspace (leave off if it is already enabled).", False
+        ),
+        "enableKeyVaultAuditLogs": _param(
+            "bool",
+            KV_AUDIT_DESCRIPTION,
+            True,
         ),
         "tags": _param("object", "Tags for every resource the template creates.", {}),
     }
@@ -460,7 +489,34 @@ def key_vault() -> list[JSON]:
             f"[listKeys(parameters('workspaceResourceId'), '{API['workspaces']}').primarySharedKey]",
             "[variables('legacyMode')]",
         ),
+        key_vault_audit_logs(),
     ]
+
+
+#: Key Vault's resource logs: the ``audit`` category group (AuditEvent: every secret read, with caller
+#: identity and IP, and failed attempts), into resource-specific tables (AZKVAuditLogs) rather than the
+#: shared AzureDiagnostics table.
+KV_DIAGNOSTICS = {
+    "name": "auditsync-keyvault-audit",
+    "logAnalyticsDestinationType": "Dedicated",
+    "logs": [{"categoryGroup": "audit", "enabled": True}],
+}
+
+
+def key_vault_audit_logs() -> JSON:
+    return {
+        "condition": "[parameters('enableKeyVaultAuditLogs')]",
+        "type": "Microsoft.Insights/diagnosticSettings",
+        "apiVersion": API["diagnosticSettings"],
+        "scope": "[format('Microsoft.KeyVault/vaults/{0}', variables('keyVaultName'))]",
+        "name": KV_DIAGNOSTICS["name"],
+        "properties": {
+            "workspaceId": "[parameters('workspaceResourceId')]",
+            "logAnalyticsDestinationType": KV_DIAGNOSTICS["logAnalyticsDestinationType"],
+            "logs": KV_DIAGNOSTICS["logs"],
+        },
+        "dependsOn": [f"[{VAULT_ID}]"],
+    }
 
 
 APP_SETTINGS: list[tuple[str, str]] = [
@@ -635,51 +691,137 @@ def role_assignments() -> list[JSON]:
     return out
 
 
-def code_deployment() -> JSON:
+CODE_DEPLOYMENT_NAME = "auditsync-code"
+
+
+def code_deployment_template() -> JSON:
+    """The code deployment alone (also written to infra/codeDeployment.json): re-run it by itself when the
+    first deployment met a role that had not propagated yet (docs/deployment.md)."""
     return {
-        "type": "Microsoft.Web/sites/extensions",
-        "apiVersion": API["web"],
-        "name": "[format('{0}/onedeploy', variables('functionAppName'))]",
-        "properties": {"packageUri": "[parameters('packageUrl')]", "remoteBuild": True},
+        "$schema": SCHEMA,
+        "contentVersion": "1.0.0.0",
+        "metadata": {
+            "description": "auditsync: deploy (or re-deploy) the function package to an existing auditsync "
+            "Function App. Generated by tools/build_infra.py; do not edit."
+        },
+        "parameters": {
+            "functionAppName": _param(
+                "string", "Name of the auditsync Function App (output functionAppName)."
+            ),
+            "packageUrl": _param("string", PACKAGE_URL_DESCRIPTION, release().package_url),
+        },
+        "resources": [
+            {
+                "type": "Microsoft.Web/sites/extensions",
+                "apiVersion": API["web"],
+                "name": "[format('{0}/onedeploy', parameters('functionAppName'))]",
+                # The zip carries its dependencies (.python_packages): nothing is built on the platform.
+                "properties": {"packageUri": "[parameters('packageUrl')]", "remoteBuild": False},
+            }
+        ],
+    }
+
+
+def code_deployment() -> JSON:
+    """A nested deployment of its own, last in line: after the role assignments (OneDeploy writes the package
+    to the deployment container with the app's identity) and after everything else, so the roles have had
+    the longest possible time to propagate; and a named unit that can be redeployed alone."""
+    return {
+        "type": "Microsoft.Resources/deployments",
+        "apiVersion": API["deployments"],
+        "name": CODE_DEPLOYMENT_NAME,
+        "properties": {
+            "mode": "Incremental",
+            "expressionEvaluationOptions": {"scope": "inner"},
+            "parameters": {
+                "functionAppName": {"value": "[variables('functionAppName')]"},
+                "packageUrl": {"value": "[parameters('packageUrl')]"},
+            },
+            "template": code_deployment_template(),
+        },
         "dependsOn": [f"[{SITE_ID}]"]
         + [
             f"[extensionResourceId(format('{scope_type}/{{0}}', variables('{name_var}')), "
             f"'Microsoft.Authorization/roleAssignments', guid({scope_id}, {SITE_ID}, variables('roleIds').{role}))]"
             for _, role, scope_type, name_var, scope_id in ROLE_ASSIGNMENTS
-        ],
+        ]
+        + [f"[{_rid('Microsoft.Insights/scheduledQueryRules', name)}]" for name in _alert_names()],
     }
 
 
-HEALTH_ALERTS = [
-    (
-        "no-heartbeat",
-        "auditsync: no heartbeat from a stream for 15 minutes",
-        "A stream wrote no health row for 15 minutes: the Function App is stopped, failing to start, or "
+#: The dead-app query: ``count()`` over an empty input still returns one row (0), so the rule fires when
+#: no health row at all arrived in the window, also when the table has never had a row; it clears only
+#: when rows arrive again, never by ageing out (tests/content/test_infra_alerts.py runs it through Kusto).
+DEAD_APP_QUERY = "AuditSyncHealth_CL | where TimeGenerated > ago(15m) | summarize HealthRows = count() | where HealthRows == 0"
+#: Failed function executions, from the Application Insights the host writes to: a crash, an import
+#: error or an invocation that raised (function_app.py raises when any stream failed).
+FAILED_EXECUTIONS_QUERY = (
+    "requests | where success == false | project timestamp, operation_Name, resultCode, cloud_RoleName"
+)
+
+HEALTH_ALERTS: list[JSON] = [
+    {
+        "suffix": "no-health-rows",
+        "title": "auditsync: no health row at all for 15 minutes (connector down)",
+        "description": "No stream wrote a health row for 15 minutes, or none ever did: the Function App has no code, "
+        "fails to start, is stopped, or cannot reach the workspace. Resolves only when rows arrive again.",
+        "severity": 1,
+        "query": DEAD_APP_QUERY,
+        "override": None,
+        "dimensions": False,
+        "scope": "workspace",
+    },
+    {
+        "suffix": "no-heartbeat",
+        "title": "auditsync: no heartbeat from a stream for 15 minutes",
+        "description": "A stream wrote no health row for 15 minutes: the Function App is stopped, failing to start, or "
         "cannot reach the workspace.",
-        2,
-        "AuditSyncHealth_CL | summarize LastSeen = max(TimeGenerated) by Tenant, Stream | where LastSeen < ago(15m)",
-        "P2D",
-    ),
-    (
-        "stream-error",
-        "auditsync: a stream reported an error",
-        "A health row has Status error; its Message and Hint say what failed and what to do.",
-        1,
-        'AuditSyncHealth_CL | where Status == "error" | project TimeGenerated, Tenant, Stream, ErrorKind, Message, Hint',
-        None,
-    ),
-    (
-        "stream-lag",
-        "auditsync: a stream is behind",
-        "Events delivered by a run were older than the lag threshold: the connector is catching up or throttled.",
-        3,
-        '[format(\'AuditSyncHealth_CL | where Status in ("ok", "behind") and LagSeconds > {0} '
+        "severity": 2,
+        "query": "AuditSyncHealth_CL | summarize LastSeen = max(TimeGenerated) by Tenant, Stream | where LastSeen < ago(15m)",
+        "override": "P2D",
+        "dimensions": True,
+        "scope": "workspace",
+    },
+    {
+        "suffix": "stream-error",
+        "title": "auditsync: a stream reported an error",
+        "description": "A health row has Status error; its Message and Hint say what failed and what to do.",
+        "severity": 1,
+        "query": 'AuditSyncHealth_CL | where Status == "error" | project TimeGenerated, Tenant, Stream, ErrorKind, Message, Hint',
+        "override": None,
+        "dimensions": True,
+        "scope": "workspace",
+    },
+    {
+        "suffix": "stream-lag",
+        "title": "auditsync: a stream is behind",
+        "description": "Events delivered by a run were older than the lag threshold: the connector is catching up or "
+        "throttled.",
+        "severity": 3,
+        "query": '[format(\'AuditSyncHealth_CL | where Status in ("ok", "behind") and LagSeconds > {0} '
         "| project TimeGenerated, Tenant, Stream, LagSeconds', variables('lagThresholdSeconds'))]",
-        None,
-    ),
+        "override": None,
+        "dimensions": True,
+        "scope": "workspace",
+    },
+    {
+        "suffix": "failed-executions",
+        "title": "auditsync: function executions failed",
+        "description": "Application Insights recorded failed executions of the collect function: see the exception "
+        "in Application Insights (Failures) and the Message and Hint of the health rows.",
+        "severity": 2,
+        "query": FAILED_EXECUTIONS_QUERY,
+        "override": None,
+        "dimensions": False,
+        "scope": "appInsights",
+    },
 ]
 
 ACTION_GROUP_ID = _rid("Microsoft.Insights/actionGroups", "format('{0}-health', parameters('namePrefix'))")
+
+
+def _alert_names() -> list[str]:
+    return [f"format('{{0}}-{a['suffix']}', parameters('namePrefix'))" for a in HEALTH_ALERTS]
 
 
 def alerts() -> list[JSON]:
@@ -704,35 +846,34 @@ def alerts() -> list[JSON]:
             },
         }
     ]
-    for suffix, title, description, severity, query, override in HEALTH_ALERTS:
+    for alert in HEALTH_ALERTS:
+        on_workspace = alert["scope"] == "workspace"
         properties: JSON = {
-            "displayName": title,
-            "description": description,
-            "severity": severity,
+            "displayName": alert["title"],
+            "description": alert["description"],
+            "severity": alert["severity"],
             "enabled": True,
-            "scopes": ["[parameters('workspaceResourceId')]"],
+            "scopes": ["[parameters('workspaceResourceId')]" if on_workspace else f"[{AI_ID}]"],
             "evaluationFrequency": "PT5M",
             "windowSize": "PT15M",
         }
-        if override:
-            properties["overrideQueryTimeRange"] = override
+        if alert["override"]:
+            properties["overrideQueryTimeRange"] = alert["override"]
+        condition: JSON = {
+            "query": alert["query"],
+            "timeAggregation": "Count",
+            "operator": "GreaterThan",
+            "threshold": 0,
+        }
+        if alert["dimensions"]:
+            condition["dimensions"] = [
+                {"name": "Tenant", "operator": "Include", "values": ["*"]},
+                {"name": "Stream", "operator": "Include", "values": ["*"]},
+            ]
+        condition["failingPeriods"] = {"numberOfEvaluationPeriods": 1, "minFailingPeriodsToAlert": 1}
         properties.update(
             {
-                "criteria": {
-                    "allOf": [
-                        {
-                            "query": query,
-                            "timeAggregation": "Count",
-                            "operator": "GreaterThan",
-                            "threshold": 0,
-                            "dimensions": [
-                                {"name": "Tenant", "operator": "Include", "values": ["*"]},
-                                {"name": "Stream", "operator": "Include", "values": ["*"]},
-                            ],
-                            "failingPeriods": {"numberOfEvaluationPeriods": 1, "minFailingPeriodsToAlert": 1},
-                        }
-                    ]
-                },
+                "criteria": {"allOf": [condition]},
                 "autoMitigate": True,
                 "actions": {
                     "actionGroups": f"[if(variables('notify'), createArray({ACTION_GROUP_ID}), createArray())]"
@@ -743,11 +884,16 @@ def alerts() -> list[JSON]:
             {
                 "type": "Microsoft.Insights/scheduledQueryRules",
                 "apiVersion": API["scheduledQueryRules"],
-                "name": f"[format('{{0}}-{suffix}', parameters('namePrefix'))]",
-                "location": f"[{_workspace_ref(full=True)}.location]",
+                "name": f"[format('{{0}}-{alert['suffix']}', parameters('namePrefix'))]",
+                "location": f"[{_workspace_ref(full=True)}.location]"
+                if on_workspace
+                else "[parameters('location')]",
                 "tags": "[parameters('tags')]",
                 "properties": properties,
-                "dependsOn": [f"[{TABLES_DEPLOYMENT_ID}]", f"[{ACTION_GROUP_ID}]"],
+                "dependsOn": [
+                    f"[{TABLES_DEPLOYMENT_ID}]" if on_workspace else f"[{AI_ID}]",
+                    f"[{ACTION_GROUP_ID}]",
+                ],
             }
         )
     return out
@@ -771,6 +917,8 @@ def sentinel_deployment() -> JSON:
             "workspaceName": {"type": "string"},
             "location": {"type": "string"},
             "onboardSentinel": {"type": "bool"},
+            "keyVaultName": {"type": "string"},
+            "functionAppPrincipalId": {"type": "string"},
         },
         "variables": {"content": sentinel_content()},
         "resources": [
@@ -796,7 +944,9 @@ def sentinel_deployment() -> JSON:
                 "properties": {
                     "category": "[variables('content').parsers[copyIndex()].category]",
                     "displayName": "[variables('content').parsers[copyIndex()].displayName]",
-                    "query": "[variables('content').parsers[copyIndex()].query]",
+                    "query": "[replace(replace(variables('content').parsers[copyIndex()].query, "
+                    "'__AUDITSYNC_KEY_VAULT_NAME__', parameters('keyVaultName')), "
+                    "'__AUDITSYNC_FUNCTION_APP_PRINCIPAL_ID__', parameters('functionAppPrincipalId'))]",
                     "functionAlias": "[variables('content').parsers[copyIndex()].name]",
                     "version": 2,
                 },
@@ -880,10 +1030,12 @@ def sentinel_deployment() -> JSON:
                 "workspaceName": {"value": "[variables('workspaceName')]"},
                 "location": {"value": f"[{_workspace_ref(full=True)}.location]"},
                 "onboardSentinel": {"value": "[parameters('onboardSentinel')]"},
+                "keyVaultName": {"value": "[variables('keyVaultName')]"},
+                "functionAppPrincipalId": {"value": f"[{PRINCIPAL}]"},
             },
             "template": template,
         },
-        "dependsOn": [f"[{TABLES_DEPLOYMENT_ID}]"],
+        "dependsOn": [f"[{TABLES_DEPLOYMENT_ID}]", f"[{VAULT_ID}]", f"[{SITE_ID}]"],
     }
 
 
@@ -896,7 +1048,21 @@ def outputs() -> JSON:
             "value": f"[reference({DCR_ID}, '{API['dcr']}').endpoints.logsIngestion]",
         },
         "keyVaultUri": {"type": "string", "value": f"[reference({VAULT_ID}, '{API['vault']}').vaultUri]"},
+        "redeployCodeCommand": {"type": "string", "value": REDEPLOY_COMMAND},
     }
+
+
+def code_template_url() -> str:
+    return release().template_url.replace("azuredeploy.json", "codeDeployment.json")
+
+
+#: The one command that re-runs only the code deployment (for a first deployment that met an RBAC role
+#: still propagating): the same template as the nested ``auditsync-code`` deployment.
+REDEPLOY_COMMAND = (
+    "[format('az deployment group create --resource-group {0} --name auditsync-code --template-uri "
+    f"{code_template_url()} "
+    "--parameters functionAppName={1}', resourceGroup().name, variables('functionAppName'))]"
+)
 
 
 def arm_template() -> JSON:
@@ -928,8 +1094,50 @@ def render(doc: JSON) -> str:
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 
 
+def ui_definition() -> JSON:
+    """createUiDefinition.json (hand-written) with the advanced step's package URL set to this release."""
+    doc: JSON = json.loads(UI_JSON.read_text(encoding="utf-8"))
+    for step in doc["parameters"]["steps"]:
+        for element in step["elements"]:
+            if element["name"] == "packageUrl":
+                element["defaultValue"] = release().package_url
+    return doc
+
+
+def _with_literal(text: str, declaration: str, value: str) -> str:
+    """A Bicep file whose ``<declaration> = '...'`` line (a param default or a var) is set to ``value``."""
+    pattern = re.compile(rf"^({re.escape(declaration)} = )'[^']*'$", re.M)
+    if not pattern.search(text):
+        raise ValueError(f"no `{declaration} = '...'` line")
+    return pattern.sub(lambda m: f"{m.group(1)}'{value}'", text)
+
+
+def _with_button(text: str) -> str:
+    """README with the Deploy to Azure button pointing at this release's templates."""
+    pattern = re.compile(r"\(https://portal\.azure\.com/#create/Microsoft\.Template/uri/[^)\s]+\)")
+    if not pattern.search(text):
+        raise ValueError("README has no Deploy to Azure button link")
+    return pattern.sub(lambda m: f"({release().button_url})", text)
+
+
 def outputs_by_path() -> dict[Path, str]:
-    return {TABLES_JSON: render(tables_content()), ARM_JSON: render(arm_template())}
+    package_url = release().package_url
+    return {
+        TABLES_JSON: render(tables_content()),
+        ARM_JSON: render(arm_template()),
+        CODE_JSON: render(code_deployment_template()),
+        UI_JSON: render(ui_definition()),
+        MAIN_BICEP: _with_literal(
+            _with_literal(MAIN_BICEP.read_text(encoding="utf-8"), "param packageUrl string", package_url),
+            "var codeTemplateUrl",
+            code_template_url(),
+        ),
+        CODE_BICEP: _with_literal(
+            CODE_BICEP.read_text(encoding="utf-8"), "param packageUrl string", package_url
+        ),
+        README: _with_button(README.read_text(encoding="utf-8")),
+        DEPLOYMENT_DOC: _with_button(DEPLOYMENT_DOC.read_text(encoding="utf-8")),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

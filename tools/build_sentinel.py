@@ -134,18 +134,21 @@ def rule_files() -> list[Path]:
     return sorted(SENTINEL.glob("analytics/**/*.yaml"))
 
 
-def _split_techniques(techniques: list[str]) -> tuple[list[str], list[str]]:
-    """The alert rule API takes parent techniques in ``techniques`` and dotted ones in ``subTechniques``;
-    a parent is listed whenever one of its sub-techniques is."""
+#: The alert rule API version the templates deploy (infra/modules/sentinelContent.bicep). Its
+#: ScheduledAlertRuleProperties define ``tactics`` and ``techniques`` but no ``subTechniques``
+#: (azure-rest-api-specs, securityinsights stable/2024-03-01/AlertRules.json): a sub-technique list
+#: would be dropped, so the rule carries the parent techniques and the sub-techniques stay in the source.
+ALERT_RULES_API_VERSION = "2024-03-01"
+
+
+def parent_techniques(techniques: list[str]) -> list[str]:
+    """``T1110.001`` and ``T1110.003`` to ``T1110``: the ``techniques`` the alert rule API takes."""
     parents: list[str] = []
-    subs: list[str] = []
     for t in techniques:
         parent = t.split(".")[0]
         if parent not in parents:
             parents.append(parent)
-        if "." in t and t not in subs:
-            subs.append(t)
-    return parents, subs
+    return parents
 
 
 def compile_rule(path: Path) -> JSON:
@@ -160,7 +163,6 @@ def compile_rule(path: Path) -> JSON:
     operator = TRIGGER_OPERATORS.get(str(doc["triggerOperator"]))
     if operator is None:
         raise ContentError(f"{where}: triggerOperator must be one of {sorted(TRIGGER_OPERATORS)}")
-    techniques, sub_techniques = _split_techniques(list(doc["relevantTechniques"]))
     properties: JSON = {
         "displayName": doc["name"],
         "description": doc["description"].strip(),
@@ -176,8 +178,7 @@ def compile_rule(path: Path) -> JSON:
         ),
         "suppressionEnabled": bool(doc.get("suppressionEnabled", False)),
         "tactics": list(doc["tactics"]),
-        "techniques": techniques,
-        "subTechniques": sub_techniques,
+        "techniques": parent_techniques(list(doc["relevantTechniques"])),
         "entityMappings": doc["entityMappings"],
         "templateVersion": str(doc["version"]),
         "eventGroupingSettings": doc.get("eventGroupingSettings", {"aggregationKind": "AlertPerResult"}),
@@ -284,7 +285,7 @@ def all_queries(content: JSON) -> list[tuple[str, str]]:
         queries.append((f"connector/sample/{i}", s["query"]))
     for d in card.get("dataTypes", []):
         queries.append((f"connector/lastDataReceived/{d['name']}", d["lastDataReceivedQuery"]))
-    for c in card.get("connectivityCriterias", []):
+    for c in card.get("connectivityCriteria", []):
         for i, v in enumerate(c.get("value", [])):
             queries.append((f"connector/connectivity/{i}", v))
     return queries

@@ -72,8 +72,9 @@ def stream_columns(table: TableDef) -> Columns:
 
 def legacy_columns(table: TableDef) -> Columns:
     """Columns the HTTP Data Collector API creates for our sink's records (``legacy_rows`` decides the names),
-    plus TimeGenerated and the Keeper event-specific fields it flattens out of ``data``."""
-    columns: Columns = [("TimeGenerated", "datetime")]
+    plus TimeGenerated, SourceSystem and the Keeper event-specific fields it flattens out of ``data``."""
+    # The service stamps TimeGenerated and SourceSystem ("RestAPI") on every Data Collector record.
+    columns: Columns = [("TimeGenerated", "datetime"), ("SourceSystem", "string")]
     columns += [(name, LEGACY_TYPE[name[-2:]]) for name, _ in legacy_rows.legacy_columns(table)]
     if table.name == KEEPER_TABLE:
         columns += [(f"{n}_s", "string") for n in KEEPER_EVENT_FIELDS_TEXT]
@@ -123,14 +124,33 @@ class Diagnostic:
         return f"{self.severity} {self.code} line {line} at {snippet!r}: {self.message}"
 
 
+@dataclass(frozen=True)
+class DynamicPath:
+    """One ``x.y["z"]`` access into a dynamic value. ``root`` is the column (or the column inside
+    ``todynamic(x)``/``parse_json(x)``, ``root_kind`` ``call:<fn>``) the path starts from."""
+
+    root: str
+    root_kind: str
+    path: tuple[str, ...]
+    start: int
+
+    @property
+    def text(self) -> str:
+        return ".".join((self.root, *self.path))
+
+
 @dataclass
 class Checked:
-    """One analysed query: its diagnostics and the columns of its tabular result (None if scalar)."""
+    """One analysed query: its diagnostics, the columns of its tabular result (None if scalar) and what
+    its syntax tree uses (dynamic paths, query operators, functions called)."""
 
     name: str
     query: str
     diagnostics: list[Diagnostic]
     columns: Columns | None
+    paths: list[DynamicPath] = field(default_factory=list)
+    operators: list[str] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -142,12 +162,14 @@ class Checked:
 
 @dataclass
 class Scenario:
-    """A workspace schema, the functions declared in it (analysed in order) and queries to check."""
+    """A workspace schema, the functions declared in it (analysed in order) and queries to check.
+    ``builtins`` are functions the workspace provides, as ``(name, "(param:type)", "{ body }")``."""
 
     name: str
     tables: list[dict[str, Any]]
     functions: list[tuple[str, str]] = field(default_factory=list)
     queries: list[tuple[str, str, list[dict[str, Any]]]] = field(default_factory=list)
+    builtins: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -169,6 +191,7 @@ def check(scenarios: list[Scenario], *, timeout: float = 300) -> dict[str, Scena
         {
             "name": s.name,
             "tables": s.tables,
+            "builtins": [{"name": n, "parameters": p, "body": b} for n, p, b in s.builtins],
             "functions": [{"name": n, "query": q} for n, q in s.functions],
             "queries": [{"name": n, "query": q, "tables": extra} for n, q, extra in s.queries],
         }
@@ -198,6 +221,12 @@ def check(scenarios: list[Scenario], *, timeout: float = 300) -> dict[str, Scena
                 query=texts[item["name"]],
                 diagnostics=[Diagnostic(**d) for d in item["diagnostics"]],
                 columns=[(c[0], c[1]) for c in columns] if columns is not None else None,
+                paths=[
+                    DynamicPath(p["root"], p["rootKind"], tuple(p["path"]), p["start"])
+                    for p in item.get("paths", [])
+                ],
+                operators=list(item.get("operators", [])),
+                calls=list(item.get("calls", [])),
             )
 
         results[scenario.name] = ScenarioResult(

@@ -27,8 +27,9 @@ import requests
 from auditsync.config import is_loopback_url
 from auditsync.errors import AuthError, ConfigError, RetryableError, SinkError
 from auditsync.http import HttpClient, Redactor, redact_url
-from auditsync.model import JSON, Clock, Deadline, SendResult
+from auditsync.model import JSON, AcceptedCallback, Clock, Deadline, SendResult
 from auditsync.sinks.legacy_rows import FIELD_LIMIT_BYTES, LegacyShaper
+from auditsync.sinks.limits import fit_row
 from auditsync.tables import TABLES, TableDef
 
 log = logging.getLogger(__name__)
@@ -89,10 +90,11 @@ def encode_records(records: Sequence[JSON]) -> list[bytes]:
     ]
 
 
-def batches(encoded: Sequence[bytes], limit: int) -> Iterator[bytes]:
-    """JSON array bodies of at most ``limit`` bytes each, records kept whole and in order.
+def batches(encoded: Sequence[bytes], limit: int) -> Iterator[tuple[bytes, int]]:
+    """JSON array bodies of at most ``limit`` bytes each, records kept whole and in order, with the
+    number of records in each.
 
-    Raises SinkError (before anything is sent, when called up front) if a single record cannot fit.
+    Every record must fit one post (``fit_records`` sees to it); one that does not is a bug.
     """
     current: list[bytes] = []
     size = 2  # "[" and "]"
@@ -100,17 +102,32 @@ def batches(encoded: Sequence[bytes], limit: int) -> Iterator[bytes]:
         if len(record) + 2 > limit:
             raise SinkError(
                 f"one record is {len(record)} bytes, more than the {limit}-byte post limit",
-                hint="A record this large has too many fields; report it to the auditsync maintainers.",
+                hint="This is a bug in auditsync (records are cut to fit); report it to the maintainers.",
             )
         extra = len(record) + (1 if current else 0)
         if current and size + extra > limit:
-            yield b"[" + b",".join(current) + b"]"
+            yield b"[" + b",".join(current) + b"]", len(current)
             current, size = [], 2
             extra = len(record)
         current.append(record)
         size += extra
     if current:
-        yield b"[" + b",".join(current) + b"]"
+        yield b"[" + b",".join(current) + b"]", len(current)
+
+
+def fit_records(encoded: list[bytes], records: Sequence[JSON], limit: int, field_limit: int) -> int:
+    """Cut (in place) every record that could not fit one post; return how many were cut.
+
+    A record that big is an event with very many large fields: refused forever, it would stop its
+    stream, so it is cut field by field (``fit_row``) instead, visibly.
+    """
+    cut = 0
+    for index, data in enumerate(encoded):
+        if len(data) + 2 > limit:
+            fixed, _, _ = fit_row(dict(records[index]), limit - 2, field_limit)
+            encoded[index] = encode_records([fixed])[0]
+            cut += 1
+    return cut
 
 
 class DataCollectorSink:
@@ -165,15 +182,26 @@ class DataCollectorSink:
         return f"DataCollectorSink(workspace_id={self.workspace_id!r}, url={redact_url(self.url)!r})"
 
     # -- Sink protocol ------------------------------------------------------------------------------
-    def send(self, table: str, rows: list[JSON], deadline: Deadline | None = None) -> SendResult:
-        """Post every row of one page within ``deadline``; return only when every post returned 200."""
+    def send(
+        self,
+        table: str,
+        rows: list[JSON],
+        deadline: Deadline | None = None,
+        on_accepted: AcceptedCallback | None = None,
+    ) -> SendResult:
+        """Post every row of one page within ``deadline``; return only when every post returned 200.
+
+        ``on_accepted`` hears how many leading rows are stored before each post after the first.
+        """
         if not rows:
             return SendResult(0)
         definition = self._table(table)
         log_type = definition.legacy_log_type
         shaper = LegacyShaper(definition, field_limit=self.field_limit)
         records = [shaper.record(row) for row in rows]
-        bodies = list(batches(encode_records(records), self.max_post_bytes))
+        encoded = encode_records(records)
+        rows_cut = fit_records(encoded, records, self.max_post_bytes, self.field_limit)
+        bodies = list(batches(encoded, self.max_post_bytes))
         if shaper.truncated_fields:
             log.warning(
                 "%s_CL: truncated %d field(s) over %d bytes (columns: %s); the cut is marked in the data",
@@ -184,8 +212,12 @@ class DataCollectorSink:
                 extra={"sink": self.name, "truncated_fields": shaper.truncated_fields},
             )
         deadline = self._deadline(deadline)
-        for number, body in enumerate(bodies, 1):
+        accepted = 0
+        for number, (body, count) in enumerate(bodies, 1):
+            if accepted and on_accepted is not None:
+                on_accepted(accepted)
             self._post(log_type, body, deadline, number=number, total=len(bodies))
+            accepted += count
         log.info(
             "%s_CL: %d rows accepted in %d post(s)",
             log_type,
@@ -194,6 +226,8 @@ class DataCollectorSink:
             extra={"sink": self.name, "rows": len(rows), "posts": len(bodies)},
         )
         counters = {"truncated_fields": shaper.truncated_fields} if shaper.truncated_fields else {}
+        if rows_cut:
+            counters["rows_cut_to_fit"] = rows_cut
         return SendResult(rows=len(rows), counters=counters)
 
     def probe(self) -> str:

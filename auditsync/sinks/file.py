@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from auditsync.errors import SinkError
-from auditsync.model import Deadline, SendResult
+from auditsync.model import AcceptedCallback, Deadline, SendResult
 
 
 class FileSink:
@@ -26,7 +26,14 @@ class FileSink:
     def path(self, table: str) -> Path:
         return self.directory / f"{table}.jsonl"
 
-    def send(self, table: str, rows: list[dict[str, Any]], deadline: Deadline | None = None) -> SendResult:
+    def send(
+        self,
+        table: str,
+        rows: list[dict[str, Any]],
+        deadline: Deadline | None = None,
+        on_accepted: AcceptedCallback | None = None,
+    ) -> SendResult:
+        """One write per page: there is no earlier part to report, so ``on_accepted`` is never called."""
         if not rows:
             return SendResult(0)
         data = "".join(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n" for row in rows)

@@ -52,7 +52,9 @@ SUFFIX_BY_TYPE = {
     "dynamic": "_s",
 }
 #: Names Log Analytics reserves in every table; a flattened field with one of these names is prefixed.
-RESERVED_NAMES = frozenset({"TimeGenerated", "Type", "TenantId", "_ResourceId", "id", "UniqueId", "Title"})
+RESERVED_NAMES = frozenset(
+    {"TimeGenerated", "Type", "TenantId", "SourceSystem", "_ResourceId", "id", "UniqueId", "Title"}
+)
 
 
 def legacy_name(column: Column) -> str:

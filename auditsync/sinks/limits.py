@@ -73,3 +73,56 @@ def truncate_fields(rows: list[dict[str, Any]], max_field_bytes: int) -> tuple[l
 def row_bytes(row: Mapping[str, Any]) -> int:
     """Size of a row as the SDKs serialise it (compact JSON, UTF-8)."""
     return len(json.dumps(row, separators=(",", ":")).encode("utf-8"))
+
+
+#: A field is never cut below this many bytes while fitting a row: the start of every value stays readable.
+MIN_FIELD_BYTES = 1024
+
+
+def _size(row: Mapping[str, Any]) -> int:
+    return len(COMPACT_JSON.encode(row).encode("utf-8"))
+
+
+def fit_row(
+    row: dict[str, Any], max_row_bytes: int, max_field_bytes: int
+) -> tuple[dict[str, Any], int, bool]:
+    """``row`` cut so that it fits one request: a row that cannot fit would be refused forever (413).
+
+    First every field is cut to ``max_field_bytes`` (``truncate_fields``). If the row is still over
+    ``max_row_bytes`` (many large fields), the largest field is cut further, one at a time, with the same
+    marker, but never below ``MIN_FIELD_BYTES``. As a last resort (so many fields that even that is too
+    much), the largest fields are emptied (None), whole, until the row fits. Returns the row, the number
+    of fields cut or emptied, and whether the row needed more than the per-field cut.
+    """
+    (fixed,), cut = truncate_fields([row], max_field_bytes)
+    size = _size(fixed)
+    if size <= max_row_bytes:
+        return fixed, cut, False
+    first = fixed
+    fixed = dict(fixed)
+    touched = {name for name, value in first.items() if value is not row.get(name)}
+    while size > max_row_bytes:
+        sizes = {
+            name: len(_encoded(value))
+            for name, value in fixed.items()
+            if value is not None and not isinstance(value, bool | int | float)
+        }
+        name = max(sizes, key=lambda n: sizes[n], default=None)
+        if name is None or sizes[name] <= MIN_FIELD_BYTES:
+            break
+        value = fixed[name]
+        text = value if isinstance(value, str) else _encoded(value).decode("utf-8")
+        # JSON escapes make the encoded field a little bigger than its text: aim a bit lower.
+        target = max(MIN_FIELD_BYTES, sizes[name] - (size - max_row_bytes) - 64)
+        fixed[name] = truncate_text(text, target)
+        touched.add(name)
+        size = _size(fixed)
+    while size > max_row_bytes:
+        sizes = {name: len(_encoded(value)) for name, value in fixed.items() if value is not None}
+        if not sizes:
+            break
+        name = max(sizes, key=lambda n: sizes[n])
+        fixed[name] = None
+        touched.add(name)
+        size = _size(fixed)
+    return fixed, len(touched), True

@@ -23,6 +23,7 @@ import io
 import logging
 import random
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -49,8 +50,8 @@ from auditsync.http import (
     redact_url,
     retry_after_seconds,
 )
-from auditsync.model import Clock, Deadline, SendResult
-from auditsync.sinks.limits import COMPACT_JSON, truncate_fields
+from auditsync.model import AcceptedCallback, Clock, Deadline, SendResult
+from auditsync.sinks.limits import COMPACT_JSON, fit_row
 from auditsync.tables import TABLES
 
 log = logging.getLogger(__name__)
@@ -78,24 +79,28 @@ def encode_batches(rows: list[dict[str, Any]], limit: int = MAX_BATCH_BYTES) -> 
     return batch_encoded([COMPACT_JSON.encode(row).encode("utf-8") for row in rows], limit)
 
 
-def encode_rows(rows: list[dict[str, Any]], max_field_bytes: int) -> tuple[list[bytes], int]:
-    """Each row as compact UTF-8 JSON, with fields over ``max_field_bytes`` cut (``truncate_fields``).
+def encode_rows(
+    rows: list[dict[str, Any]], max_field_bytes: int, max_row_bytes: int = MAX_BATCH_BYTES - 2
+) -> tuple[list[bytes], Counter[str]]:
+    """Each row as compact UTF-8 JSON, cut to fit: fields over ``max_field_bytes``, and rows that would
+    not fit one request (``fit_row``), so no single event can be refused forever.
 
     A row whose whole encoding fits ``max_field_bytes`` cannot hold a field over it, so only bigger
-    rows go through ``truncate_fields``: every row is serialised once, the rare big one twice.
-    Returns the encodings and the number of fields cut.
+    rows go through ``fit_row``: every row is serialised once, the rare big one twice.
+    Returns the encodings and the counters ``truncated_fields`` and ``rows_cut_to_fit``.
     """
     encoded = []
-    truncated = 0
+    counters: Counter[str] = Counter()
     for row in rows:
         data = COMPACT_JSON.encode(row).encode("utf-8")
         if len(data) > max_field_bytes:
-            (fixed,), cut = truncate_fields([row], max_field_bytes)
+            fixed, cut, whole = fit_row(row, max_row_bytes, max_field_bytes)
             if cut:
-                truncated += cut
+                counters["truncated_fields"] += cut
+                counters["rows_cut_to_fit"] += whole
                 data = COMPACT_JSON.encode(fixed).encode("utf-8")
         encoded.append(data)
-    return encoded, truncated
+    return encoded, counters
 
 
 def batch_encoded(encoded: list[bytes], limit: int = MAX_BATCH_BYTES) -> Iterator[tuple[bytes, int]]:
@@ -147,16 +152,27 @@ class LogsIngestionSink:
         # retry_total=0: every retry is ours (see the module docstring).
         self.client = LogsIngestionClient(endpoint, credential, credential_scopes=[self.scope], retry_total=0)
 
-    def send(self, table: str, rows: list[dict[str, Any]], deadline: Deadline | None = None) -> SendResult:
+    def send(
+        self,
+        table: str,
+        rows: list[dict[str, Any]],
+        deadline: Deadline | None = None,
+        on_accepted: AcceptedCallback | None = None,
+    ) -> SendResult:
         if not rows:
             return SendResult(0)
         definition = TABLES[table]
-        encoded, truncated = encode_rows(rows, MAX_FIELD_BYTES)
+        encoded, counters = encode_rows(rows, MAX_FIELD_BYTES)
         where = f"stream {definition.stream} of DCR {self.rule_id} at {redact_url(self.endpoint)}"
         deadline = deadline or Deadline.after(self.clock, DEFAULT_SEND_BUDGET)
+        accepted = 0
         try:
-            for body, _count in batch_encoded(encoded):
+            for body, count in batch_encoded(encoded):
+                if accepted and on_accepted is not None:
+                    # The previous request is stored: let the runner record that before this one goes.
+                    on_accepted(accepted)
                 self._upload(definition.stream, body, deadline)
+                accepted += count
         except ClientAuthenticationError as exc:
             status = getattr(exc, "status_code", None)
             if status in (401, 403):
@@ -181,7 +197,7 @@ class LogsIngestionSink:
                 " (retries ended within the run's deadline)",
                 hint="Check LOGS_INGESTION_ENDPOINT and the outbound network; the next run resends the page.",
             ) from None
-        return SendResult(len(rows), {"truncated_fields": truncated} if truncated else {})
+        return SendResult(len(rows), dict(counters))
 
     def _upload(self, stream: str, body: bytes, deadline: Deadline) -> None:
         """One gzip body as one request, retried within ``deadline``; raises the last failure."""

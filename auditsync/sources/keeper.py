@@ -4,14 +4,18 @@ The API has no event id, documents neither sort order nor whether ``end_date`` i
 deliver events late. So we read fixed windows ``[watermark - overlap, run_start - lag]`` (frozen when
 opened), page through each with the continuation token, drop copies already delivered by their
 fingerprint multiset (``keeper_position``), and advance the watermark only when a window was read to
-its end. Large backlogs are split into windows sized for about ``TARGET_WINDOW_EVENTS`` events, and
-every page carries the position to save once the sink accepted it, so a deadline or a crash costs at
-most the page in flight. A continuation token is never trusted to survive: if the server rejects a
-stored one, the window is read again from its start and the fingerprints remove what was already sent.
+its end. Large backlogs are split into windows sized for about ``TARGET_WINDOW_EVENTS`` events; a
+window that turns out to hold more than a checkpoint's fingerprints is halved before any of it is
+delivered, so every page carries an exact position to save once the sink accepted it (and, for a page
+the sink accepted only in part, the position that records that part): a deadline or a crash costs at
+most the request in flight. A continuation token is never trusted to survive: if the server rejects a
+stored one, the window is read again from its start and the fingerprints remove what was already sent;
+a token seen before in this run for the same window (paging in a circle) is an ``upstream`` error.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections import Counter
 from collections.abc import Iterator
@@ -38,6 +42,8 @@ PAGE_LIMIT = 1000
 TOKEN_REJECTED = frozenset({400, 404, 410})
 #: Re-reads of one window within one run before we call the API broken (a token that never lasts).
 MAX_RESTARTS_PER_RUN = 3
+#: Pages held at most before delivery when a window cannot shrink any more (see ``_read_pass``).
+UNBOUNDED_HELD_PAGES = 3
 
 AUTH_HINT = (
     "The Keeper API token was refused (revoked or expired). A Keeper root admin creates a new one with "
@@ -159,7 +165,13 @@ class KeeperStream:
         self.lookback_ms = int(settings.initial_lookback.total_seconds() * 1000)
 
     def pages(self, position: JSON | None, deadline: Deadline) -> Iterator[Page]:
-        """Yield pages until the window ending at ``run_start - lag`` is read, or the deadline is near."""
+        """Yield pages until the window ending at ``run_start - lag`` is read, or the deadline is near.
+
+        Each pass over a window is read ahead (``_read_pass``) before anything of it is delivered, and
+        delivered only while its fingerprints fit an exact position: a window that turns out too big is
+        halved first, so every saved position resumes exactly, page by page, and a stop never re-reads
+        a whole window.
+        """
         run_start_ms = to_ms(self.ctx.run_start)
         target_end_ms = run_start_ms - self.lag_ms
         if position is None:
@@ -168,58 +180,119 @@ class KeeperStream:
         else:
             state = KeeperPosition.load(position)
         restarts = 0
+        seen_tokens: set[tuple[int, int, str]] = set()
         while not deadline.near():
             window = state.window
             if window is None:
                 window = state.open_window(target_end_ms)
                 if window is None:
                     return
-            sent_token = window.token
-            if sent_token is None:
-                state.start_pass(to_ms(self.ctx.clock.now()))
-            try:
-                body = self.api.fetch(window.start_ms, window.end_ms, sent_token, deadline)
-            except TokenRejected:
+            bounded = window.end_ms - state.watermark_ms >= 2
+            held, outcome = self._read_pass(state, deadline, seen_tokens, bounded=bounded)
+            if outcome == "oversized":
+                # Nothing of this pass was delivered: read a smaller window instead.
+                state.shrink_window()
+                saved, _ = state.dump()
+                yield Page([], saved, None, {"window_shrunk": 1}, has_more=True)
+                continue
+            for sent_token, body, pass_started_ms in held:
+                if sent_token is None:
+                    state.start_pass(pass_started_ms)
+                yield self._page(state, body, sent_token, target_end_ms)
+            if outcome == "rejected":
                 restarts += 1
                 if restarts > MAX_RESTARTS_PER_RUN:
                     raise UpstreamError(
                         f"Keeper refused the continuation token of window {iso_ms(window.start_ms)} - "
                         f"{iso_ms(window.end_ms)} {restarts} times in one run",
                         hint="The Keeper API does not keep its paging tokens; report it to Keeper support.",
-                    ) from None
+                    )
                 state.restart_pass()
                 saved, exact = state.dump()
                 counters = {"window_restarts": 1} | ({} if exact else {"oversized_window_pages": 1})
                 yield Page([], saved, None, counters, has_more=True)
-                continue
-            yield self._page(state, body, sent_token, target_end_ms)
+            elif outcome == "deadline":
+                return  # the pages read so far were delivered; the next run continues after them
+
+    def _read_pass(
+        self,
+        state: KeeperPosition,
+        deadline: Deadline,
+        seen_tokens: set[tuple[int, int, str]],
+        *,
+        bounded: bool,
+    ) -> tuple[list[tuple[str | None, JSON, int]], str]:
+        """Read the rest of the current pass over the window without delivering anything yet.
+
+        Returns the pages read (token sent, body, when the pass began) and why reading stopped:
+        ``complete`` (the window was read to its end), ``deadline``, ``rejected`` (the token was
+        refused; the pages before it are good), ``more`` (a window that cannot shrink: deliver these
+        pages, then read on), or ``oversized`` (delivering this pass would make the
+        window's fingerprints too big for an exact position: the window must shrink first).
+        A continuation token seen before in this run for the same window is an UpstreamError.
+        """
+        scratch = copy.deepcopy(state)
+        window = scratch.window
+        assert window is not None
+        token = window.token
+        pass_started_ms = window.pass_started_ms
+        held: list[tuple[str | None, JSON, int]] = []
+        while True:
+            if held and deadline.near():
+                return held, "deadline"
+            if token is None:
+                pass_started_ms = to_ms(self.ctx.clock.now())
+            try:
+                body = self.api.fetch(window.start_ms, window.end_ms, token, deadline)
+            except TokenRejected:
+                return held, "rejected"
+            for event in body["events"]:
+                when = parse_time(event.get("timestamp"))
+                scratch.offer(fingerprint(event, None if when is None else to_ms(when)))
+            held.append((token, body, pass_started_ms))
+            if not body["has_more"]:
+                return held, "complete"
+            next_token = body["continuation_token"]
+            key = (window.start_ms, window.end_ms, next_token)
+            if next_token == token or key in seen_tokens:
+                raise UpstreamError(
+                    f"Keeper returned a continuation token it had already returned for window "
+                    f"{iso_ms(window.start_ms)} - {iso_ms(window.end_ms)} (the paging goes round in a circle)",
+                    hint="The stream stops instead of sending the same events again; the next run resumes "
+                    "from the saved position. If it persists, report it to Keeper support.",
+                )
+            seen_tokens.add(key)
+            if bounded and not scratch.fits():
+                return [], "oversized"
+            if not bounded and len(held) >= UNBOUNDED_HELD_PAGES:
+                # A window that cannot shrink is delivered as it is read: memory stays bounded.
+                return held, "more"
+            token = next_token
 
     def _page(self, state: KeeperPosition, body: JSON, sent_token: str | None, target_end_ms: int) -> Page:
         window = state.window
         assert window is not None
+        before = copy.deepcopy(state)
         counters: Counter[str] = Counter()
         delivered: list[JSON] = []
+        keys: list[int] = []
         newest: datetime | None = None
         for event in body["events"]:
             when = parse_time(event.get("timestamp"))
+            key = fingerprint(event, None if when is None else to_ms(when))
             # An unparseable time is still delivered (shape_rows keeps the raw value in Data).
-            if not state.offer(fingerprint(event, None if when is None else to_ms(when))):
+            if not state.offer(key):
                 counters["duplicates_dropped"] += 1
                 continue
             delivered.append(event)
+            keys.append(key)
             if when is None:
                 counters["unparsed_timestamps"] += 1
             elif newest is None or when > newest:
                 newest = when
         window.delivered += len(delivered)
         if body["has_more"]:
-            token = body["continuation_token"]
-            if token == sent_token:
-                raise UpstreamError(
-                    "Keeper returned the same continuation token again (the paging does not advance)",
-                    hint="Report it to Keeper support; the next run re-reads the window.",
-                )
-            window.token = token
+            window.token = body["continuation_token"]
         else:
             if state.complete_window(self.overlap_ms, self.lag_ms):
                 counters["overlap_shortened"] += 1
@@ -229,4 +302,21 @@ class KeeperStream:
         saved, exact = state.dump()
         if not exact:
             counters["oversized_window_pages"] += 1
-        return Page(delivered, saved, newest, {k: v for k, v in counters.items() if v}, has_more=more)
+
+        def accepted_position(n: int) -> JSON:
+            """Before this page, plus its first ``n`` delivered events as accepted: resuming re-reads the
+            page from the same token (or the window, if the token is refused) and sends only the rest."""
+            partial = copy.deepcopy(before)
+            assert partial.window is not None
+            partial.window.delivered += n
+            partial.mark_accepted(keys[:n])
+            return partial.dump()[0]
+
+        return Page(
+            delivered,
+            saved,
+            newest,
+            {k: v for k, v in counters.items() if v},
+            has_more=more,
+            accepted_position=accepted_position,
+        )

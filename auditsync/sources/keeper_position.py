@@ -14,9 +14,11 @@ copies were delivered, whatever order the server used and however often a window
 
 The position must fit one Azure Table property (64 KiB as UTF-16, i.e. 32k characters), so the
 fingerprints are stored packed (about 11 characters each) and bounded: the carried overlap is capped
-(the overlap is shortened, never a loss) and a window whose in-flight fingerprints would not fit is
-saved as "re-read this window, smaller" (a stop inside it may re-send some of that window's events;
-counted as oversized_window_pages).
+(the overlap is shortened, never a loss), and the source reads each pass over a window ahead and
+halves the window (``shrink_window``) before delivering a pass whose fingerprints would not fit, so a
+mid-window position is exact and a stop resumes page by page. Only a window that cannot shrink any
+more (late events in the overlap beyond what fits) still falls back in ``dump`` to "re-read this
+window, smaller" (counted as oversized_window_pages).
 """
 
 from __future__ import annotations
@@ -262,6 +264,38 @@ class KeeperPosition:
         window.token = None
         window.restarts += 1
         window.end_ms = max(self.watermark_ms + 1, window.start_ms + (window.end_ms - window.start_ms) // 2)
+
+    def shrink_window(self) -> bool:
+        """Halve the part of the window past the watermark before anything of the current pass was
+        delivered (its fingerprints would not fit a checkpoint); False when it is down to 1 ms.
+
+        What earlier passes delivered becomes ``prior``, as for a refused token; the pass starts over.
+        """
+        assert self.window is not None
+        window = self.window
+        end = self.watermark_ms + (window.end_ms - self.watermark_ms) // 2
+        if end <= self.watermark_ms:
+            return False
+        for entry in self.fingerprints.values():
+            entry[0] = max(entry[0], entry[1])
+            entry[1] = 0
+        window.token = None
+        window.end_ms = end
+        return True
+
+    def fits(self) -> bool:
+        """True when the fingerprints fit a mid-window position as they are (no fallback in ``dump``)."""
+        return len(pack(self.fingerprints)) <= MAX_FINGERPRINT_CHARS
+
+    def mark_accepted(self, keys: list[int]) -> None:
+        """Record copies the sink accepted from a page whose later events it did not: re-reading that
+        page from its token then delivers only the copies after them (see ``offer``)."""
+        taken: dict[int, int] = {}
+        for key in keys:
+            taken[key] = taken.get(key, 0) + 1
+        for key, count in taken.items():
+            entry = self.fingerprints.setdefault(key, [0, 0])
+            entry[0] = max(entry[0], entry[1]) + count
 
     def complete_window(
         self, overlap_ms: int, lag_ms: int, max_carried: int = MAX_CARRIED_FINGERPRINTS

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import logging
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -21,7 +23,7 @@ from urllib.parse import urlsplit
 import requests
 
 from auditsync.config import ONEPASSWORD_HOSTS, Settings, is_loopback_url
-from auditsync.errors import AuthError, ConfigError, UpstreamError
+from auditsync.errors import AuthError, CheckpointError, ConfigError, UpstreamError
 from auditsync.http import HttpClient, describe
 from auditsync.model import JSON, Deadline, Page, Stream
 from auditsync.sources import SourceContext
@@ -149,9 +151,73 @@ def _json(response: requests.Response, http: HttpClient) -> Any:
         raise UpstreamError(f"{describe(response, http.redactor)}: the answer is not JSON") from None
 
 
+#: Keys of events without a ``uuid`` start with this, so they never clash with a real uuid.
+FINGERPRINT_PREFIX = "fp:"
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+_DIGEST_BYTES = 8
+
+
+def event_key(event: JSON) -> str:
+    """What identifies an event for the resume guard: its ``uuid``, or, for an event without one, a
+    stable fingerprint of its whole canonical JSON (so it is still delivered once, never a poison)."""
+    uuid = event.get("uuid")
+    if isinstance(uuid, str) and uuid:
+        return uuid
+    text = _CANONICAL.encode(event).encode("utf-8")
+    return FINGERPRINT_PREFIX + hashlib.blake2b(text, digest_size=12).hexdigest()
+
+
+def digest(key: str) -> bytes:
+    """64 bits of an event key: enough to tell the events of one page apart, 11 characters packed."""
+    return hashlib.blake2b(key.encode("utf-8"), digest_size=_DIGEST_BYTES).digest()
+
+
+def pack_digests(digests: Counter[bytes]) -> str:
+    """A multiset of digests (an event without uuid may repeat), as base64 of the sorted digests."""
+    return base64.b64encode(b"".join(sorted(digests.elements()))).decode("ascii")
+
+
+def unpack_digests(text: Any) -> Counter[bytes]:
+    if not isinstance(text, str) or not text:
+        return Counter()
+    try:
+        data = base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, ValueError, UnicodeError):
+        raise CheckpointError(
+            "the stored 1Password position has a damaged 'accepted' list",
+            hint="Remove the 'accepted' field of this stream's checkpoint position (the events of the page "
+            "it names are then sent again), or delete the checkpoint to start from INITIAL_LOOKBACK.",
+        ) from None
+    return Counter(data[i : i + _DIGEST_BYTES] for i in range(0, len(data), _DIGEST_BYTES))
+
+
+def _accepted_position(
+    request: JSON, recent: list[str], accepted: Counter[bytes], keys: list[str]
+) -> Callable[[int], JSON]:
+    """For a page cut short: re-ask the same request, and drop the first ``n`` events (by digest).
+
+    The digests of up to a whole page (1,000 events) take about 11,000 characters, far below the
+    64 KiB Table property.
+    """
+
+    def position(n: int) -> JSON:
+        done = accepted + Counter(digest(k) for k in keys[:n])
+        where: JSON = (
+            {"cursor": request["cursor"]} if request.get("cursor") else {"start_time": request["start_time"]}
+        )
+        return where | {"recent_uuids": recent, "accepted": pack_digests(done)}
+
+    return position
+
+
 @dataclass
 class OnePasswordStream:
-    """One event type. Position: ``{"cursor": str, "recent_uuids": [...]}``."""
+    """One event type. Position: ``{"cursor": str, "recent_uuids": [...]}``.
+
+    A page the sink accepted only in part is saved as the request that fetched it (``cursor``, or
+    ``start_time`` for a first page) plus ``accepted``: digests of its events already stored, which the
+    re-fetched page then skips. ``recent_uuids`` holds event keys (``event_key``), not only uuids.
+    """
 
     ctx: SourceContext = field(repr=False)
     event_type: str
@@ -193,9 +259,14 @@ class OnePasswordStream:
                 f"or remove it from ONEPASSWORD_EVENT_TYPES.",
             )
         url = f"{self.ctx.settings.onepassword_base_url}/api/v2/{self.event_type}"
-        cursor = position.get("cursor") if position else None
-        body: JSON = {"cursor": cursor} if cursor else self.first_request()
-        recent: list[str] = list(position.get("recent_uuids", [])) if position else []
+        position = position or {}
+        cursor = position.get("cursor")
+        body: JSON = {"cursor": cursor} if cursor else self._reset_request(position)
+        recent: list[str] = list(position.get("recent_uuids", []))
+        # Events of the page at this position that the sink already accepted (a page cut short).
+        accepted = unpack_digests(position.get("accepted", ""))
+        # Every cursor this run was given: seeing one again means the API is going round in a circle.
+        seen_cursors = {cursor} if cursor else set()
         while True:
             if self.pacer is not None:
                 self.pacer.wait(deadline)
@@ -204,28 +275,56 @@ class OnePasswordStream:
             )
             _raise_for(response, self.ctx.http)
             items, next_cursor, has_more = self._parse(response)
-            if has_more and next_cursor == body.get("cursor"):
+            if has_more and next_cursor in seen_cursors:
                 raise UpstreamError(
-                    f"{describe(response)}: the cursor did not advance although has_more is true",
-                    hint="1Password returned the same cursor again; the stream stops to avoid an endless loop. "
-                    "If it persists, report it to 1Password support.",
+                    f"{describe(response)}: the API returned a cursor it had already returned in this run "
+                    "although has_more is true (its cursors go round in a circle)",
+                    hint="The stream stops to avoid sending the same events again and again; the next run "
+                    "resumes from the last saved cursor. If it persists, report it to 1Password support.",
                 )
+            seen_cursors.add(next_cursor)
             guard = set(recent)
-            events = [e for e in items if e["uuid"] not in guard]
-            recent = (recent + [e["uuid"] for e in events])[-RESUME_GUARD_SIZE:]
+            fresh = []
+            pending = Counter(accepted)
+            for event in items:
+                key = event_key(event)
+                if key in guard:
+                    continue
+                if pending[digest(key)] > 0:  # accepted before the page was cut short
+                    pending[digest(key)] -= 1
+                    continue
+                fresh.append((event, key))
+            events = [e for e, _ in fresh]
+            fresh_keys = [k for _, k in fresh]
             times = [t for t in (parse_time(e.get("timestamp")) for e in events) if t is not None]
+            counters: dict[str, int] = {}
+            if len(items) != len(events):
+                counters["duplicates_dropped"] = len(items) - len(events)
+            without_uuid = sum(1 for k in fresh_keys if k.startswith(FINGERPRINT_PREFIX))
+            if without_uuid:
+                counters["events_without_uuid"] = without_uuid
+            request = dict(body)
+            before = list(recent)
+            recent = (recent + fresh_keys)[-RESUME_GUARD_SIZE:]
             yield Page(
                 events=events,
                 position={"cursor": next_cursor, "recent_uuids": recent},
                 newest_event_time=max(times) if times else None,
-                counters={"duplicates_dropped": len(items) - len(events)}
-                if len(items) != len(events)
-                else {},
+                counters=counters,
                 has_more=has_more,
+                accepted_position=_accepted_position(request, before, accepted, fresh_keys),
             )
+            accepted = Counter()
             if not has_more or deadline.near():
                 return
             body = {"cursor": next_cursor}
+
+    def _reset_request(self, position: JSON) -> JSON:
+        """The ResetCursor to send: the stored one of a first page cut short, else ``first_request``."""
+        start = position.get("start_time")
+        if isinstance(start, str) and start:
+            return {"limit": PAGE_LIMIT, "start_time": start}
+        return self.first_request()
 
     def _parse(self, response: requests.Response) -> tuple[list[JSON], str, bool]:
         body = _json(response, self.ctx.http)
@@ -243,8 +342,6 @@ class OnePasswordStream:
             raise invalid("the answer has no has_more flag")
         if items is None:
             items = []
-        if not isinstance(items, list) or not all(
-            isinstance(i, dict) and isinstance(i.get("uuid"), str) for i in items
-        ):
-            raise invalid("items must be a list of events that each have a uuid")
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise invalid("items must be a list of JSON objects")
         return items, cursor, has_more

@@ -1,14 +1,22 @@
-// Connector health in the portal: log alerts on AuditSyncHealth_CL, one alert per tenant and stream
-// (dimensions Tenant, Stream; Tenant is empty for a single-tenant deployment), with an optional email action group.
+// Connector health in the portal. A dead-app alert that fires when no health row at all arrived (an
+// empty table included) and clears only when rows arrive again; per-tenant-and-stream log alerts
+// on AuditSyncHealth_CL (dimensions Tenant, Stream; Tenant is empty for a single tenant); failed function executions from Application Insights; an
+// optional email action group. tools/build_infra.py writes the same rules into azuredeploy.json.
 param namePrefix string
 param location string
 param tags object
 param workspaceResourceId string
 param lagThresholdMinutes int
 param alertEmail string
+param appInsightsName string
+param appInsightsLocation string
 
 var notify = !empty(alertEmail)
 var lagThresholdSeconds = lagThresholdMinutes * 60
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: appInsightsName
+}
 
 resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (notify) {
   name: '${namePrefix}-health'
@@ -24,6 +32,44 @@ resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (notify) 
         useCommonAlertSchema: true
       }
     ]
+  }
+}
+
+// count() over no rows still returns one row (0): fires for an app that never ran, not only one that stopped.
+resource noHealthRows 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${namePrefix}-no-health-rows'
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'auditsync: no health row at all for 15 minutes (connector down)'
+    description: 'No stream wrote a health row for 15 minutes, or none ever did: the Function App has no code, fails to start, is stopped, or cannot reach the workspace. Resolves only when rows arrive again.'
+    severity: 1
+    enabled: true
+    scopes: [
+      workspaceResourceId
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    criteria: {
+      allOf: [
+        {
+          query: 'AuditSyncHealth_CL | where TimeGenerated > ago(15m) | summarize HealthRows = count() | where HealthRows == 0'
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: notify ? [
+        actionGroup.id
+      ] : []
+    }
   }
 }
 
@@ -171,6 +217,45 @@ resource lag 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
               ]
             }
           ]
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: notify ? [
+        actionGroup.id
+      ] : []
+    }
+  }
+}
+
+// The host records every invocation in Application Insights; an invocation fails when a stream failed
+// (function_app.py), when the app cannot import, or when the host kills it.
+resource failedExecutions 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${namePrefix}-failed-executions'
+  location: appInsightsLocation
+  tags: tags
+  properties: {
+    displayName: 'auditsync: function executions failed'
+    description: 'Application Insights recorded failed executions of the collect function: see the exception in Application Insights (Failures) and the Message and Hint of the health rows.'
+    severity: 2
+    enabled: true
+    scopes: [
+      appInsights.id
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    criteria: {
+      allOf: [
+        {
+          query: 'requests | where success == false | project timestamp, operation_Name, resultCode, cloud_RoleName'
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
           failingPeriods: {
             numberOfEvaluationPeriods: 1
             minFailingPeriodsToAlert: 1

@@ -15,6 +15,9 @@ param storeWorkspaceKey bool
 
 param workspaceResourceId string
 
+@description('Send the vault\'s audit logs to the workspace (resource-specific table AZKVAuditLogs).')
+param enableAuditLogs bool
+
 var keeperTokenSecretName = 'keeper-api-token'
 var onePasswordTokenSecretName = 'onepassword-api-token'
 var workspaceKeySecretName = 'workspace-shared-key'
@@ -69,6 +72,23 @@ resource workspaceKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if 
   properties: {
     value: workspace.listKeys().primarySharedKey
     contentType: 'text/plain'
+  }
+}
+
+// Who read which secret, when, from where, and failed attempts: the `audit` category group (AuditEvent)
+// into resource-specific tables (AZKVAuditLogs) rather than the shared AzureDiagnostics table.
+resource auditLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = if (enableAuditLogs) {
+  name: 'auditsync-keyvault-audit'
+  scope: vault
+  properties: {
+    workspaceId: workspaceResourceId
+    logAnalyticsDestinationType: 'Dedicated'
+    logs: [
+      {
+        categoryGroup: 'audit'
+        enabled: true
+      }
+    ]
   }
 }
 

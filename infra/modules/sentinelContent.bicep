@@ -1,9 +1,16 @@
 // Sentinel content built by the sentinel/ tooling (sentinel/build/content.json): parser functions,
 // hunting queries, analytics rules, the workbook and the data connector card. Deployed into the
-// workspace's resource group; Sentinel onboarding is optional.
+// workspace's resource group. Alert rules and the connector card need Sentinel on the workspace: either
+// it is enabled already or onboardSentinel enables it first.
 param workspaceName string
 param location string
 param onboardSentinel bool
+
+@description('Name of the vault holding the API tokens (the AuditSyncKeyVaultAudit parser reads its audit log).')
+param keyVaultName string
+
+@description('Object id of the Function App\'s managed identity: the one identity expected to read the tokens.')
+param functionAppPrincipalId string
 
 var content = loadJsonContent('../../sentinel/build/content.json')
 
@@ -25,7 +32,7 @@ resource parsers 'Microsoft.OperationalInsights/workspaces/savedSearches@2020-08
   properties: {
     category: parser.category
     displayName: parser.displayName
-    query: parser.query
+    query: replace(replace(parser.query, '__AUDITSYNC_KEY_VAULT_NAME__', keyVaultName), '__AUDITSYNC_FUNCTION_APP_PRINCIPAL_ID__', functionAppPrincipalId)
     functionAlias: parser.name
     version: 2
   }

@@ -116,6 +116,7 @@ class ArmContext:
             "guid": lambda *a: str(uuid.uuid5(uuid.NAMESPACE_URL, "|".join(a))),
             "resourceGroup": lambda: {
                 "id": f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}",
+                "name": RESOURCE_GROUP,
                 "location": REGION,
             },
             "subscription": lambda: {"subscriptionId": SUBSCRIPTION, "tenantId": TENANT},

@@ -56,6 +56,9 @@ def test_both_frameworks_scanned_and_parsed(checkov_reports: dict[str, dict[str,
         assert summary["parsing_errors"] == 0, framework
         assert summary["resource_count"] > 20, framework
         assert summary["passed"] > 5, framework
+        # The scan ran with the release pinned in requirements-dev.txt (kept at the current release).
+        pinned = re.search(r"^checkov==(\S+)$", (ROOT / "requirements-dev.txt").read_text(), re.M)
+        assert pinned and summary["checkov_version"] == pinned.group(1), framework
 
 
 def test_no_failed_checks(checkov_reports: dict[str, dict[str, Any]]) -> None:

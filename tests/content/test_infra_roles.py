@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.content.armexpr import ArmContext
-from tests.fixtures.infra import WORKSPACE_ID, arm_resources, bicep_body
+from tests.fixtures.infra import WORKSPACE_ID, arm_resources, bicep_body, dotted
 
 MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
@@ -89,14 +89,14 @@ def test_bicep_roles_module_gets_the_names_of_the_resources_it_scopes_to(bicep: 
     main = bicep["main.bicep"]
     roles = bicep["modules/roles.bicep"]
     params = main["modules"]["roles"]["config"]["params"]
-    assert params["principalId"] == "functionApp.outputs.principalId"
+    assert dotted(params["principalId"]) == "functionApp.outputs.principalId"
     for symbol, resource in roles["resources"].items():
         if not resource["existing"]:
             continue
         name_param = resource["config"]["name"]
-        module_name, _, output = params[name_param].split(".")
+        module_name, _, output = dotted(params[name_param]).split(".")
         module_file = main["modules"][module_name]["detail"]["path"]
         module = bicep[module_file]
-        source_symbol = module["outputs"][output]["value"].split(".")[0]
+        source_symbol = dotted(module["outputs"][output]["value"]).split(".")[0]
         source = module["resources"][source_symbol]
         assert source["type"] == resource["type"] and not source["existing"], symbol

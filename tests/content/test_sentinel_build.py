@@ -61,8 +61,7 @@ def test_alert_rules_are_arm_ready() -> None:
         assert _minutes(props["queryFrequency"]) <= _minutes(props["queryPeriod"])
         assert props["triggerOperator"] in {"GreaterThan", "LessThan", "Equal", "NotEqual"}
         assert all(re.fullmatch(r"T\d{4}", t) for t in props["techniques"])
-        assert all(re.fullmatch(r"T\d{4}\.\d{3}", t) for t in props["subTechniques"])
-        assert {t.split(".")[0] for t in props["subTechniques"]} <= set(props["techniques"])
+        assert "subTechniques" not in props, "alertRules@2024-03-01 defines no subTechniques"
         assert props["entityMappings"] and props["tactics"]
 
 
@@ -81,20 +80,20 @@ def test_workbook_has_health_keeper_and_onepassword_tabs() -> None:
 def test_connector_card_is_connected_by_a_recent_ok_or_idle_heartbeat() -> None:
     card = committed_content()["dataConnector"]["connectorUiConfig"]
     for key in (
-        "id",
         "title",
         "publisher",
         "descriptionMarkdown",
+        "graphQueriesTableName",
         "graphQueries",
         "sampleQueries",
         "dataTypes",
-        "connectivityCriterias",
+        "connectivityCriteria",
         "availability",
         "permissions",
         "instructionSteps",
     ):
         assert card.get(key), key
-    (criteria,) = card["connectivityCriterias"]
+    (criteria,) = card["connectivityCriteria"]
     assert criteria["type"] == "IsConnectedQuery"
     (query,) = criteria["value"]
     assert query.startswith("AuditSyncHealth") and '"ok", "idle"' in query
@@ -136,7 +135,5 @@ def test_parsers_are_ordered_by_what_they_call_and_cycles_are_refused() -> None:
         build_sentinel._order_by_dependency([{"name": "X", "query": "Y"}, {"name": "Y", "query": "X"}])
 
 
-def test_techniques_are_split_into_parents_and_sub_techniques() -> None:
-    parents, subs = build_sentinel._split_techniques(["T1110.001", "T1110.003", "T1078"])
-    assert parents == ["T1110", "T1078"]
-    assert subs == ["T1110.001", "T1110.003"]
+def test_sub_techniques_become_their_parent_technique() -> None:
+    assert build_sentinel.parent_techniques(["T1110.001", "T1110.003", "T1078"]) == ["T1110", "T1078"]

@@ -1,4 +1,4 @@
-"""Smoke test of the Keeper benchmark: the same code path on a small backlog; delivery, not timings."""
+"""Smoke test of the Keeper benchmark: the same code paths on a small backlog; delivery, not timings."""
 
 from __future__ import annotations
 
@@ -6,7 +6,20 @@ from bench.keeper_bench import main
 
 
 def test_keeper_bench_drains_every_event_in_each_measurement() -> None:
-    figures = main(["--events", "2000", "--repeat", "1"])
+    figures = main(
+        [
+            "--events",
+            "2000",
+            "--repeat",
+            "1",
+            "--wan-events",
+            "1500",
+            "--page-latency",
+            "0.02",
+            "--ingest-latency",
+            "0.01",
+        ]
+    )
     assert {name: figures[name]["events"] for name in ("baseline", "source", "source+rows")} == {
         "baseline": 2000,
         "source": 2000,
@@ -14,3 +27,9 @@ def test_keeper_bench_drains_every_event_in_each_measurement() -> None:
     }
     assert all(figures[name]["events_per_s"] > 0 for name in ("baseline", "source", "source+rows"))
     assert 0 < figures["largest_position_bytes"] < 64 * 1024 // 2
+    wan = figures["wan"]
+    assert wan["events"] == 1500  # exactly once, or main would have raised
+    assert wan["bound_events_per_s"] == 1000 / 0.02
+    assert wan["bound_share"] == wan["events_per_s"] / wan["bound_events_per_s"]
+    assert wan["keeper_requests"] >= 2 and wan["dce_requests"] >= 2
+    assert "samples of the stream threads, by area:" in wan["profile"][0]  # one more drain under py-spy

@@ -234,13 +234,15 @@ def test_a_page_over_30mb_goes_out_in_several_posts_with_the_real_limit(
     assert sorted(r["record_uid_s"] for r in stored) == [f"rec-{i:06d}" for i in range(1_100)]
 
 
-def test_a_record_too_big_for_any_post_fails_before_anything_is_sent(
+def test_a_record_too_big_for_one_post_is_cut_to_fit_sent_and_counted(
     dc_sim: DataCollectorSim, dc_sink: MakeSink
 ) -> None:
     rows = keeper_rows(3, note="n" * 5_000)
-    with pytest.raises(SinkError, match="post limit"):
-        dc_sink(max_post_bytes=4_000).send(KEEPER_TABLE, rows)
-    assert dc_sim.requests == []
+    result = dc_sink(max_post_bytes=4_000).send(KEEPER_TABLE, rows)
+    assert result.rows == 3 and result.counters["rows_cut_to_fit"] == 3
+    stored = dc_sim.rows("Keeper_CL")
+    assert [r["record_uid_s"] for r in stored] == [f"rec-{i:06d}" for i in range(3)]
+    assert all(r["note_s"].endswith(TRUNCATION_MARKER) and len(r["note_s"]) < 4_000 for r in stored)
 
 
 def test_partial_failure_raises_and_keeps_what_was_stored(
@@ -255,9 +257,10 @@ def test_partial_failure_raises_and_keeps_what_was_stored(
 
     dc_sim.inject(400, {"Error": "InvalidDataFormat", "Message": "bad record"}, when=second_post)
     sink = dc_sink(max_post_bytes=6_000)
+    reported: list[int] = []
 
     with pytest.raises(SinkError) as raised:
-        sink.send(KEEPER_TABLE, rows)
+        sink.send(KEEPER_TABLE, rows, on_accepted=reported.append)
 
     assert "post 2 of" in raised.value.message and "Keeper" in raised.value.message
     posts = [r for r in dc_sim.requests if r.path == "/api/logs"]
@@ -265,6 +268,7 @@ def test_partial_failure_raises_and_keeps_what_was_stored(
     stored = dc_sim.rows("Keeper_CL")
     assert 0 < len(stored) < 30
     assert [r["record_uid_s"] for r in stored] == [f"rec-{i:06d}" for i in range(len(stored))]
+    assert reported == [len(stored)], "the sink reported the accepted first post before sending the second"
 
 
 # -- errors -----------------------------------------------------------------------------------------

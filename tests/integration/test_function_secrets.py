@@ -141,7 +141,9 @@ class HeaderSink:
         self.received: list[JSON] = []
         self.calls = 0
 
-    def send(self, table: str, rows: list[JSON], deadline: Deadline | None = None) -> SendResult:
+    def send(
+        self, table: str, rows: list[JSON], deadline: Deadline | None = None, on_accepted: object = None
+    ) -> SendResult:
         self.calls += 1
         if self.calls == 1:  # the page; the heartbeat after it goes through
             headers = {"Authorization": f"Bearer {self.token}\n"}

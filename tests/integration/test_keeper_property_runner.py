@@ -47,8 +47,14 @@ class RecordingSink:
     name: str = "file"
     batches: list[list[dict[str, Any]]] = field(default_factory=list)
 
-    def send(self, table: str, rows: list[dict[str, Any]], deadline: Deadline | None = None) -> SendResult:
-        result = self.inner.send(table, rows, deadline)
+    def send(
+        self,
+        table: str,
+        rows: list[dict[str, Any]],
+        deadline: Deadline | None = None,
+        on_accepted: Any = None,
+    ) -> SendResult:
+        result = self.inner.send(table, rows, deadline, on_accepted)
         if table == KEEPER_TABLE:
             self.batches.append(rows)
         return result

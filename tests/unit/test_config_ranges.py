@@ -35,7 +35,7 @@ def problems(env: dict[str, str], host_json: Path = HOST_JSON) -> list[str]:
         ("RUN_TIME_BUDGET", "30d", "RUN_TIME_BUDGET: 30d is out of range"),
         ("RUN_TIME_BUDGET", "9m1s", "host.json's functionTimeout is 10m"),
         ("KEEPER_LAG", "2d", "KEEPER_LAG: 2d is out of range; use from 0s to 6h"),
-        ("KEEPER_OVERLAP", "0s", "KEEPER_OVERLAP: 0s is out of range; use from 1m to 6h"),
+        ("KEEPER_OVERLAP", "0s", "KEEPER_OVERLAP: 0s is out of range; use from 1s to 6h"),
         ("KEEPER_OVERLAP", "7h", "KEEPER_OVERLAP: 7h is out of range"),
     ],
 )

@@ -90,3 +90,23 @@ def test_token_for_another_region_is_a_config_error_naming_the_host() -> None:
 )
 def test_matching_or_old_style_tokens_pass(aud: object) -> None:
     check_token_host(_token(aud), "https://events.1password.com")
+
+
+def test_fit_row_cuts_field_by_field_then_whole_fields_and_says_so() -> None:
+    from auditsync.sinks.limits import COMPACT_JSON, fit_row
+
+    def size(row: dict[str, object]) -> int:
+        return len(COMPACT_JSON.encode(row).encode("utf-8"))
+
+    small = {"a": "x" * 100, "n": 5}
+    assert fit_row(small, 1_000, 500) == (small, 0, False)
+
+    wide = {f"f{i}": "é" * 40_000 for i in range(30)} | {"n": 7, "when": "2026-01-01T00:00:00Z"}
+    fixed, cut, whole = fit_row(wide, 999_998, 64_000)
+    assert whole and size(fixed) <= 999_998 and cut >= 15
+    assert fixed["n"] == 7 and fixed["when"] == "2026-01-01T00:00:00Z", "short fields are kept as they were"
+    assert all(v.endswith(TRUNCATION_MARKER) for k, v in fixed.items() if k.startswith("f"))
+
+    many = {f"f{i:04d}": "q" * 1_000 for i in range(1_100)}  # each at the floor: only emptying helps
+    fixed, cut, whole = fit_row(many, 999_998, 64_000)
+    assert whole and size(fixed) <= 999_998 and sum(v is None for v in fixed.values()) > 0

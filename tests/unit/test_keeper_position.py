@@ -92,3 +92,27 @@ def test_no_loss_and_no_duplicate_under_tiny_bounds(
             assert refusals, "a healthy run must finish"
     key = repr
     assert Counter(map(key, delivered)) == Counter(key(e) for _, e in server)
+
+
+@given(
+    st.lists(st.integers(0, 3), min_size=1, max_size=12),
+    st.integers(0, 2),
+    st.integers(0, 2),
+    st.data(),
+)
+def test_a_page_accepted_in_part_re_delivers_exactly_the_rest(
+    page: list[int], prior: int, seen_before: int, data: st.DataObject
+) -> None:
+    """Keys 0..3 with copies; the page's first n delivered copies were accepted, then the page is re-read."""
+    state = KeeperPosition(watermark_ms=0, next_start_ms=0)
+    for key in range(4):
+        state.fingerprints[key] = [prior, seen_before]
+    before = {k: list(v) for k, v in state.fingerprints.items()}
+    delivered = [key for key in page if state.offer(key)]
+    n = data.draw(st.integers(0, len(delivered)))
+    resumed = KeeperPosition(
+        watermark_ms=0, next_start_ms=0, fingerprints={k: list(v) for k, v in before.items()}
+    )
+    resumed.mark_accepted(delivered[:n])
+    again = [key for key in page if resumed.offer(key)]
+    assert Counter(delivered[:n]) + Counter(again) == Counter(delivered), "the rest, once; nothing lost"
