@@ -105,9 +105,6 @@ class SimServer:
         self._thread: threading.Thread | None = None
         #: Set by ``stop()``: releases every connection a ``hang`` fault holds.
         self._stopping = threading.Event()
-        #: Seconds every response is held back (in its own handler thread), like a real service's
-        #: round trip; benchmarks set it, tests leave it at 0.
-        self.latency = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> Self:
@@ -139,8 +136,6 @@ class SimServer:
                 request.body = self.rfile.read(length) if length else b""
                 arrived = time.monotonic()
                 response = sim._dispatch(request)
-                if sim.latency > 0:
-                    time.sleep(sim.latency)
                 payload = response.encode()
                 if response.network:
                     self._misbehave(response.network, payload)
