@@ -42,7 +42,7 @@ def test_a_cycling_1password_cursor_fails_the_stream_as_upstream_after_at_most_o
     pipeline.onepassword.cycle_cursors = True
     settings = pipeline.settings("auditevents")
     for run in range(1, 4):
-        report = pipeline.run(settings, sink=pipeline.sink(retry_total=0))
+        report = pipeline.run(settings, sink=pipeline.sink(max_attempts=1))
         (stream,) = report.reports
         assert (stream.status, stream.error_kind) == ("error", "upstream"), stream
         assert "circle" in stream.message and stream.hint
@@ -53,7 +53,7 @@ def test_a_cycling_1password_cursor_fails_the_stream_as_upstream_after_at_most_o
         assert set(delivered) <= {e["uuid"] for e in events}
 
     pipeline.onepassword.cycle_cursors = False
-    report = pipeline.run(settings, sink=pipeline.sink(retry_total=0))
+    report = pipeline.run(settings, sink=pipeline.sink(max_attempts=1))
     assert report.reports[0].status == "ok"
     assert set(pipeline.delivered()) == {e["uuid"] for e in events}, "nothing lost once the vendor is fixed"
 
@@ -108,7 +108,7 @@ def test_an_event_too_big_for_one_request_is_cut_to_fit_delivered_and_counted(pi
     pipeline.onepassword.add("auditevents", [big])
     settings = pipeline.settings("auditevents")
 
-    report = pipeline.run(settings, sink=pipeline.sink(retry_total=0))
+    report = pipeline.run(settings, sink=pipeline.sink(max_attempts=1))
     assert report.reports[0].status == "ok", report.reports
     counts = pipeline.delivered()
     assert set(counts) == {e["uuid"] for e in events} | {big["uuid"]} and max(counts.values()) == 1
@@ -118,7 +118,7 @@ def test_an_event_too_big_for_one_request_is_cut_to_fit_delivered_and_counted(pi
     details = health(pipeline.logs)["onepassword/auditevents"]["Details"]
     assert details["rows_cut_to_fit"] == 1 and details["truncated_fields"] >= 13
 
-    report = pipeline.run(settings, sink=pipeline.sink(retry_total=0))
+    report = pipeline.run(settings, sink=pipeline.sink(max_attempts=1))
     assert report.reports[0].status == "idle", "the stream is not stuck behind the big event"
 
 
@@ -131,7 +131,7 @@ def test_an_event_without_uuid_is_delivered_once_across_reruns(pipeline: Pipelin
     pipeline.onepassword.duplicate_at_resume = True
     settings = pipeline.settings("signinattempts")
     for _ in range(3):
-        report = pipeline.run(settings, sink=pipeline.sink(retry_total=0))
+        report = pipeline.run(settings, sink=pipeline.sink(max_attempts=1))
         assert report.reports[0].status in ("ok", "idle"), report.reports
     rows = event_rows(pipeline.logs)
     orphans = [r for r in rows if r.get("country") == "NZ" and not r.get("uuid_s")]
@@ -159,7 +159,7 @@ def test_a_failed_later_request_of_a_keeper_page_is_the_only_part_sent_again(
         keeper_pipeline_sim, pipeline_env(data_dir, "keeper", logs_ingestion_sink_env(logs_ingestion_sim))
     )
     sink = LogsIngestionSink(
-        logs_ingestion_sim.url, logs_ingestion_sim.dcr_id, DefaultAzureCredential(), retry_total=0
+        logs_ingestion_sim.url, logs_ingestion_sim.dcr_id, DefaultAzureCredential(), max_attempts=1
     )
     logs_ingestion_sim.inject(503, times=1, when=logs_ingestion_sim.nth_upload(3))
     report = run_cycle(settings_for(env), clock=still(fake_clock), sink=sink)
