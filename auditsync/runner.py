@@ -93,6 +93,8 @@ class _Run:
     store: CheckpointStore
     sink: Sink
     progress: ProgressCallback | None
+    #: Every checkpoint as listed once at the start of the run (None when the list failed).
+    listed: dict[str, Checkpoint] | None = None
 
 
 def run_cycle(
@@ -159,7 +161,9 @@ def _run_cycle(
         failure = store_error or CheckpointError("no checkpoint store")
         return _finish(settings, clock, run_id, started, all_failed(failure), sink, redactor, deadline)
 
-    run = _Run(settings, clock, deadline, run_id, redactor, http, secrets, store, sink, progress)
+    run = _Run(
+        settings, clock, deadline, run_id, redactor, http, secrets, store, sink, progress, _listed(store)
+    )
     log.info(
         "auditsync run %s: streams %s, sink %s, budget %s",
         run_id,
@@ -172,6 +176,19 @@ def _run_cycle(
         futures = [pool.submit(_run_source, run, source) for source in settings.sources]
         reports = [report for future in futures for report in future.result()]
     return _finish(settings, clock, run_id, started, reports, sink, redactor, deadline)
+
+
+def _listed(store: CheckpointStore) -> dict[str, Checkpoint] | None:
+    """Every stored checkpoint in one request (a table query), so claiming needs no load per stream.
+
+    A failed list costs nothing but those requests: each claim then loads its own checkpoint and
+    meets the failure (with its stream's report) there.
+    """
+    try:
+        return {checkpoint.stream: checkpoint for checkpoint in store.list()}
+    except Exception as error:
+        log.info("listing the checkpoints failed (%s); loading them one by one", type(error).__name__)
+        return None
 
 
 def _run_source(run: _Run, source: str) -> list[StreamReport]:
@@ -212,7 +229,12 @@ def _run_stream(run: _Run, stream: Stream) -> StreamReport:
     started = run.clock.now()
     try:
         checkpoint = claim(
-            run.store, stream.name, run.run_id, started, run.settings.run_time_budget + LEASE_SLACK
+            run.store,
+            stream.name,
+            run.run_id,
+            started,
+            run.settings.run_time_budget + LEASE_SLACK,
+            None if run.listed is None else run.listed.get(stream.name, Checkpoint(stream.name)),
         )
     except AuditSyncError as claim_error:
         return _error_report(stream.source, stream.name, claim_error, 0, run.redactor)
@@ -236,6 +258,7 @@ def _run_stream(run: _Run, stream: Stream) -> StreamReport:
     newest_this_run: datetime | None = None
     stopped_with_more = False
     failure: AuditSyncError | None = None
+
     try:
         for page in stream.pages(checkpoint.position, run.deadline):
             counters.update(page.counters)
@@ -260,14 +283,14 @@ def _run_stream(run: _Run, stream: Stream) -> StreamReport:
             if page.newest_event_time is not None:
                 newest_this_run = max(filter(None, (newest_this_run, page.newest_event_time)))
                 newest = max(filter(None, (newest, page.newest_event_time)))
-            checkpoint = run.store.save(
-                replace(
-                    checkpoint,
-                    position=page.position,
-                    newest_event_time=newest,
-                    total_events=base_total + len(page.events),
-                )
+            moved = replace(
+                checkpoint,
+                position=page.position,
+                newest_event_time=newest,
+                total_events=base_total + len(page.events),
             )
+            if moved != checkpoint:  # an empty page that left the position where it was: nothing to save
+                checkpoint = run.store.save(moved)
             stopped_with_more = page.has_more
             if run.progress is not None:
                 run.progress(stream.name, events)
