@@ -20,11 +20,11 @@ import functools
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from auditsync.checkpoints import claim, open_store, release
 from auditsync.config import Settings
@@ -32,6 +32,7 @@ from auditsync.errors import AuditSyncError, CheckpointConflict, CheckpointError
 from auditsync.heartbeat import heartbeat_batches
 from auditsync.http import HttpClient
 from auditsync.model import (
+    JSON,
     STATUS_BEHIND,
     STATUS_ERROR,
     STATUS_IDLE,
@@ -259,12 +260,18 @@ def _run_stream(run: _Run, stream: Stream) -> StreamReport:
     stopped_with_more = False
     failure: AuditSyncError | None = None
 
+    def shaped(page: Page) -> _Shaped:
+        if not page.events:
+            return _Shaped(page, [], Counter())
+        rows, shaping = shape_rows(table, page.events, now=run.clock.now(), event_type=event_type)
+        return _Shaped(page, rows, shaping)
+
+    lookahead = _Lookahead(stream.pages(checkpoint.position, run.deadline), shaped, stream.name)
     try:
-        for page in stream.pages(checkpoint.position, run.deadline):
+        for page, rows, shaping in lookahead:
             counters.update(page.counters)
             base_total = checkpoint.total_events
             if page.events:
-                rows, shaping = shape_rows(table, page.events, now=run.clock.now(), event_type=event_type)
                 counters.update(shaping)
                 partial = _PartialSaver(run.store, checkpoint, page, newest)
                 try:
@@ -301,6 +308,8 @@ def _run_stream(run: _Run, stream: Stream) -> StreamReport:
     except Exception as caught:  # a bug must fail this stream only, with a clear report
         _log_unexpected(f"in {stream.name}", caught)
         failure = AuditSyncError(f"unexpected {type(caught).__name__} in {stream.name}", hint=_BUG_HINT)
+    finally:
+        lookahead.close()
 
     finished = run.clock.now()
     if failure is not None:
@@ -341,6 +350,59 @@ def _run_stream(run: _Run, stream: Stream) -> StreamReport:
         )
     _close(run, checkpoint, report, finished)
     return report
+
+
+class _Shaped(NamedTuple):
+    """A page and its rows, shaped in the lookahead thread."""
+
+    page: Page
+    rows: list[JSON]
+    shaping: Counter[str]
+
+
+class _Lookahead:
+    """A one-page lookahead over a stream's pages: page n+1 is fetched and shaped in a thread of its
+    own while the stream's thread sends page n and saves its checkpoint.
+
+    Why it is safe: only this one worker thread ever advances the source's generator (so the source
+    and its HTTP session see one caller at a time, as before), at most one page is read ahead, and
+    the stream's thread still sends and saves pages strictly in order: page n+1 is handed over only
+    after page n was accepted and saved, and a failure fetching n+1 surfaces only then. A stop (the
+    deadline, a failed send) drops the page read ahead; the checkpoint stays at the last page the sink
+    accepted (or at its accepted part), and the next run fetches the dropped page again.
+    """
+
+    def __init__(self, pages: Iterator[Page], shape: Callable[[Page], _Shaped], name: str) -> None:
+        self._pages = pages
+        self._shape = shape
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"lookahead-{name}")
+        self._pending: Future[_Shaped | None] | None = None
+
+    def _fetch(self) -> _Shaped | None:
+        page = next(self._pages, None)
+        return None if page is None else self._shape(page)
+
+    def __iter__(self) -> Iterator[_Shaped]:
+        self._pending = self._worker.submit(self._fetch)
+        while True:
+            shaped = self._pending.result()
+            if shaped is None:
+                return
+            self._pending = self._worker.submit(self._fetch)  # page n+1 while the caller handles n
+            yield shaped
+
+    def close(self) -> None:
+        """Wait for a fetch under way (each vendor call ends by the run's deadline), then close the
+        source's generator in the worker thread (a generator cannot be closed while it runs)."""
+        if self._pending is not None:
+            wait([self._pending])
+        close = getattr(self._pages, "close", None)
+        if close is not None:
+            try:
+                self._worker.submit(close).result()
+            except Exception as error:
+                log.debug("closing the pages of a stopped stream: %s", type(error).__name__)
+        self._worker.shutdown(wait=True)
 
 
 class _PartialSaver:
