@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from auditsync.checkpoints import claim, open_store, release
+from auditsync.checkpoints import claim, held_by_other, open_store, release
 from auditsync.config import Settings
 from auditsync.errors import AuditSyncError, CheckpointConflict, CheckpointError
 from auditsync.heartbeat import heartbeat_batches
@@ -96,6 +97,12 @@ class _Run:
     progress: ProgressCallback | None
     #: Every checkpoint as listed once at the start of the run (None when the list failed).
     listed: dict[str, Checkpoint] | None = None
+    #: Streams whose lease the run claimed for all of them at once (``_claim_all``).
+    claimed: dict[str, Checkpoint] = field(default_factory=dict)
+    #: Outcomes waiting for the release of all the streams at once (``_release_all``), when claimed so.
+    closing: list[tuple[Checkpoint, StreamReport]] = field(default_factory=list)
+    closing_lock: threading.Lock = field(default_factory=threading.Lock)
+    released_together: frozenset[str] = frozenset()
 
 
 def run_cycle(
@@ -173,9 +180,12 @@ def _run_cycle(
         settings.run_time_budget,
         extra={"run_id": run_id},
     )
+    run.claimed = _claim_all(run, [name for _, name in names])
+    run.released_together = frozenset(run.claimed)
     with ThreadPoolExecutor(max_workers=max(1, len(settings.sources)), thread_name_prefix="source") as pool:
         futures = [pool.submit(_run_source, run, source) for source in settings.sources]
         reports = [report for future in futures for report in future.result()]
+    _release_all(run)
     return _finish(settings, clock, run_id, started, reports, sink, redactor, deadline)
 
 
@@ -190,6 +200,50 @@ def _listed(store: CheckpointStore) -> dict[str, Checkpoint] | None:
     except Exception as error:
         log.info("listing the checkpoints failed (%s); loading them one by one", type(error).__name__)
         return None
+
+
+def _save_all(store: CheckpointStore) -> Callable[[list[Checkpoint]], list[Checkpoint]] | None:
+    """The store's ``save_all`` (several checkpoints in one request), when it has one (the table store)."""
+    save_all: Callable[[list[Checkpoint]], list[Checkpoint]] | None = getattr(store, "save_all", None)
+    return save_all
+
+
+def _claim_all(run: _Run, names: list[str]) -> dict[str, Checkpoint]:
+    """Claim every stream's lease in one request, from the listed checkpoints; {} when that cannot be.
+
+    All or nothing: when one stream is held by another runner or one claim loses its compare-and-swap,
+    nothing is claimed here and each stream claims its own lease as before (``claim``), so the outcome
+    per stream is the same; only the number of requests differs.
+    """
+    save_all = _save_all(run.store)
+    if save_all is None or run.listed is None or len(names) < 2:
+        return {}
+    now = run.clock.now()
+    current = [run.listed.get(name, Checkpoint(name)) for name in names]
+    if any(held_by_other(checkpoint, run.run_id, now) for checkpoint in current):
+        return {}
+    until = now + run.settings.run_time_budget + LEASE_SLACK
+    try:
+        saved = save_all([replace(c, lease_owner=run.run_id, lease_until=until) for c in current])
+    except Exception as error:
+        log.info("claiming the streams at once failed (%s); claiming them one by one", type(error).__name__)
+        return {}
+    return {checkpoint.stream: checkpoint for checkpoint in saved}
+
+
+def _release_all(run: _Run) -> None:
+    """Free the leases claimed at once, with each stream's outcome, in one request; one by one if that fails."""
+    if not run.closing:
+        return
+    save_all = _save_all(run.store)
+    if save_all is not None and len(run.closing) > 1:
+        try:
+            save_all([replace(c, lease_owner="", lease_until=None) for c, _ in run.closing])
+            return
+        except Exception as error:
+            log.info("releasing the streams at once failed (%s); one by one", type(error).__name__)
+    for checkpoint, report in run.closing:
+        _release_one(run, checkpoint, report)
 
 
 def _run_source(run: _Run, source: str) -> list[StreamReport]:
@@ -229,7 +283,7 @@ def _run_stream(run: _Run, stream: Stream) -> StreamReport:
     """The loop of the design: pages -> rows -> sink -> checkpoint, until caught up or out of time."""
     started = run.clock.now()
     try:
-        checkpoint = claim(
+        checkpoint = run.claimed.pop(stream.name, None) or claim(
             run.store,
             stream.name,
             run.run_id,
@@ -435,21 +489,31 @@ class _PartialSaver:
         self.accepted = accepted
 
 
-def _close(run: _Run, checkpoint: Any, report: StreamReport, finished: datetime) -> None:
-    """Record the outcome on the checkpoint and free the lease (position untouched on error)."""
+def _close(run: _Run, checkpoint: Checkpoint, report: StreamReport, finished: datetime) -> None:
+    """Record the outcome on the checkpoint and free the lease (position untouched on error).
+
+    A stream whose lease was claimed with all the others is released with them at the end of the
+    run (``_release_all``: one request for every stream); its lease covers the run's budget anyway.
+    """
+    outcome = replace(
+        checkpoint,
+        last_status=report.status,
+        last_error_kind=report.error_kind,
+        last_message=redact(report.message),
+        last_hint=redact(report.hint) if report.status == STATUS_ERROR else "",
+        last_run=finished,
+        last_success=finished if report.status != STATUS_ERROR else checkpoint.last_success,
+    )
+    if report.stream in run.released_together:
+        with run.closing_lock:
+            run.closing.append((outcome, report))
+        return
+    _release_one(run, outcome, report)
+
+
+def _release_one(run: _Run, outcome: Checkpoint, report: StreamReport) -> None:
     try:
-        release(
-            run.store,
-            replace(
-                checkpoint,
-                last_status=report.status,
-                last_error_kind=report.error_kind,
-                last_message=redact(report.message),
-                last_hint=redact(report.hint) if report.status == STATUS_ERROR else "",
-                last_run=finished,
-                last_success=finished if report.status != STATUS_ERROR else checkpoint.last_success,
-            ),
-        )
+        release(run.store, outcome)
     except CheckpointConflict:
         log.error(
             "%s: another runner took over the stream's checkpoint",
