@@ -407,7 +407,7 @@ def _run_stream(run: _Run, stream: Stream) -> StreamReport:
 
 
 class _Shaped(NamedTuple):
-    """A page and its rows, shaped in the lookahead thread."""
+    """A page and its rows, shaped in the stream's thread."""
 
     page: Page
     rows: list[JSON]
@@ -415,8 +415,12 @@ class _Shaped(NamedTuple):
 
 
 class _Lookahead:
-    """A one-page lookahead over a stream's pages: page n+1 is fetched and shaped in a thread of its
-    own while the stream's thread sends page n and saves its checkpoint.
+    """A one-page lookahead over a stream's pages: page n+1 is fetched in a thread of its own while the
+    stream's thread shapes and sends page n and saves its checkpoint.
+
+    The lookahead thread only fetches (and lets the source parse and deduplicate): a stream can ask
+    for its next page only with the cursor of the one before, so the fetch loop is what bounds a
+    stream, and everything else is kept off it.
 
     Why it is safe: only this one worker thread ever advances the source's generator (so the source
     and its HTTP session see one caller at a time, as before), at most one page is read ahead, and
@@ -430,20 +434,19 @@ class _Lookahead:
         self._pages = pages
         self._shape = shape
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"lookahead-{name}")
-        self._pending: Future[_Shaped | None] | None = None
+        self._pending: Future[Page | None] | None = None
 
-    def _fetch(self) -> _Shaped | None:
-        page = next(self._pages, None)
-        return None if page is None else self._shape(page)
+    def _fetch(self) -> Page | None:
+        return next(self._pages, None)
 
     def __iter__(self) -> Iterator[_Shaped]:
         self._pending = self._worker.submit(self._fetch)
         while True:
-            shaped = self._pending.result()
-            if shaped is None:
+            page = self._pending.result()
+            if page is None:
                 return
             self._pending = self._worker.submit(self._fetch)  # page n+1 while the caller handles n
-            yield shaped
+            yield self._shape(page)
 
     def close(self) -> None:
         """Wait for a fetch under way (each vendor call ends by the run's deadline), then close the
