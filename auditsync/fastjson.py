@@ -19,7 +19,6 @@ both several times faster. It is used only where its answer cannot differ from t
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
@@ -28,14 +27,18 @@ import requests
 #: ``json.dumps(..., ensure_ascii=False, separators=(",", ":"))`` without building an encoder per call.
 COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 #: 20 digits in a row: possibly an integer orjson would turn into a float (false alarms only cost speed).
-_LONG_NUMBER = re.compile(rb"\d{20}")
+#: Found by mapping every digit to ``9`` and searching for twenty of them: a C-speed ``translate`` and
+#: substring search, about ten times faster than the regular expression ``\d{20}`` over a 300 KB page.
+_EVERY_DIGIT_AS_NINE = bytes.maketrans(b"012345678", b"999999999")
+_LONG_NUMBER = b"9" * 20
 _UTF8 = frozenset({"utf-8", "utf8"})
 
 
 def response_json(response: requests.Response) -> Any:
     """The response body as ``response.json()`` would decode it (and raising as it would)."""
     data = response.content
-    if (response.encoding is None or response.encoding.lower() in _UTF8) and not _LONG_NUMBER.search(data):
+    utf8 = response.encoding is None or response.encoding.lower() in _UTF8
+    if utf8 and _LONG_NUMBER not in data.translate(_EVERY_DIGIT_AS_NINE):
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
