@@ -260,7 +260,7 @@ def test_partial_failure_raises_and_keeps_what_was_stored(
     reported: list[int] = []
 
     with pytest.raises(SinkError) as raised:
-        sink.send(KEEPER_TABLE, rows, reported.append)
+        sink.send(KEEPER_TABLE, rows, on_accepted=reported.append)
 
     assert "post 2 of" in raised.value.message and "Keeper" in raised.value.message
     posts = [r for r in dc_sim.requests if r.path == "/api/logs"]

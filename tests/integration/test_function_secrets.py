@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -141,7 +141,13 @@ class HeaderSink:
         self.received: list[JSON] = []
         self.calls = 0
 
-    def send(self, table: str, rows: list[JSON], deadline: Deadline | None = None) -> SendResult:
+    def send(
+        self,
+        table: str,
+        rows: list[JSON],
+        deadline: Deadline | None = None,
+        on_accepted: Callable[[int], None] | None = None,
+    ) -> SendResult:
         self.calls += 1
         if self.calls == 1:  # the page; the heartbeat after it goes through
             headers = {"Authorization": f"Bearer {self.token}\n"}
