@@ -18,20 +18,22 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import NamedTuple
 
-from auditsync.checkpoints import claim, open_store, release
+from auditsync.checkpoints import claim, held_by_other, open_store, release
 from auditsync.config import Settings
 from auditsync.errors import AuditSyncError, CheckpointConflict, CheckpointError
 from auditsync.heartbeat import heartbeat_batches
 from auditsync.http import HttpClient
 from auditsync.model import (
+    JSON,
     STATUS_BEHIND,
     STATUS_ERROR,
     STATUS_IDLE,
@@ -93,6 +95,14 @@ class _Run:
     store: CheckpointStore
     sink: Sink
     progress: ProgressCallback | None
+    #: Every checkpoint as listed once at the start of the run (None when the list failed).
+    listed: dict[str, Checkpoint] | None = None
+    #: Streams whose lease the run claimed for all of them at once (``_claim_all``).
+    claimed: dict[str, Checkpoint] = field(default_factory=dict)
+    #: Outcomes waiting for the release of all the streams at once (``_release_all``), when claimed so.
+    closing: list[tuple[Checkpoint, StreamReport]] = field(default_factory=list)
+    closing_lock: threading.Lock = field(default_factory=threading.Lock)
+    released_together: frozenset[str] = frozenset()
 
 
 def run_cycle(
@@ -169,7 +179,9 @@ def _run_cycle(
             settings, clock, run_id, started, all_failed(failure), sink, redactor, deadline, tenant=tenant
         )
 
-    run = _Run(settings, clock, deadline, run_id, redactor, http, secrets, store, sink, progress)
+    run = _Run(
+        settings, clock, deadline, run_id, redactor, http, secrets, store, sink, progress, _listed(store)
+    )
     log.info(
         "auditsync run %s: streams %s, sink %s, budget %s",
         run_id,
@@ -178,10 +190,70 @@ def _run_cycle(
         settings.run_time_budget,
         extra={"run_id": run_id},
     )
+    run.claimed = _claim_all(run, [name for _, name in names])
+    run.released_together = frozenset(run.claimed)
     with ThreadPoolExecutor(max_workers=max(1, len(settings.sources)), thread_name_prefix="source") as pool:
         futures = [pool.submit(_run_source, run, source) for source in settings.sources]
         reports = [report for future in futures for report in future.result()]
+    _release_all(run)
     return _finish(settings, clock, run_id, started, reports, sink, redactor, deadline, tenant=tenant)
+
+
+def _listed(store: CheckpointStore) -> dict[str, Checkpoint] | None:
+    """Every stored checkpoint in one request (a table query), so claiming needs no load per stream.
+
+    A failed list costs nothing but those requests: each claim then loads its own checkpoint and
+    meets the failure (with its stream's report) there.
+    """
+    try:
+        return {checkpoint.stream: checkpoint for checkpoint in store.list()}
+    except Exception as error:
+        log.info("listing the checkpoints failed (%s); loading them one by one", type(error).__name__)
+        return None
+
+
+def _save_all(store: CheckpointStore) -> Callable[[list[Checkpoint]], list[Checkpoint]] | None:
+    """The store's ``save_all`` (several checkpoints in one request), when it has one (the table store)."""
+    save_all: Callable[[list[Checkpoint]], list[Checkpoint]] | None = getattr(store, "save_all", None)
+    return save_all
+
+
+def _claim_all(run: _Run, names: list[str]) -> dict[str, Checkpoint]:
+    """Claim every stream's lease in one request, from the listed checkpoints; {} when that cannot be.
+
+    All or nothing: when one stream is held by another runner or one claim loses its compare-and-swap,
+    nothing is claimed here and each stream claims its own lease as before (``claim``), so the outcome
+    per stream is the same; only the number of requests differs.
+    """
+    save_all = _save_all(run.store)
+    if save_all is None or run.listed is None or len(names) < 2:
+        return {}
+    now = run.clock.now()
+    current = [run.listed.get(name, Checkpoint(name)) for name in names]
+    if any(held_by_other(checkpoint, run.run_id, now) for checkpoint in current):
+        return {}
+    until = now + run.settings.run_time_budget + LEASE_SLACK
+    try:
+        saved = save_all([replace(c, lease_owner=run.run_id, lease_until=until) for c in current])
+    except Exception as error:
+        log.info("claiming the streams at once failed (%s); claiming them one by one", type(error).__name__)
+        return {}
+    return {checkpoint.stream: checkpoint for checkpoint in saved}
+
+
+def _release_all(run: _Run) -> None:
+    """Free the leases claimed at once, with each stream's outcome, in one request; one by one if that fails."""
+    if not run.closing:
+        return
+    save_all = _save_all(run.store)
+    if save_all is not None and len(run.closing) > 1:
+        try:
+            save_all([replace(c, lease_owner="", lease_until=None) for c, _ in run.closing])
+            return
+        except Exception as error:
+            log.info("releasing the streams at once failed (%s); one by one", type(error).__name__)
+    for checkpoint, report in run.closing:
+        _release_one(run, checkpoint, report)
 
 
 def _run_source(run: _Run, source: str) -> list[StreamReport]:
@@ -221,8 +293,13 @@ def _run_stream(run: _Run, stream: Stream) -> StreamReport:
     """The loop of the design: pages -> rows -> sink -> checkpoint, until caught up or out of time."""
     started = run.clock.now()
     try:
-        checkpoint = claim(
-            run.store, stream.name, run.run_id, started, run.settings.run_time_budget + LEASE_SLACK
+        checkpoint = run.claimed.pop(stream.name, None) or claim(
+            run.store,
+            stream.name,
+            run.run_id,
+            started,
+            run.settings.run_time_budget + LEASE_SLACK,
+            None if run.listed is None else run.listed.get(stream.name, Checkpoint(stream.name)),
         )
     except AuditSyncError as claim_error:
         return _error_report(stream.source, stream.name, claim_error, 0, run.redactor)
@@ -246,12 +323,19 @@ def _run_stream(run: _Run, stream: Stream) -> StreamReport:
     newest_this_run: datetime | None = None
     stopped_with_more = False
     failure: AuditSyncError | None = None
+
+    def shaped(page: Page) -> _Shaped:
+        if not page.events:
+            return _Shaped(page, [], Counter())
+        rows, shaping = shape_rows(table, page.events, now=run.clock.now(), event_type=event_type)
+        return _Shaped(page, rows, shaping)
+
+    lookahead = _Lookahead(stream.pages(checkpoint.position, run.deadline), shaped, stream.name)
     try:
-        for page in stream.pages(checkpoint.position, run.deadline):
+        for page, rows, shaping in lookahead:
             counters.update(page.counters)
             base_total = checkpoint.total_events
             if page.events:
-                rows, shaping = shape_rows(table, page.events, now=run.clock.now(), event_type=event_type)
                 counters.update(shaping)
                 partial = _PartialSaver(run.store, checkpoint, page, newest)
                 try:
@@ -270,14 +354,14 @@ def _run_stream(run: _Run, stream: Stream) -> StreamReport:
             if page.newest_event_time is not None:
                 newest_this_run = max(filter(None, (newest_this_run, page.newest_event_time)))
                 newest = max(filter(None, (newest, page.newest_event_time)))
-            checkpoint = run.store.save(
-                replace(
-                    checkpoint,
-                    position=page.position,
-                    newest_event_time=newest,
-                    total_events=base_total + len(page.events),
-                )
+            moved = replace(
+                checkpoint,
+                position=page.position,
+                newest_event_time=newest,
+                total_events=base_total + len(page.events),
             )
+            if moved != checkpoint:  # an empty page that left the position where it was: nothing to save
+                checkpoint = run.store.save(moved)
             stopped_with_more = page.has_more
             if run.progress is not None:
                 run.progress(stream.name, events)
@@ -288,6 +372,8 @@ def _run_stream(run: _Run, stream: Stream) -> StreamReport:
     except Exception as caught:  # a bug must fail this stream only, with a clear report
         _log_unexpected(f"in {stream.name}", caught)
         failure = AuditSyncError(f"unexpected {type(caught).__name__} in {stream.name}", hint=_BUG_HINT)
+    finally:
+        lookahead.close()
 
     finished = run.clock.now()
     if failure is not None:
@@ -330,6 +416,62 @@ def _run_stream(run: _Run, stream: Stream) -> StreamReport:
     return report
 
 
+class _Shaped(NamedTuple):
+    """A page and its rows, shaped in the stream's thread."""
+
+    page: Page
+    rows: list[JSON]
+    shaping: Counter[str]
+
+
+class _Lookahead:
+    """A one-page lookahead over a stream's pages: page n+1 is fetched in a thread of its own while the
+    stream's thread shapes and sends page n and saves its checkpoint.
+
+    The lookahead thread only fetches (and lets the source parse and deduplicate): a stream can ask
+    for its next page only with the cursor of the one before, so the fetch loop is what bounds a
+    stream, and everything else is kept off it.
+
+    Why it is safe: only this one worker thread ever advances the source's generator (so the source
+    and its HTTP session see one caller at a time, as before), at most one page is read ahead, and
+    the stream's thread still sends and saves pages strictly in order: page n+1 is handed over only
+    after page n was accepted and saved, and a failure fetching n+1 surfaces only then. A stop (the
+    deadline, a failed send) drops the page read ahead; the checkpoint stays at the last page the sink
+    accepted (or at its accepted part), and the next run fetches the dropped page again.
+    """
+
+    def __init__(self, pages: Iterator[Page], shape: Callable[[Page], _Shaped], name: str) -> None:
+        self._pages = pages
+        self._shape = shape
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"lookahead-{name}")
+        self._pending: Future[Page | None] | None = None
+
+    def _fetch(self) -> Page | None:
+        return next(self._pages, None)
+
+    def __iter__(self) -> Iterator[_Shaped]:
+        self._pending = self._worker.submit(self._fetch)
+        while True:
+            page = self._pending.result()
+            if page is None:
+                return
+            self._pending = self._worker.submit(self._fetch)  # page n+1 while the caller handles n
+            yield self._shape(page)
+
+    def close(self) -> None:
+        """Wait for a fetch under way (each vendor call ends by the run's deadline), then close the
+        source's generator in the worker thread (a generator cannot be closed while it runs)."""
+        if self._pending is not None:
+            wait([self._pending])
+        close = getattr(self._pages, "close", None)
+        if close is not None:
+            try:
+                self._worker.submit(close).result()
+            except Exception as error:
+                log.debug("closing the pages of a stopped stream: %s", type(error).__name__)
+        self._worker.shutdown(wait=True)
+
+
 class _PartialSaver:
     """The sink's ``on_accepted``: saves the page's ``accepted_position`` after each accepted request.
 
@@ -360,21 +502,31 @@ class _PartialSaver:
         self.accepted = accepted
 
 
-def _close(run: _Run, checkpoint: Any, report: StreamReport, finished: datetime) -> None:
-    """Record the outcome on the checkpoint and free the lease (position untouched on error)."""
+def _close(run: _Run, checkpoint: Checkpoint, report: StreamReport, finished: datetime) -> None:
+    """Record the outcome on the checkpoint and free the lease (position untouched on error).
+
+    A stream whose lease was claimed with all the others is released with them at the end of the
+    run (``_release_all``: one request for every stream); its lease covers the run's budget anyway.
+    """
+    outcome = replace(
+        checkpoint,
+        last_status=report.status,
+        last_error_kind=report.error_kind,
+        last_message=redact(report.message),
+        last_hint=redact(report.hint) if report.status == STATUS_ERROR else "",
+        last_run=finished,
+        last_success=finished if report.status != STATUS_ERROR else checkpoint.last_success,
+    )
+    if report.stream in run.released_together:
+        with run.closing_lock:
+            run.closing.append((outcome, report))
+        return
+    _release_one(run, outcome, report)
+
+
+def _release_one(run: _Run, outcome: Checkpoint, report: StreamReport) -> None:
     try:
-        release(
-            run.store,
-            replace(
-                checkpoint,
-                last_status=report.status,
-                last_error_kind=report.error_kind,
-                last_message=redact(report.message),
-                last_hint=redact(report.hint) if report.status == STATUS_ERROR else "",
-                last_run=finished,
-                last_success=finished if report.status != STATUS_ERROR else checkpoint.last_success,
-            ),
-        )
+        release(run.store, outcome)
     except CheckpointConflict:
         log.error(
             "%s: another runner took over the stream's checkpoint",

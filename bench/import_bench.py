@@ -30,6 +30,8 @@ SDK_MODULES = (
     "azure.keyvault.secrets",
     "azure.monitor.ingestion",
     "azure.data.tables",
+    "croniter",
+    "orjson",
     "requests",
     "tenacity",
 )

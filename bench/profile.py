@@ -2,8 +2,10 @@
 
 py-spy samples from outside the process, so the profile costs the measured code nothing; it starts
 the child itself (``py-spy record -- python ...``), which needs no ptrace rights over other processes.
-Only the stream threads' samples count (stacks through ``runner._run_stream``): start-up, imports and
-the heartbeat are left out. Each sample goes to one area (``classify``): on loopback the CPU areas,
+Only the stream threads' samples count (stacks through ``runner._run_stream``, and through
+``runner._Lookahead._fetch`` for each stream's lookahead thread, which fetches the next
+page): start-up, imports and the heartbeat are left out. A stream has two threads, so with ``idle``
+the samples add up to twice its wall time. Each sample goes to one area (``classify``): on loopback the CPU areas,
 with ``idle=True`` (latency runs) also the waits, which is where a stream's wall time goes.
 """
 
@@ -19,14 +21,22 @@ from bench.measure import ROOT
 
 #: Samples per second; py-spy's default is 100.
 RATE = 200
-#: Stacks through this frame are a stream's work; everything else is set-up.
-STREAM_FRAME = "_run_stream (auditsync/runner.py)"
+#: Stacks through these frames are a stream's work; everything else is set-up.
+STREAM_FRAMES = ("_run_stream (auditsync/runner.py)", "._fetch (auditsync/runner.py)")
 #: Innermost frames in which a thread waits instead of running Python.
 WAIT_FRAMES = ("recv_into", "readinto", "sleep", "select", "poll", "wait", "acquire", "fsync", "connect")
 #: CPU areas, searched from the innermost frame outwards: the first match names the sample.
 CPU_AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("JSON encoding (rows)", ("JSONEncoder.", "(json/encoder.py)")),
-    ("JSON decoding (vendor pages)", ("JSONDecoder.", "(json/decoder.py)", "loads (json/__init__.py)")),
+    ("JSON encoding (rows)", ("JSONEncoder.", "(json/encoder.py)", "compact_bytes (auditsync/fastjson.py)")),
+    (
+        "JSON decoding (vendor pages)",
+        (
+            "JSONDecoder.",
+            "(json/decoder.py)",
+            "loads (json/__init__.py)",
+            "response_json (auditsync/fastjson",
+        ),
+    ),
     ("gzip", ("_gzip (auditsync/sinks", "(gzip.py)", "zlib")),
     ("row shaping (shape_rows)", ("(auditsync/tables/rows.py)",)),
     ("checkpoint store", ("(auditsync/checkpoints/",)),
@@ -70,6 +80,8 @@ def classify(frames: list[str]) -> str:
             return "waiting: vendor API (page fetch)"
         if "(auditsync/checkpoints/" in joined:
             return "waiting: checkpoint store"
+        if "__iter__ (auditsync/runner.py)" in joined:
+            return "waiting: the next page (lookahead)"
         return "waiting: other"
     for frame in reversed(frames):
         for area, parts in CPU_AREAS:
@@ -96,7 +108,7 @@ class Profile:
             if not stack or not count.isdigit():
                 continue
             frames = [_short(f) for f in stack.split(";") if not f.startswith(("process ", "thread "))]
-            if not frames or STREAM_FRAME not in frames:
+            if not any(mark in frame for frame in frames for mark in STREAM_FRAMES):
                 continue
             n = int(count)
             samples += n

@@ -30,19 +30,29 @@ def held_by_other(checkpoint: Checkpoint, owner: str, now: datetime) -> bool:
 
 
 def claim(
-    store: CheckpointStore, stream: str, owner: str, now: datetime, ttl: timedelta
+    store: CheckpointStore,
+    stream: str,
+    owner: str,
+    now: datetime,
+    ttl: timedelta,
+    current: Checkpoint | None = None,
 ) -> Checkpoint | None:
     """Lease ``stream`` to ``owner`` until ``now + ttl``.
 
     Returns the checkpoint now leased by ``owner`` (save progress from it), or None when another owner
     holds an unexpired lease or a concurrent claim won the compare-and-swap. ``owner`` renews its own
     lease by claiming again. Store failures other than a lost CAS propagate.
+
+    ``current`` is the stream's checkpoint when the caller already read it (the runner lists every
+    checkpoint in one request instead of one load per stream); the claim's compare-and-swap carries its
+    etag, so a checkpoint changed since then loses the claim exactly as a concurrent claim would.
     """
     if not owner:
         raise ValueError("a lease needs an owner name")
     if ttl <= timedelta(0):
         raise ValueError("a lease needs a positive ttl")
-    current = store.load(stream)
+    if current is None:
+        current = store.load(stream)
     if held_by_other(current, owner, now):
         log.info(
             "stream %s is leased by %s until %s; leaving it alone",

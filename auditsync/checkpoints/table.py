@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -36,6 +37,7 @@ from azure.data.tables import (
     TableClient,
     TableEntity,
     TableServiceClient,
+    TableTransactionError,
     UpdateMode,
 )
 
@@ -224,6 +226,58 @@ class TableCheckpointStore:
         log.debug("saved checkpoint of %s to table %s", stream, self.table_name)
         return _with_etag(prepared, metadata)
 
+    def save_all(self, checkpoints: list[Checkpoint]) -> list[Checkpoint]:
+        """Save several checkpoints in one request: an entity group transaction, all of them or none.
+
+        The runner claims every stream's lease this way at the start of a run and releases them the
+        same way at its end (one request each instead of one per stream). Every entity keeps its own
+        compare-and-swap: one stale etag (or an entity created meanwhile) fails the whole transaction
+        with CheckpointConflict, and the caller falls back to saving one by one, where each stream
+        meets its own conflict. Any other failure is a CheckpointError, as for ``save``.
+        """
+        operations: list[Any] = []
+        prepared_all = []
+        for checkpoint in checkpoints:
+            prepared, position = prepare(checkpoint)
+            entity = _entity(prepared, position)
+            if checkpoint.etag is None:
+                operations.append(("create", entity))
+            else:
+                operations.append(
+                    (
+                        "update",
+                        entity,
+                        {
+                            "mode": UpdateMode.REPLACE,
+                            "etag": checkpoint.etag,
+                            "match_condition": MatchConditions.IfNotModified,
+                        },
+                    )
+                )
+            prepared_all.append(prepared)
+        streams = ", ".join(c.stream for c in checkpoints)
+        try:
+            results = self._table.submit_transaction(operations, **self._bounds())
+        except TableTransactionError as exc:
+            if exc.status_code in (404, 409, 412):
+                raise CheckpointConflict(
+                    f"Checkpoints of {streams}: one was saved, created or removed by someone else since "
+                    f"it was loaded (HTTP {exc.status_code}).",
+                    hint=CONFLICT_HINT,
+                ) from None
+            raise self._error(exc, f"Saving the checkpoints of {streams}") from None
+        except ResourceNotFoundError:
+            raise CheckpointConflict(f"Checkpoints of {streams}: the table does not exist yet.") from None
+        except AzureError as exc:
+            raise self._error(exc, f"Saving the checkpoints of {streams}") from None
+        if len(results) != len(prepared_all):
+            raise CheckpointError(
+                f"Checkpoints of {streams}: the transaction answered {len(results)} results."
+            )
+        return [
+            _with_etag(prepared, metadata) for prepared, metadata in zip(prepared_all, results, strict=True)
+        ]
+
     def delete(self, checkpoint: Checkpoint) -> None:
         """Remove the entity if its etag still matches (used by ``check``'s probe and finished backfills)."""
         try:
@@ -368,7 +422,7 @@ def _entity(checkpoint: Checkpoint, position: str | None) -> dict[str, Any]:
     return entity
 
 
-def _with_etag(checkpoint: Checkpoint, metadata: dict[str, Any]) -> Checkpoint:
+def _with_etag(checkpoint: Checkpoint, metadata: Mapping[str, Any]) -> Checkpoint:
     etag = metadata.get("etag")
     if not etag:
         raise CheckpointError(

@@ -11,9 +11,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from auditsync.fastjson import COMPACT_JSON, compact_bytes
+
 TRUNCATION_MARKER = "…[truncated by auditsync]"
-#: ``json.dumps(..., ensure_ascii=False, separators=(",", ":"))`` without building an encoder per call.
-COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+__all__ = ["COMPACT_JSON", "fit_row", "row_bytes", "truncate_fields", "truncate_text"]
 
 
 def _encoded(value: Any) -> bytes:
@@ -37,7 +38,7 @@ def _row_fits(row: Mapping[str, Any], max_bytes: int) -> bool:
     and takes the field-by-field path, which behaves as before.
     """
     try:
-        return len(COMPACT_JSON.encode(row).encode("utf-8")) <= max_bytes
+        return len(compact_bytes(row)) <= max_bytes
     except (TypeError, ValueError, UnicodeError):
         return False
 
@@ -80,7 +81,8 @@ MIN_FIELD_BYTES = 1024
 
 
 def _size(row: Mapping[str, Any]) -> int:
-    return len(COMPACT_JSON.encode(row).encode("utf-8"))
+    """The row's size as the Logs Ingestion sink encodes it (``compact_bytes``)."""
+    return len(compact_bytes(row))
 
 
 def fit_row(

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import requests
 
 from auditsync.errors import AuthError, UpstreamError
+from auditsync.fastjson import response_json
 from auditsync.http import describe
 from auditsync.model import JSON, Deadline, Page, Stream
 from auditsync.sources import SourceContext
@@ -127,7 +128,7 @@ class KeeperApi:
     def _body(self, response: requests.Response) -> JSON:
         where = f"GET {self.url}"
         try:
-            body = response.json()
+            body = response_json(response)
         except ValueError:
             raise UpstreamError(
                 f"{where} -> 200 with a body that is not JSON",
@@ -195,10 +196,10 @@ class KeeperStream:
                 saved, _ = state.dump()
                 yield Page([], saved, None, {"window_shrunk": 1}, has_more=True)
                 continue
-            for sent_token, body, pass_started_ms in held:
+            for sent_token, body, pass_started_ms, stamped in held:
                 if sent_token is None:
                     state.start_pass(pass_started_ms)
-                yield self._page(state, body, sent_token, target_end_ms)
+                yield self._page(state, body, stamped, target_end_ms)
             if outcome == "rejected":
                 restarts += 1
                 if restarts > MAX_RESTARTS_PER_RUN:
@@ -221,7 +222,7 @@ class KeeperStream:
         seen_tokens: set[tuple[int, int, str]],
         *,
         bounded: bool,
-    ) -> tuple[list[tuple[str | None, JSON, int]], str]:
+    ) -> tuple[list[tuple[str | None, JSON, int, list[tuple[datetime | None, int]]]], str]:
         """Read the rest of the current pass over the window without delivering anything yet.
 
         Returns the pages read (token sent, body, when the pass began) and why reading stopped:
@@ -236,7 +237,7 @@ class KeeperStream:
         assert window is not None
         token = window.token
         pass_started_ms = window.pass_started_ms
-        held: list[tuple[str | None, JSON, int]] = []
+        held: list[tuple[str | None, JSON, int, list[tuple[datetime | None, int]]]] = []
         while True:
             if held and deadline.near():
                 return held, "deadline"
@@ -246,10 +247,10 @@ class KeeperStream:
                 body = self.api.fetch(window.start_ms, window.end_ms, token, deadline)
             except TokenRejected:
                 return held, "rejected"
-            for event in body["events"]:
-                when = parse_time(event.get("timestamp"))
-                scratch.offer(fingerprint(event, None if when is None else to_ms(when)))
-            held.append((token, body, pass_started_ms))
+            stamped = _stamped(body["events"])
+            for _, fingerprint_key in stamped:
+                scratch.offer(fingerprint_key)
+            held.append((token, body, pass_started_ms, stamped))
             if not body["has_more"]:
                 return held, "complete"
             next_token = body["continuation_token"]
@@ -269,7 +270,13 @@ class KeeperStream:
                 return held, "more"
             token = next_token
 
-    def _page(self, state: KeeperPosition, body: JSON, sent_token: str | None, target_end_ms: int) -> Page:
+    def _page(
+        self,
+        state: KeeperPosition,
+        body: JSON,
+        stamped: list[tuple[datetime | None, int]],
+        target_end_ms: int,
+    ) -> Page:
         window = state.window
         assert window is not None
         before = copy.deepcopy(state)
@@ -277,9 +284,7 @@ class KeeperStream:
         delivered: list[JSON] = []
         keys: list[int] = []
         newest: datetime | None = None
-        for event in body["events"]:
-            when = parse_time(event.get("timestamp"))
-            key = fingerprint(event, None if when is None else to_ms(when))
+        for event, (when, key) in zip(body["events"], stamped, strict=True):
             # An unparseable time is still delivered (shape_rows keeps the raw value in Data).
             if not state.offer(key):
                 counters["duplicates_dropped"] += 1
@@ -320,3 +325,13 @@ class KeeperStream:
             has_more=more,
             accepted_position=accepted_position,
         )
+
+
+def _stamped(events: list[JSON]) -> list[tuple[datetime | None, int]]:
+    """Each event's time and fingerprint, computed once when its page is read: the read-ahead and the
+    delivery of a page both need them (parsing them twice was a tenth of the Keeper source's CPU)."""
+    stamped = []
+    for event in events:
+        when = parse_time(event.get("timestamp"))
+        stamped.append((when, fingerprint(event, None if when is None else to_ms(when))))
+    return stamped

@@ -24,6 +24,7 @@ import requests
 
 from auditsync.config import ONEPASSWORD_HOSTS, Settings, is_loopback_url
 from auditsync.errors import AuthError, CheckpointError, ConfigError, UpstreamError
+from auditsync.fastjson import response_json
 from auditsync.http import HttpClient, describe
 from auditsync.model import JSON, Deadline, Page, Stream
 from auditsync.sources import SourceContext
@@ -146,7 +147,7 @@ def _raise_for(response: requests.Response, http: HttpClient) -> None:
 
 def _json(response: requests.Response, http: HttpClient) -> Any:
     try:
-        return response.json()
+        return response_json(response)
     except ValueError:
         raise UpstreamError(f"{describe(response, http.redactor)}: the answer is not JSON") from None
 

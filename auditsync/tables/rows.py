@@ -6,6 +6,7 @@ is not dropped silently: the row keeps what it can and the count is reported (he
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -120,6 +121,28 @@ def _coerce(value: Any, kind: str) -> Any:
     raise ValueError(kind)
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled(
+    table: TableDef,
+) -> tuple[frozenset[str], str | None, tuple[tuple[Column, tuple[str | tuple[str, ...], ...]], ...]]:
+    """A table's shaping plan, once per table: the fields other columns consume, the ``$rest`` column,
+    and per column its sources (``$now``/``$event_type`` as they are, paths split into their parts)."""
+    consumed = frozenset(s.split(".")[0] for c in table.columns for s in c.sources if not s.startswith("$"))
+    rest_column = next((c.name for c in table.columns if "$rest" in c.sources), None)
+    columns = tuple(
+        (
+            column,
+            tuple(
+                source if source in ("$now", "$event_type") else tuple(source.split("."))
+                for source in column.sources
+                if source != "$rest"
+            ),
+        )
+        for column in table.columns
+    )
+    return consumed, rest_column, columns
+
+
 def shape_rows(
     table: TableDef,
     events: Iterable[Mapping[str, Any]],
@@ -134,20 +157,19 @@ def shape_rows(
     lost; the counter ``uncoercible_<column>`` tells the health row.
     """
     counters: Counter[str] = Counter()
-    consumed = {s.split(".")[0] for c in table.columns for s in c.sources if not s.startswith("$")}
-    rest_column = next((c.name for c in table.columns if "$rest" in c.sources), None)
+    consumed, rest_column, compiled = _compiled(table)
     now_text = format_time(now)
-    # Each column's sources, resolved once per call instead of once per event: a constant for
-    # ``$now``/``$event_type`` (coerced once too), the split path otherwise; ``$rest`` adds nothing.
+    # The table's plan is compiled once; only the constants ``$now``/``$event_type`` (coerced once
+    # here) change from call to call.
     plan: list[tuple[Column, list[tuple[Any, Any, tuple[str, ...] | None]]]] = []
-    for column in table.columns:
+    for column, sources in compiled:
         steps: list[tuple[Any, Any, tuple[str, ...] | None]] = []
-        for source in column.sources:
-            if source in ("$now", "$event_type"):
+        for source in sources:
+            if isinstance(source, tuple):
+                steps.append((None, None, source))
+            else:
                 constant = now_text if source == "$now" else event_type or None
                 steps.append((constant, _coerced(constant, column.type), None))
-            elif source != "$rest":
-                steps.append((None, None, tuple(source.split("."))))
         plan.append((column, steps))
     rows = []
     for event in events:
