@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from auditsync.tables import KEEPER_TABLE, ONEPASSWORD_TABLE
-from bench.azurite import azurite_tables
 from bench.measure import machine, run_child
 from bench.sims import TallyingLogsIngestionSim, expected_keys
+from simulators.azurite import azurite
 from simulators.identity import ManagedIdentitySim
 from simulators.keeper import KeeperSim, sample_events
 from simulators.onepassword import OnePasswordSim
@@ -47,7 +47,7 @@ def measure(events_per_stream: int = 20) -> dict[str, Any]:
     )
     keeper.add(keeper_events)
     expected.update(expected_keys(KEEPER_TABLE, keeper_events))
-    with azurite_tables() as connection, identity, ingestion, onepassword, keeper:
+    with azurite("table") as (connection, _pid), identity, ingestion, onepassword, keeper:
         services = {
             _host_port(identity.url): "managed identity",
             _host_port(ingestion.url): "Logs Ingestion",
