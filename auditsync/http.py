@@ -36,6 +36,25 @@ BACKOFF_CAP = 60.0
 DEADLINE_MARGIN = 5.0
 
 
+def backoff_seconds(
+    attempt: int, rng: random.Random, *, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP
+) -> float:
+    """Exponential backoff with jitter for the wait after ``attempt`` (1-based), when no Retry-After came."""
+    ceiling = min(cap, base * 2 ** (attempt - 1))
+    return rng.uniform(ceiling / 2, ceiling)
+
+
+def stop_within(max_attempts: int, deadline: Deadline) -> Callable[[tenacity.RetryCallState], bool]:
+    """A tenacity stop: out of attempts, or the next wait would end within DEADLINE_MARGIN of ``deadline``."""
+
+    def stop(state: tenacity.RetryCallState) -> bool:
+        if state.attempt_number >= max_attempts:
+            return True
+        return (state.upcoming_sleep or 0.0) > deadline.remaining() - DEADLINE_MARGIN
+
+    return stop
+
+
 #: What ``network_failure`` recognises in an exception chain, first match wins, and what to do about it.
 _NETWORK_FAILURES: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (
@@ -237,13 +256,9 @@ class HttpClient:
             hinted = retry_after_seconds(response, self.clock.now())
             if hinted is not None:
                 return hinted
-            ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (state.attempt_number - 1))
-            return self._random.uniform(ceiling / 2, ceiling)
+            return backoff_seconds(state.attempt_number, self._random)
 
-        def stop(state: tenacity.RetryCallState) -> bool:
-            if state.attempt_number >= self.max_attempts:
-                return True
-            return (state.upcoming_sleep or 0.0) > deadline.remaining() - DEADLINE_MARGIN
+        stop = stop_within(self.max_attempts, deadline)
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             outcome = state.outcome

@@ -43,13 +43,13 @@ from auditsync.config import is_loopback_url
 from auditsync.errors import AuthError, SinkError
 from auditsync.fastjson import compact_bytes
 from auditsync.http import (
-    BACKOFF_BASE,
     CONNECT_TIMEOUT,
-    DEADLINE_MARGIN,
     READ_TIMEOUT,
+    backoff_seconds,
     network_failure,
     redact_url,
     retry_after_seconds,
+    stop_within,
 )
 from auditsync.model import AcceptedCallback, Clock, Deadline, SendResult
 from auditsync.sinks.limits import fit_row
@@ -220,13 +220,9 @@ class LogsIngestionSink:
                 hinted = retry_after_seconds(response, self.clock.now())
                 if hinted is not None:
                     return hinted
-            ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (state.attempt_number - 1))
-            return self._random.uniform(ceiling / 2, ceiling)
+            return backoff_seconds(state.attempt_number, self._random, cap=BACKOFF_CAP)
 
-        def stop(state: tenacity.RetryCallState) -> bool:
-            if state.attempt_number >= self.max_attempts:
-                return True
-            return (state.upcoming_sleep or 0.0) > deadline.remaining() - DEADLINE_MARGIN
+        stop = stop_within(self.max_attempts, deadline)
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome is not None else None
