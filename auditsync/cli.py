@@ -150,15 +150,17 @@ def _command(args: argparse.Namespace, environ: dict[str, str], out: TextIO) -> 
         return run_demo(
             out, events_per_stream=args.events, data_dir=environ.get("AUDITSYNC_DATA_DIR", ".auditsync")
         )
-    if args.command in fanout_commands.COMMANDS:
-        return fanout_commands.run(args, environ, out)
     try:
-        settings = Settings.from_env(environ, require_tokens=args.command != "status")
+        # status only reads checkpoints, and the tenant registry is edited without calling a vendor:
+        # neither needs the deployment's own tokens.
+        settings = Settings.from_env(environ, require_tokens=args.command not in ("status", "tenants"))
     except ConfigError as error:
         print("Settings are not valid:", file=out)
         for problem in error.problems:
             print(f"  x {problem}", file=out)
         return EXIT_CONFIG
+    if args.command in fanout_commands.COMMANDS:
+        return fanout_commands.run(args, settings, environ, out)
     if args.command == "status" and settings.multi_tenant:
         return fanout_commands.tenant_status(settings, environ, out)
     if args.command == "status":

@@ -286,6 +286,7 @@ class TableCheckpointStore:
                 stream_key(checkpoint.stream),
                 etag=checkpoint.etag,
                 match_condition=MatchConditions.IfNotModified,
+                **self._bounds(),
             )
         except ResourceModifiedError:
             raise CheckpointConflict(

@@ -77,20 +77,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(
     args: argparse.Namespace,
+    settings: Settings,
     env: Mapping[str, str],
     out: TextIO,
     *,
     credential_factory: CredentialFactory | None = None,
 ) -> int:
-    """Run one of COMMANDS; settings problems exit 2 like every other command."""
-    try:
-        # Editing the registry never calls a vendor: the deployment's own tokens are not needed for it.
-        settings = Settings.from_env(env, require_tokens=args.command != "tenants")
-    except ConfigError as error:
-        print("Settings are not valid:", file=out)
-        for problem in error.problems:
-            print(f"  x {problem}", file=out)
-        return EXIT_CONFIG
+    """Run one of COMMANDS with the settings the CLI validated (it reports settings problems, exit 2)."""
     credential = functools.cache(credential_factory or default_credential)
     if not settings.multi_tenant:
         print(
