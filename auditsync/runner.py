@@ -20,7 +20,7 @@ import functools
 import logging
 import threading
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -330,7 +330,9 @@ def _run_stream(run: _Run, stream: Stream) -> StreamReport:
         rows, shaping = shape_rows(table, page.events, now=run.clock.now(), event_type=event_type)
         return _Shaped(page, rows, shaping)
 
-    lookahead = _Lookahead(stream.pages(checkpoint.position, run.deadline), shaped, stream.name)
+    lookahead = _Lookahead(
+        stream.pages(checkpoint.position, run.deadline), shaped, stream.name, stream.read_ahead
+    )
     try:
         for page, rows, shaping in lookahead:
             counters.update(page.counters)
@@ -425,44 +427,53 @@ class _Shaped(NamedTuple):
 
 
 class _Lookahead:
-    """A one-page lookahead over a stream's pages: page n+1 is fetched in a thread of its own while the
-    stream's thread shapes and sends page n and saves its checkpoint.
+    """A lookahead over a stream's pages: the next pages (``depth`` of them, the stream's
+    ``read_ahead``) are fetched in a thread of their own while the stream's thread shapes and sends
+    page n and saves its checkpoint.
 
     The lookahead thread only fetches (and lets the source parse and deduplicate): a stream can ask
     for its next page only with the cursor of the one before, so the fetch loop is what bounds a
     stream, and everything else is kept off it.
 
-    Why it is safe: only this one worker thread ever advances the source's generator (so the source
-    and its HTTP session see one caller at a time, as before), at most one page is read ahead, and
-    the stream's thread still sends and saves pages strictly in order: page n+1 is handed over only
-    after page n was accepted and saved, and a failure fetching n+1 surfaces only then. A stop (the
-    deadline, a failed send) drops the page read ahead; the checkpoint stays at the last page the sink
-    accepted (or at its accepted part), and the next run fetches the dropped page again.
+    Why it is safe: only this one worker thread ever advances the source's generator (fetches are
+    queued on it one after another, so the source and its HTTP session see one caller at a time, as
+    before), at most ``depth`` pages are read ahead, and the stream's thread still sends and saves
+    pages strictly in order: page n+1 is handed over only after page n was accepted and saved, and a
+    failure fetching n+1 surfaces only then. A stop (the deadline, a failed send) drops the pages read
+    ahead; the checkpoint stays at the last page the sink accepted (or at its accepted part), and the
+    next run fetches the dropped pages again.
     """
 
-    def __init__(self, pages: Iterator[Page], shape: Callable[[Page], _Shaped], name: str) -> None:
+    def __init__(
+        self, pages: Iterator[Page], shape: Callable[[Page], _Shaped], name: str, depth: int = 1
+    ) -> None:
         self._pages = pages
         self._shape = shape
+        self._depth = max(1, depth)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"lookahead-{name}")
-        self._pending: Future[Page | None] | None = None
+        self._pending: deque[Future[Page | None]] = deque()
 
     def _fetch(self) -> Page | None:
         return next(self._pages, None)
 
     def __iter__(self) -> Iterator[_Shaped]:
-        self._pending = self._worker.submit(self._fetch)
+        while len(self._pending) < self._depth:
+            self._pending.append(self._worker.submit(self._fetch))
         while True:
-            page = self._pending.result()
+            page = self._pending.popleft().result()
             if page is None:
                 return
-            self._pending = self._worker.submit(self._fetch)  # page n+1 while the caller handles n
+            self._pending.append(self._worker.submit(self._fetch))  # keep ``depth`` pages coming
             yield self._shape(page)
 
     def close(self) -> None:
-        """Wait for a fetch under way (each vendor call ends by the run's deadline), then close the
-        source's generator in the worker thread (a generator cannot be closed while it runs)."""
-        if self._pending is not None:
-            wait([self._pending])
+        """Drop the fetches not yet started, wait for the one under way (each vendor call ends by the
+        run's deadline), then close the source's generator in the worker thread (a generator cannot be
+        closed while it runs)."""
+        for pending in self._pending:
+            pending.cancel()
+        wait(self._pending)
+        self._pending.clear()
         close = getattr(self._pages, "close", None)
         if close is not None:
             try:

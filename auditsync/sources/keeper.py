@@ -156,6 +156,10 @@ class KeeperStream:
     name = STREAM
     source = "keeper"
     table = KEEPER_TABLE
+    #: A pass over a window is read ahead whole (two pages for a window of TARGET_WINDOW_EVENTS, three at
+    #: most before it is halved) and its pages are then yielded from memory; reading three ahead lets the
+    #: next window's fetch start while the pass's pages are still being sent instead of after the last.
+    read_ahead = 3
 
     def __init__(self, ctx: SourceContext) -> None:
         self.ctx = ctx

@@ -234,6 +234,10 @@ class OnePasswordStream:
         return "onepassword"
 
     @property
+    def read_ahead(self) -> int:
+        return 1  # a page is a request and ~1.2 MB of JSON: one in flight hides the fetch, more costs memory
+
+    @property
     def table(self) -> str:
         return ONEPASSWORD_TABLE
 
