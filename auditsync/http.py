@@ -10,6 +10,7 @@ path only, never headers, query strings or bodies.
 from __future__ import annotations
 
 import email.utils
+import itertools
 import logging
 import random
 from collections.abc import Callable, Mapping
@@ -225,6 +226,7 @@ class HttpClient:
         data: bytes | None = None,
         params: Mapping[str, Any] | None = None,
         throttled: Callable[[requests.Response], bool] | None = None,
+        on_body_start: Callable[[bytes], None] | None = None,
     ) -> requests.Response:
         """Send one logical request; retry transient failures within the deadline.
 
@@ -235,6 +237,11 @@ class HttpClient:
         Returns the final response for every status that is not retried (the caller decides what a
         401 or 400 means for its API). Raises ThrottledError when throttling outlived the retries,
         RetryableError for 5xx and connection failures that did.
+
+        ``on_body_start`` is called with the first bytes of a 200 answer as soon as they arrive, before
+        the rest of the body is read (in this thread, once per attempt): a caller can act on a field at
+        the head of a large answer, as the 1Password source does with the next page's cursor. The body
+        is still read whole before this returns, inside the retries, as without it.
         """
 
         def is_throttled(response: requests.Response) -> bool:
@@ -288,6 +295,7 @@ class HttpClient:
                 data=data,
                 params=params,
                 timeout=(min(CONNECT_TIMEOUT, remaining), min(READ_TIMEOUT, remaining)),
+                hooks={"response": _body_start_hook(on_body_start)} if on_body_start else None,
             )
 
         retrying = tenacity.Retrying(
@@ -326,6 +334,34 @@ class HttpClient:
                 hint="The vendor service is failing; the next run resumes from the checkpoint.",
             )
         return response
+
+
+#: How much of an answer ``on_body_start`` sees: small enough to arrive with the first packets.
+BODY_START_BYTES = 4 * 1024
+#: The rest of the body is read in chunks this big (requests' own 10 KiB means more Python per MB).
+BODY_CHUNK_BYTES = 64 * 1024
+
+
+def _body_start_hook(on_body_start: Callable[[bytes], None]) -> Callable[..., requests.Response]:
+    """A requests response hook that reads the body itself, handing its first bytes to
+    ``on_body_start`` before reading the rest.
+
+    requests calls response hooks before it reads the body of a non-streamed request, and reads it
+    with ``b"".join(iter_content(...))`` into ``Response._content``; the hook does the same, so the
+    response is the one requests would have built, and a connection cut mid-body raises the same
+    exception (retried the same way). ``_content`` is requests' own cache of the body, the attribute
+    its ``content`` property fills.
+    """
+
+    def hook(response: requests.Response, **_: Any) -> requests.Response:
+        if response.status_code != 200:
+            return response
+        head = next(response.iter_content(BODY_START_BYTES), b"")
+        on_body_start(head)
+        response._content = b"".join(itertools.chain((head,), response.iter_content(BODY_CHUNK_BYTES)))
+        return response
+
+    return hook
 
 
 def _version() -> str:

@@ -51,6 +51,8 @@ class Request:
 #: headers, before the body is read. ``cut``: send the status line, headers and half the body, then RST.
 #: ``hang``: accept, read nothing more and never answer, until the client gives up or ``stop()``.
 NETWORK_FAULTS = ("reset", "cut", "hang")
+#: How much of a body goes out before ``SimServer.between_head_and_rest``.
+HEAD_BYTES = 8 * 1024
 _EARLY = ("reset", "hang")
 
 
@@ -99,6 +101,9 @@ class SimServer:
         #: its own, so concurrent connections overlap their waits as they would over a real network).
         self.latency = 0.0
         self.sleep: Callable[[float], None] = time.sleep
+        #: Called between the first ``HEAD_BYTES`` of an answer's body and the rest, with the request it
+        #: answers: a test holds the rest there to see what the client does with an answer half read.
+        self.between_head_and_rest: Callable[[Request], None] | None = None
         self._ssl_context = ssl_context
         self._host = host
         self._server: ThreadingHTTPServer | None = None
@@ -151,6 +156,11 @@ class SimServer:
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 if payload and self.command != "HEAD":
+                    pause = sim.between_head_and_rest
+                    if pause is not None and len(payload) > HEAD_BYTES:
+                        self.wfile.write(payload[:HEAD_BYTES])
+                        pause(request)
+                        payload = payload[HEAD_BYTES:]
                     self.wfile.write(payload)
 
             def _misbehave(self, fault: str, payload: bytes) -> None:

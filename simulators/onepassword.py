@@ -178,6 +178,14 @@ class OnePasswordSim(SimServer):
         self.repeat_cursor_forever = False
         self.duplicate_at_resume = False
         self.cycle_cursors = False
+        #: The order of the answer's keys. 1Password's documented example starts with the cursor; a client
+        #: may act on that (auditsync sends the next request early) but must work with any order.
+        self.key_order: tuple[str, ...] = ("cursor", "has_more", "items")
+        #: Written first, before the keys above, into the next ``misleading_heads`` answers: a repeated
+        #: ``cursor`` key (with ``has_more: true``) that the real one later in the answer overrides, as JSON
+        #: parsers take the last. A client that trusts the head of an answer must notice the difference.
+        self.misleading_head = ""
+        self.misleading_heads = 0
         self._previous_cursor: dict[str, str] = {}
         self.limit_per_minute: int | None = None
         self.limit_per_hour: int | None = None
@@ -419,7 +427,12 @@ class OnePasswordSim(SimServer):
                 return self._respond(previous, True, items)
         return self._respond(next_cursor.encode(), has_more, items)
 
-    @staticmethod
-    def _respond(cursor: str, has_more: bool, items: Sequence[Mapping[str, Any]]) -> Response:
-        body = json.dumps({"cursor": cursor, "has_more": has_more, "items": items}, ensure_ascii=False)
+    def _respond(self, cursor: str, has_more: bool, items: Sequence[Mapping[str, Any]]) -> Response:
+        values = {"cursor": cursor, "has_more": has_more, "items": items}
+        body = json.dumps({key: values[key] for key in self.key_order}, ensure_ascii=False)
+        with self.lock:
+            mislead = self.misleading_heads > 0
+            self.misleading_heads -= mislead
+        if mislead:
+            body = f'{{"cursor": {json.dumps(self.misleading_head)}, "has_more": true, {body[1:]}'
         return Response(200, body.encode("utf-8"), {"Content-Type": "application/json; charset=utf-8"})

@@ -29,6 +29,7 @@ from auditsync.http import HttpClient, describe
 from auditsync.model import JSON, Deadline, Page, Stream
 from auditsync.sources import SourceContext
 from auditsync.sources.pacing import ONEPASSWORD_ACCOUNT_INTERVAL, Pacer
+from auditsync.sources.prefetch import CursorPrefetch
 from auditsync.tables import ONEPASSWORD_TABLE
 from auditsync.tables.rows import format_time, parse_time
 
@@ -272,12 +273,38 @@ class OnePasswordStream:
         accepted = unpack_digests(position.get("accepted", ""))
         # Every cursor this run was given: seeing one again means the API is going round in a circle.
         seen_cursors = {cursor} if cursor else set()
+        prefetch = CursorPrefetch(
+            lambda cursor, on_head: self._post(url, {"cursor": cursor}, deadline, on_head), self.event_type
+        )
+        try:
+            yield from self._pages(url, body, recent, accepted, seen_cursors, prefetch, deadline)
+        finally:
+            prefetch.close()
+
+    def _post(
+        self, url: str, body: JSON, deadline: Deadline, on_head: Callable[[bytes], None]
+    ) -> requests.Response:
+        if self.pacer is not None:
+            self.pacer.wait(deadline)
+        return self.ctx.http.request(
+            "POST", url, headers=_headers(self.ctx.token), json=body, deadline=deadline, on_body_start=on_head
+        )
+
+    def _pages(
+        self,
+        url: str,
+        body: JSON,
+        recent: list[str],
+        accepted: Counter[bytes],
+        seen_cursors: set[str],
+        prefetch: CursorPrefetch,
+        deadline: Deadline,
+    ) -> Iterator[Page]:
         while True:
-            if self.pacer is not None:
-                self.pacer.wait(deadline)
-            response = self.ctx.http.request(
-                "POST", url, headers=_headers(self.ctx.token), json=body, deadline=deadline
-            )
+            if set(body) == {"cursor"}:  # the request may already be under way (auditsync.sources.prefetch)
+                response = prefetch.fetch(body["cursor"])
+            else:
+                response = self._post(url, body, deadline, prefetch.on_head)
             _raise_for(response, self.ctx.http)
             items, next_cursor, has_more = self._parse(response)
             if has_more and next_cursor in seen_cursors:
@@ -287,6 +314,7 @@ class OnePasswordStream:
                     hint="The stream stops to avoid sending the same events again and again; the next run "
                     "resumes from the last saved cursor. If it persists, report it to 1Password support.",
                 )
+            del response  # its body (1.2 MB) is parsed: not held while the page waits to be sent
             seen_cursors.add(next_cursor)
             guard = set(recent)
             fresh = []
