@@ -104,6 +104,9 @@ class SimServer:
         #: Called between the first ``HEAD_BYTES`` of an answer's body and the rest, with the request it
         #: answers: a test holds the rest there to see what the client does with an answer half read.
         self.between_head_and_rest: Callable[[Request], None] | None = None
+        #: Called with each request after its answer is ready and before it goes out (outside the
+        #: simulator's lock, unlike a fault's ``when``): a test holds an answer there.
+        self.before_answer: Callable[[Request], None] | None = None
         self._ssl_context = ssl_context
         self._host = host
         self._server: ThreadingHTTPServer | None = None
@@ -145,6 +148,8 @@ class SimServer:
                 if response.network:
                     self._misbehave(response.network, payload)
                     return
+                if sim.before_answer is not None:
+                    sim.before_answer(request)
                 if sim.latency > 0:  # the simulator's own work counts toward the response time
                     sim.sleep(max(0.0, sim.latency - (time.monotonic() - arrived)))
                 self.send_response(response.status)

@@ -15,6 +15,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -96,12 +97,32 @@ def introspect(ctx: SourceContext, deadline: Deadline, pacer: Pacer | None = Non
     return [str(f) for f in features]
 
 
+class Grants:
+    """Which event types the token may read, asked of the introspection endpoint in a thread of its own.
+
+    The streams send their first requests while it is under way and wait for its answer only before
+    they use theirs: a run then starts one round trip (300 ms over a real network) sooner. A stream the
+    token may not read stops there with the same ConfigError as before; a failed introspection fails
+    every stream with its own error, as it did when it ran first.
+    """
+
+    def __init__(self, ctx: SourceContext, deadline: Deadline, pacer: Pacer | None) -> None:
+        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onepassword-introspect")
+        self._features = worker.submit(introspect, ctx, deadline, pacer)
+        worker.shutdown(wait=False)  # the one task still runs; the thread ends with it
+
+    def allows(self, event_type: str) -> bool:
+        """True when the token may read ``event_type``; raises the introspection's error."""
+        return event_type in self._features.result()
+
+
 def open_streams(ctx: SourceContext) -> list[Stream]:
     deadline = Deadline.after(ctx.clock, ctx.settings.run_time_budget)
     pacer = account_pacer(ctx)
-    features = introspect(ctx, deadline, pacer)
+    check_token_host(ctx.token, ctx.settings.onepassword_base_url)  # before the token goes anywhere
+    grants = Grants(ctx, deadline, pacer)
     return [
-        OnePasswordStream(ctx, event_type, granted=event_type in features, pacer=pacer)
+        OnePasswordStream(ctx, event_type, granted=grants, pacer=pacer)
         for event_type in ctx.settings.onepassword_event_types
     ]
 
@@ -223,7 +244,8 @@ class OnePasswordStream:
 
     ctx: SourceContext = field(repr=False)
     event_type: str
-    granted: bool = True
+    #: Whether the token may read this event type, or the introspection that will say so.
+    granted: bool | Grants = True
     pacer: Pacer | None = field(default=None, repr=False)
 
     @property
@@ -257,13 +279,20 @@ class OnePasswordStream:
             lookback = HORIZON - timedelta(minutes=1)
         return {"limit": PAGE_LIMIT, "start_time": format_time(now - lookback)}
 
-    def pages(self, position: JSON | None, deadline: Deadline) -> Iterator[Page]:
-        if not self.granted:
+    def _check_granted(self) -> None:
+        granted = self.granted
+        if isinstance(granted, Grants):
+            granted = self.granted = granted.allows(self.event_type)
+        if not granted:
             raise ConfigError(
                 f"the 1Password token may not read {self.event_type}",
                 hint=f"Enable {self.event_type} on the Events Reporting integration (then issue a new token), "
                 f"or remove it from ONEPASSWORD_EVENT_TYPES.",
             )
+
+    def pages(self, position: JSON | None, deadline: Deadline) -> Iterator[Page]:
+        if self.granted is False:
+            self._check_granted()
         url = f"{self.ctx.settings.onepassword_base_url}/api/v2/{self.event_type}"
         position = position or {}
         cursor = position.get("cursor")
@@ -305,6 +334,7 @@ class OnePasswordStream:
                 response = prefetch.fetch(body["cursor"])
             else:
                 response = self._post(url, body, deadline, prefetch.on_head)
+            self._check_granted()  # the introspection ran beside the first request: its answer counts first
             _raise_for(response, self.ctx.http)
             items, next_cursor, has_more = self._parse(response)
             if has_more and next_cursor in seen_cursors:

@@ -23,6 +23,8 @@ PATH = "/api/v2/auditevents"
 #: How long a held answer waits for the request the test expects; only a client that does not send it
 #: early waits this long, and the test then fails on what it recorded.
 WAIT = 10.0
+#: How long a held answer waits for a request that must not come (one sent too early comes within ms).
+WAIT_FOR_NONE = 2.0
 
 
 def backlog(pipeline: Pipeline, count: int) -> list[dict[str, Any]]:
@@ -36,10 +38,12 @@ def page_requests(pipeline: Pipeline) -> list[Request]:
 class HoldFirstAnswer:
     """Holds the rest of the first page's answer until ``more`` further page requests have arrived."""
 
-    def __init__(self, pipeline: Pipeline, more: int) -> None:
+    def __init__(self, pipeline: Pipeline, more: int, wait: float = WAIT) -> None:
         self.pipeline = pipeline
         self.more = more
+        self.wait = wait
         self.overlapped: bool | None = None
+        self._holding = False
         self._changed = threading.Condition()
         pipeline.onepassword.between_head_and_rest = self._hold
         pipeline.onepassword.inject(599, times=1 << 30, path=PATH, when=self._arrived)
@@ -50,11 +54,12 @@ class HoldFirstAnswer:
         return False
 
     def _hold(self, request: Request) -> None:
-        if request.path != PATH or self.overlapped is not None:
-            return
         with self._changed:
+            if request.path != PATH or self._holding:
+                return
+            self._holding = True  # only the first answer is held; the others go out whole
             self.overlapped = self._changed.wait_for(
-                lambda: len(page_requests(self.pipeline)) >= 1 + self.more, WAIT
+                lambda: len(page_requests(self.pipeline)) >= 1 + self.more, self.wait
             )
 
 
@@ -73,7 +78,8 @@ def test_the_next_page_is_requested_while_the_answer_before_it_is_still_arriving
 
 def test_never_more_than_one_request_ahead_of_the_page_being_read(pipeline: Pipeline) -> None:
     events = backlog(pipeline, 5_500)
-    hold = HoldFirstAnswer(pipeline, more=2)  # page 3 must not be asked for while page 1 is half read
+    # Page 3 must not be asked for while page 1 is half read.
+    hold = HoldFirstAnswer(pipeline, more=2, wait=WAIT_FOR_NONE)
 
     report = pipeline.run(pipeline.settings("auditevents"), sink=pipeline.sink())
 
@@ -88,7 +94,7 @@ def test_an_answer_that_does_not_start_with_its_cursor_is_read_one_request_at_a_
 ) -> None:
     events = backlog(pipeline, 2_500)
     pipeline.onepassword.key_order = ("items", "has_more", "cursor")
-    hold = HoldFirstAnswer(pipeline, more=1)
+    hold = HoldFirstAnswer(pipeline, more=1, wait=WAIT_FOR_NONE)
 
     report = pipeline.run(pipeline.settings("auditevents"), sink=pipeline.sink())
 
