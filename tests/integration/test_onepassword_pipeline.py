@@ -183,6 +183,28 @@ def test_throttling_beyond_the_deadline_stops_cleanly_with_the_checkpoint_kept(p
     assert pipeline.delivered() == uuids(events)
 
 
+def test_the_per_minute_limit_is_waited_out_in_tenths_of_a_second(pipeline: Pipeline) -> None:
+    """1Password answers 429 without Retry-After; its window frees a request every 100 ms, so the wait
+    after a 429 starts at 0.1-0.2 s (the generic backoff would idle the stream 0.5-1 s each time)."""
+    events = {
+        t: pipeline.onepassword.generate(t, 2_500, step=timedelta(seconds=2))
+        for t in ("auditevents", "itemusages")
+    }
+    sim = pipeline.onepassword
+    sim.limit_per_minute = 600
+    sim.reset_rate_windows(past_requests=600)  # an account in the middle of a backlog: 10 requests a second
+    clock = pipeline.clock
+    sleeps_before = len(clock.sleeps)
+
+    report = pipeline.run(pipeline.settings("auditevents,itemusages"), sink=pipeline.sink())
+
+    assert [r.status for r in report.reports] == ["ok", "ok"], report.reports
+    assert pipeline.delivered() == uuids([e for batch in events.values() for e in batch])
+    waits = clock.sleeps[sleeps_before:]
+    assert sim.throttled > 0 and waits, "the limit was met and waited out"
+    assert min(waits) < 0.2 and sorted(waits)[len(waits) // 2] <= 0.2, waits
+
+
 def test_missing_dcr_role_is_an_auth_error_logged_at_error_level(
     pipeline: Pipeline, caplog: pytest.LogCaptureFixture
 ) -> None:
