@@ -4,12 +4,14 @@ the services, file checkpoints. Asserts what a SOC engineer would observe in the
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
 from datetime import timedelta
 
 import pytest
 
 from auditsync.tables import TABLES
+from simulators.base import Request
 from tests.fixtures.pipeline import Pipeline, event_rows, health, ticking
 
 STREAMS = ("onepassword/auditevents", "onepassword/itemusages", "onepassword/signinattempts")
@@ -231,3 +233,40 @@ def test_unknown_stream_in_the_dcr_is_a_sink_error_naming_the_stream(pipeline: P
     (stream,) = pipeline.run(settings).reports
     assert (stream.status, stream.error_kind) == ("error", "sink")
     assert "404" in stream.message and "Custom-OnePasswordEventLogs_CL" in stream.hint
+
+
+def test_the_health_rows_of_both_tables_go_out_side_by_side(pipeline: Pipeline) -> None:
+    """AuditSyncHealth_CL and the 1Password healthevents rows are the run's last round trips: sent side
+    by side, the run ends one round trip sooner. The ingestion simulator holds the AuditSyncHealth_CL
+    answer until one more upload (the healthevents rows: every event upload is done by then) arrives."""
+    pipeline.onepassword.generate("auditevents", 30, step=timedelta(seconds=2))
+    arrived = threading.Condition()
+    seen: dict[str, bool] = {}
+
+    def uploads_after_health() -> int:
+        paths = [r.path for r in pipeline.logs.requests]
+        first = next(i for i, p in enumerate(paths) if p.endswith("Custom-AuditSyncHealth"))
+        return len(paths) - first - 1
+
+    def count(request: Request) -> bool:
+        with arrived:
+            arrived.notify_all()
+        return False
+
+    def hold(request: Request) -> None:
+        if not request.path.endswith("Custom-AuditSyncHealth") or seen:
+            return
+        with arrived:
+            seen["together"] = arrived.wait_for(lambda: uploads_after_health() >= 1, 10.0)
+
+    pipeline.logs.inject(599, times=1 << 30, when=count)
+    pipeline.logs.before_answer = hold
+
+    report = pipeline.run(pipeline.settings("auditevents"), sink=pipeline.sink())
+
+    assert seen == {"together": True}, (
+        "the healthevents rows went out while AuditSyncHealth_CL's were in flight"
+    )
+    assert not report.heartbeat_error
+    assert {r["Stream"] for r in pipeline.logs.rows("AuditSyncHealth_CL")} == {"onepassword/auditevents"}
+    assert [r for r in pipeline.logs.rows("OnePasswordEventLogs_CL") if r.get("log_source") == "healthevents"]
