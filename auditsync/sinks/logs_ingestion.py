@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import logging
 import random
+import threading
 import zlib
 from collections import Counter
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from datetime import timedelta
 from typing import Any
 
 import tenacity
+from azure.core.credentials import AccessToken, AccessTokenInfo
 from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
@@ -128,6 +130,32 @@ def _gzip(parts: list[bytes]) -> bytes:
     return compressor.compress(b"[" + b",".join(parts) + b"]") + compressor.flush()
 
 
+class OneTokenAtATime:
+    """The uploads' credential, asked for one token at a time.
+
+    Uploads that start together (the health rows of two tables, sent side by side at the end of a run
+    that had nothing else to send) would each find no token yet and each ask the identity endpoint for
+    one; one at a time, the second finds the token the first got in the credential's own cache.
+    """
+
+    def __init__(self, credential: Any) -> None:
+        self.credential = credential
+        self._lock = threading.Lock()
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        with self._lock:
+            token: AccessToken = self.credential.get_token(*scopes, **kwargs)
+            return token
+
+    def get_token_info(self, *scopes: str, options: Any = None) -> AccessTokenInfo:
+        with self._lock:
+            if hasattr(self.credential, "get_token_info"):
+                info: AccessTokenInfo = self.credential.get_token_info(*scopes, options=options)
+                return info
+            token = self.credential.get_token(*scopes)
+            return AccessTokenInfo(token.token, token.expires_on)
+
+
 class LogsIngestionSink:
     """Sends rows to a DCR stream; the stream name comes from the table definition."""
 
@@ -147,13 +175,15 @@ class LogsIngestionSink:
         self.rule_id = rule_id
         # Loopback stand-ins (the simulator) speak plain http; anything else must be https.
         self.enforce_https = not is_loopback_url(endpoint)
-        self.credential = credential
+        self.credential = OneTokenAtATime(credential)
         self.scope = audience.rstrip("/") + "/.default"
         self.clock = clock or Clock()
         self.max_attempts = max_attempts
         self._random = random.Random()
         # retry_total=0: every retry is ours (see the module docstring).
-        self.client = LogsIngestionClient(endpoint, credential, credential_scopes=[self.scope], retry_total=0)
+        self.client = LogsIngestionClient(
+            endpoint, self.credential, credential_scopes=[self.scope], retry_total=0
+        )
 
     def send(
         self,

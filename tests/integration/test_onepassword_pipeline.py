@@ -270,3 +270,18 @@ def test_the_health_rows_of_both_tables_go_out_side_by_side(pipeline: Pipeline) 
     assert not report.heartbeat_error
     assert {r["Stream"] for r in pipeline.logs.rows("AuditSyncHealth_CL")} == {"onepassword/auditevents"}
     assert [r for r in pipeline.logs.rows("OnePasswordEventLogs_CL") if r.get("log_source") == "healthevents"]
+
+
+def test_a_run_with_nothing_to_send_asks_the_identity_endpoint_once_for_both_health_tables(
+    pipeline: Pipeline,
+) -> None:
+    """The two health uploads start together with no token yet; they share one token request."""
+    identity = pipeline.logs.identity
+    assert identity is not None
+    before = len(identity.requests)
+
+    report = pipeline.run(pipeline.settings("auditevents"), sink=pipeline.sink())
+
+    assert [r.status for r in report.reports] == ["idle"] and not report.heartbeat_error, report
+    assert len(identity.requests) - before == 1, [r.path for r in identity.requests[before:]]
+    assert len([r for r in pipeline.logs.requests if "dataCollectionRules" in r.path]) == 2
