@@ -32,7 +32,7 @@ from auditsync.sources import SourceContext
 from auditsync.sources.pacing import ONEPASSWORD_ACCOUNT_INTERVAL, Pacer
 from auditsync.sources.prefetch import CursorPrefetch
 from auditsync.tables import ONEPASSWORD_TABLE
-from auditsync.tables.rows import format_time, parse_time
+from auditsync.tables.rows import format_time, newest_time
 
 log = logging.getLogger(__name__)
 
@@ -373,7 +373,7 @@ class OnePasswordStream:
                 fresh.append((event, key))
             events = [e for e, _ in fresh]
             fresh_keys = [k for _, k in fresh]
-            times = [t for t in (parse_time(e.get("timestamp")) for e in events) if t is not None]
+            newest = newest_time([e.get("timestamp") for e in events])
             counters: dict[str, int] = {}
             if len(items) != len(events):
                 counters["duplicates_dropped"] = len(items) - len(events)
@@ -386,7 +386,7 @@ class OnePasswordStream:
             yield Page(
                 events=events,
                 position={"cursor": next_cursor, "recent_uuids": recent},
-                newest_event_time=max(times) if times else None,
+                newest_event_time=newest,
                 counters=counters,
                 has_more=has_more,
                 accepted_position=_accepted_position(request, before, accepted, fresh_keys),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -16,6 +17,28 @@ from typing import Any
 from auditsync.tables import Column, TableDef
 
 JSON = dict[str, Any]
+
+
+#: An ISO-8601 UTC time with fixed-width fields: among strings of one length, text order is time order.
+_FIXED_WIDTH_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z")
+
+
+def newest_time(values: list[Any]) -> datetime | None:
+    """The latest of ``values`` as ``parse_time`` reads them (None when none is a time).
+
+    A page's timestamps are usually written alike (UTC, ``Z``, the same number of digits): then the
+    greatest string is the latest time and only it is parsed, instead of a thousand ``parse_time``
+    calls for one maximum (they were a twentieth of a 1Password drain's CPU). Anything else (offsets,
+    epochs, mixed precision, a value that is not a time) is parsed one by one.
+    """
+    if values and all(type(v) is str for v in values):
+        width = len(values[0])
+        if all(len(v) == width and _FIXED_WIDTH_UTC.fullmatch(v) for v in values):
+            latest = parse_time(max(values))
+            if latest is not None:
+                return latest
+    times = [t for t in map(parse_time, values) if t is not None]
+    return max(times) if times else None
 
 
 def parse_time(value: Any) -> datetime | None:
