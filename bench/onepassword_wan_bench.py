@@ -38,6 +38,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--page-latency", type=float, default=0.3, help="seconds per 1Password request")
     p.add_argument("--ingest-latency", type=float, default=0.1, help="seconds per Logs Ingestion request")
     p.add_argument("--no-rate-limits", action="store_true", help="leave 1Password's rate limits off")
+    p.add_argument(
+        "--page-bandwidth",
+        type=float,
+        default=0.0,
+        help="bytes/s a 1Password answer arrives at (0: loopback)",
+    )
+    p.add_argument(
+        "--cursor-last",
+        action="store_true",
+        help="1Password answers with the cursor last: the same code without the head start it gives",
+    )
     args = p.parse_args(argv)
-    network = Network(args.page_latency, args.ingest_latency, rate_limits=not args.no_rate_limits)
+    network = Network(
+        args.page_latency,
+        args.ingest_latency,
+        rate_limits=not args.no_rate_limits,
+        page_bandwidth=args.page_bandwidth,
+        cursor_last=args.cursor_last,
+    )
     return run(args, network, wan_targets)

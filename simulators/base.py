@@ -53,6 +53,8 @@ class Request:
 NETWORK_FAULTS = ("reset", "cut", "hang")
 #: How much of a body goes out before ``SimServer.between_head_and_rest``.
 HEAD_BYTES = 8 * 1024
+#: With ``SimServer.bandwidth``, a body goes out in pieces this big, each followed by its transfer time.
+BANDWIDTH_CHUNK = 64 * 1024
 _EARLY = ("reset", "hang")
 
 
@@ -100,6 +102,9 @@ class SimServer:
         #: Seconds from a request's arrival to its answer, at least (each connection's thread waits on
         #: its own, so concurrent connections overlap their waits as they would over a real network).
         self.latency = 0.0
+        #: Bytes a second an answer's body goes out at (0: as fast as loopback): the transfer time a real
+        #: network adds to a large answer on top of ``latency``.
+        self.bandwidth = 0.0
         self.sleep: Callable[[float], None] = time.sleep
         #: Called between the first ``HEAD_BYTES`` of an answer's body and the rest, with the request it
         #: answers: a test holds the rest there to see what the client does with an answer half read.
@@ -166,7 +171,13 @@ class SimServer:
                         self.wfile.write(payload[:HEAD_BYTES])
                         pause(request)
                         payload = payload[HEAD_BYTES:]
-                    self.wfile.write(payload)
+                    if sim.bandwidth > 0:
+                        for start in range(0, len(payload), BANDWIDTH_CHUNK):
+                            chunk = payload[start : start + BANDWIDTH_CHUNK]
+                            self.wfile.write(chunk)
+                            sim.sleep(len(chunk) / sim.bandwidth)
+                    else:
+                        self.wfile.write(payload)
 
             def _misbehave(self, fault: str, payload: bytes) -> None:
                 self.close_connection = True

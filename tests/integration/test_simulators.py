@@ -11,6 +11,7 @@ import base64
 import gzip
 import json
 import random
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -532,6 +533,23 @@ def test_duplicate_at_resume_repeats_the_previous_last_event(
     assert second["items"][0]["uuid"] == first["items"][-1]["uuid"]
     assert sorted(set(seen)) == sorted(e["uuid"] for e in events)
     assert len(seen) == len(events) + 2
+
+
+def test_a_bandwidth_spreads_an_answer_over_its_transfer_time_and_a_key_order_is_kept(
+    onepassword_sim: OnePasswordSim,
+) -> None:
+    token = onepassword_sim.issue_token()
+    onepassword_sim.generate("auditevents", 400)
+    onepassword_sim.key_order = ("items", "has_more", "cursor")
+    onepassword_sim.bandwidth = 1_000_000  # bytes a second
+
+    started = time.monotonic()
+    answer = _post(onepassword_sim, token, "auditevents", {"limit": 1000})
+    elapsed = time.monotonic() - started
+
+    assert answer.status_code == 200 and len(answer.json()["items"]) == 400
+    assert answer.content.startswith(b'{"items": ['), "the cursor comes last when asked to"
+    assert elapsed >= 0.8 * len(answer.content) / onepassword_sim.bandwidth, (elapsed, len(answer.content))
 
 
 def test_rate_limit_answers_429_until_the_window_moves(
