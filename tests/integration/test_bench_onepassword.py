@@ -112,7 +112,13 @@ def test_wan_run_applies_latency_and_rate_limits_and_prints_the_ceiling(
         ]
     )
     (size,) = out["sizes"]
-    assert size["network"] == {"page_latency": 0.02, "ingest_latency": 0.01, "rate_limits": True}
+    assert size["network"] == {
+        "page_latency": 0.02,
+        "ingest_latency": 0.01,
+        "rate_limits": True,
+        "page_bandwidth": 0.0,
+        "cursor_last": False,
+    }
     assert size["ceiling_events_per_s"] == 10_000
     (run,) = size["runs"]
     assert run["drain"]["exactly_once"] and run["baseline"]["exactly_once"]
