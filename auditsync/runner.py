@@ -464,7 +464,10 @@ class _Lookahead:
             if page is None:
                 return
             self._pending.append(self._worker.submit(self._fetch))  # keep ``depth`` pages coming
-            yield self._shape(page)
+            shaped = self._shape(page)
+            del page
+            yield shaped
+            del shaped  # the caller is done with page n: not held here while page n+1 is awaited
 
     def close(self) -> None:
         """Drop the fetches not yet started, wait for the one under way (each vendor call ends by the

@@ -373,10 +373,12 @@ class OnePasswordStream:
                 fresh.append((event, key))
             events = [e for e, _ in fresh]
             fresh_keys = [k for _, k in fresh]
+            read = len(items)
+            del items, fresh  # the page's events are in ``events``: nothing else held across the yield
             newest = newest_time([e.get("timestamp") for e in events])
             counters: dict[str, int] = {}
-            if len(items) != len(events):
-                counters["duplicates_dropped"] = len(items) - len(events)
+            if read != len(events):
+                counters["duplicates_dropped"] = read - len(events)
             without_uuid = sum(1 for k in fresh_keys if k.startswith(FINGERPRINT_PREFIX))
             if without_uuid:
                 counters["events_without_uuid"] = without_uuid
