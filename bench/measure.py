@@ -119,3 +119,65 @@ def machine() -> str:
         f"{os.cpu_count()} cores ({model}), {memory:.0f} GiB RAM, {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}, {', '.join(versions)}"
     )
+
+
+def status_kb(fields: Sequence[str] = ("VmRSS", "VmHWM", "RssAnon", "RssFile", "Threads")) -> dict[str, int]:
+    """Fields of /proc/self/status (kB, ``Threads`` a count); empty where there is no /proc."""
+    found: dict[str, int] = {}
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                name, _, value = line.partition(":")
+                if name in fields:
+                    found[name] = int(value.split()[0])
+    except OSError:
+        pass
+    return found
+
+
+def malloc_arenas() -> list[dict[str, int]]:
+    """glibc's arenas as ``malloc_info`` reports them: per arena the memory it holds from the system and
+    how much of it is free (in chunks malloc keeps for reuse), in KiB. Empty where malloc is not glibc's.
+
+    Python's allocator serves objects of up to 512 bytes from its own 1 MiB arenas; everything bigger
+    (a response body, orjson's buffers, a joined request body, a dict's table past a few dozen keys)
+    comes from malloc, which gives each thread that allocates its own arena (up to 8 per core).
+    """
+    import ctypes
+    import re
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.open_memstream.restype = ctypes.c_void_p
+        libc.open_memstream.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(ctypes.c_size_t)]
+        libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+        libc.fclose.argtypes = [ctypes.c_void_p]
+    except (OSError, AttributeError):
+        return []
+    buffer, size = ctypes.c_char_p(), ctypes.c_size_t()
+    stream = libc.open_memstream(ctypes.byref(buffer), ctypes.byref(size))
+    if not stream:
+        return []
+    try:
+        libc.malloc_info(0, stream)
+    finally:
+        libc.fclose(stream)
+    text = ctypes.string_at(buffer, size.value).decode("ascii", "replace")
+    libc.free.argtypes = [ctypes.c_void_p]
+    libc.free(ctypes.cast(buffer, ctypes.c_void_p))
+    arenas = []
+    for heap in re.finditer(r'<heap nr="(\d+)">(.*?)</heap>', text, re.S):
+        body = heap.group(2)
+        system = re.search(r'<system type="current" size="(\d+)"', body)
+        free = sum(
+            int(m.group(1))
+            for m in re.finditer(r'<total type="(?:fast|rest)" count="\d+" size="(\d+)"', body)
+        )
+        arenas.append(
+            {
+                "arena": int(heap.group(1)),
+                "system_kb": int(system.group(1)) // 1024 if system else 0,
+                "free_kb": free // 1024,
+            }
+        )
+    return arenas
