@@ -20,19 +20,19 @@ import functools
 import logging
 import os
 import uuid
+from typing import Any
 
 import azure.functions as func
 
-from auditsync.cli import crash_line
+# What indexing needs, and no more: the worker imports this module to list the functions, so the
+# settings' defaults, the schedule check and log redaction are imported here; the collection code
+# (runner, sources, sinks, the fan-out and their SDKs) is imported by the first invocation that
+# uses it (docs/benchmarks.md, "Cold import").
 from auditsync.config import SETTINGS, Settings
 from auditsync.errors import AuditSyncError, ConfigError
-from auditsync.fanout.deployment import dispatch_tick, report_poison, work_message
 from auditsync.fanout.queue import MAX_DEQUEUE_COUNT, poison_queue_name
-from auditsync.model import Clock
 from auditsync.redaction import install_log_redaction
-from auditsync.runner import run_cycle
 from auditsync.schedule import schedule_problem
-from auditsync.secrets import default_credential
 from auditsync.telemetry import quiet_sdk_loggers
 
 install_log_redaction()
@@ -56,8 +56,14 @@ WORK_QUEUE = os.environ.get("WORK_QUEUE", "").strip() or SETTINGS["WORK_QUEUE"][
 #: The queue triggers use the host's own storage connection (identity-based in Azure: the same account
 #: that holds the checkpoints, with Storage Queue Data Contributor; Azurite locally).
 QUEUE_CONNECTION = "AzureWebJobsStorage"
-#: One managed-identity credential per worker process: its tokens are cached across work items.
-_credential = functools.cache(default_credential)
+
+
+@functools.cache
+def _credential() -> Any:
+    """One managed-identity credential per worker process: its tokens are cached across work items."""
+    from auditsync.secrets import default_credential
+
+    return default_credential()
 
 
 class CollectionFailed(RuntimeError):
@@ -72,6 +78,8 @@ def collect(timer: func.TimerRequest) -> None:
     except CollectionFailed:
         raise
     except Exception as error:  # the last resort: one classified, redacted line
+        from auditsync.cli import crash_line
+
         line = crash_line("timer run", error)
         log.error("%s", line)
         raise CollectionFailed(line) from None
@@ -84,6 +92,8 @@ def _collect(timer: func.TimerRequest) -> None:
     if settings.multi_tenant:
         _dispatch(settings)
         return
+    from auditsync.runner import run_cycle
+
     report = run_cycle(settings)
     failed = [r for r in report.reports if r.status == "error"]
     if failed or report.heartbeat_error:
@@ -106,6 +116,9 @@ def _settings() -> Settings:
 
 def _dispatch(settings: Settings) -> None:
     """Enqueue every enabled tenant's streams; fail the invocation (after the others) for a bad tenant."""
+    from auditsync.fanout.deployment import dispatch_tick
+    from auditsync.model import Clock
+
     run_id = uuid.uuid4().hex[:12]
     try:
         report = dispatch_tick(
@@ -124,12 +137,16 @@ def _dispatch(settings: Settings) -> None:
 @app.queue_trigger(arg_name="message", queue_name=WORK_QUEUE, connection=QUEUE_CONNECTION)
 def work(message: func.QueueMessage) -> None:
     """Collect one (tenant, stream). Raises only when a retry is warranted (see auditsync.fanout.worker)."""
+    from auditsync.fanout.deployment import work_message
+
     work_message(message.get_body().decode("utf-8"), _settings(), os.environ, credential_factory=_credential)
 
 
 @app.queue_trigger(arg_name="message", queue_name=poison_queue_name(WORK_QUEUE), connection=QUEUE_CONNECTION)
 def poisoned(message: func.QueueMessage) -> None:
     """Report a work item that failed maxDequeueCount times as an ``error`` health row, never drop it."""
+    from auditsync.fanout.deployment import report_poison
+
     # The message failed maxDequeueCount times on the work queue (its count here is the poison queue's).
     where = report_poison(
         message.get_body().decode("utf-8"),

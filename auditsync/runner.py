@@ -353,6 +353,7 @@ def _run_stream(run: _Run, stream: Stream) -> StreamReport:
                 counters.update(result.counters)
                 events += len(rows) - partial.accepted
                 pages += 1
+                del partial  # it holds the page
             if page.newest_event_time is not None:
                 newest_this_run = max(filter(None, (newest_this_run, page.newest_event_time)))
                 newest = max(filter(None, (newest, page.newest_event_time)))
@@ -365,6 +366,9 @@ def _run_stream(run: _Run, stream: Stream) -> StreamReport:
             if moved != checkpoint:  # an empty page that left the position where it was: nothing to save
                 checkpoint = run.store.save(moved)
             stopped_with_more = page.has_more
+            # Page n (its events and rows) is done with: drop it before the loop asks for page n+1,
+            # which is shaped while these names would otherwise still hold page n.
+            del page, rows, shaping
             if run.progress is not None:
                 run.progress(stream.name, events)
             if run.deadline.near():

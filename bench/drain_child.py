@@ -13,6 +13,9 @@ wait on 429 (the simulator answers it only when rate limits are on).
 
 ``idle``: two runs back to back, counting HTTP requests (see ``idle``).
 
+``peak`` and ``pages``: what the memory is (``bench.memory_bench``): a ``drain`` watched by a thread
+that keeps the process's memory picture at its highest RSS, and what one page costs at each stage.
+
 Each writes its figures as JSON to ``--out``; peak RSS is this process's own ``VmHWM``.
 """
 
@@ -29,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from bench.measure import cpu_seconds, peak_rss_mb, rss_mb, write_result
+from bench.measure import cpu_seconds, malloc_arenas, peak_rss_mb, rss_mb, status_kb, write_result
 
 INGESTION_API_VERSION = "2023-01-01"
 MONITOR_RESOURCE = "https://monitor.azure.com"
@@ -189,12 +192,97 @@ def idle() -> dict[str, Any]:
     return {"runs": runs}
 
 
+#: How often ``peak`` looks at the process's RSS.
+PEAK_SAMPLE_SECONDS = 0.005
+
+
+def peak() -> dict[str, Any]:
+    """``drain``, with a thread that keeps, at the highest RSS it sees, /proc/self/status, glibc's
+    arenas (``malloc_arenas``) and the threads alive; the drain's own figures besides."""
+    highest: dict[str, Any] = {"rss_kb": 0}
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(PEAK_SAMPLE_SECONDS):
+            status = status_kb()
+            if status.get("VmRSS", 0) > highest["rss_kb"]:
+                highest.update(
+                    rss_kb=status.get("VmRSS", 0),
+                    status=status,
+                    arenas=malloc_arenas(),
+                    threads=sorted(t.name for t in threading.enumerate()),
+                )
+
+    watcher = threading.Thread(target=watch, name="peak-watcher", daemon=True)
+    watcher.start()
+    try:
+        result = drain()
+    finally:
+        stop.set()
+        watcher.join()
+    return {**result, "at_peak": highest, "after": {"status": status_kb(), "arenas": malloc_arenas()}}
+
+
+def pages() -> dict[str, Any]:
+    """What the first 1,000-event page of each event type costs at each stage, as ``tracemalloc``
+    counts it (Python's allocations, orjson's included): the answer's body, the decoded events (and
+    the decoder's transient peak), the shaped rows, the encoded rows, the gzip bodies."""
+    import tracemalloc
+
+    import requests
+
+    from auditsync.config import Settings
+    from auditsync.fastjson import response_json
+    from auditsync.sinks.logs_ingestion import MAX_FIELD_BYTES, batch_encoded, encode_rows
+    from auditsync.tables import ONEPASSWORD_TABLE, TABLES
+    from auditsync.tables.rows import format_time, shape_rows
+
+    settings = Settings.from_env()
+    table = TABLES[ONEPASSWORD_TABLE]
+    session = requests.Session()
+    headers = {"Authorization": f"Bearer {settings.onepassword_token}"}
+    start = format_time(datetime.now(UTC) - settings.initial_lookback)
+    costs: dict[str, Any] = {}
+    for event_type in settings.onepassword_event_types:
+        gc.collect()
+        tracemalloc.start()
+        try:
+            url = f"{settings.onepassword_base_url.rstrip('/')}/api/v2/{event_type}"
+            response = session.post(
+                url, json={"limit": 1000, "start_time": start}, headers=headers, timeout=60
+            )
+            response.raise_for_status()
+            stages = [("body", len(response.content), tracemalloc.get_traced_memory()[0])]
+            tracemalloc.reset_peak()
+            page = response_json(response)
+            held, decode_peak = tracemalloc.get_traced_memory()
+            stages.append(("events", len(page["items"]), held))
+            rows, _ = shape_rows(table, page["items"], now=datetime.now(UTC), event_type=event_type)
+            stages.append(("rows", len(rows), tracemalloc.get_traced_memory()[0]))
+            encoded, _ = encode_rows(rows, MAX_FIELD_BYTES)
+            stages.append(("encoded rows", sum(map(len, encoded)), tracemalloc.get_traced_memory()[0]))
+            bodies = list(batch_encoded(encoded))
+            stages.append(("gzip bodies", len(bodies), tracemalloc.get_traced_memory()[0]))
+        finally:
+            tracemalloc.stop()
+        costs[event_type] = {
+            "stages": [
+                {"stage": name, "count": count, "mb": (now - before) / 2**20}
+                for (name, count, now), (_, _, before) in zip(stages, [("", 0, 0), *stages[:-1]], strict=True)
+            ],
+            "decode_transient_mb": (decode_peak - stages[0][2]) / 2**20,
+        }
+        del response, page, rows, encoded, bodies
+    return {"pages": costs}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("what", choices=("drain", "baseline", "idle"))
+    parser.add_argument("what", choices=("drain", "baseline", "idle", "peak", "pages"))
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    write_result(args.out, {"drain": drain, "baseline": baseline, "idle": idle}[args.what]())
+    modes = {"drain": drain, "baseline": baseline, "idle": idle, "peak": peak, "pages": pages}
+    write_result(args.out, modes[args.what]())
 
 
 if __name__ == "__main__":

@@ -7,14 +7,11 @@ against Azurite. The host moves a message that failed ``maxDequeueCount`` times 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from azure.core.credentials import TokenCredential
-from azure.storage.queue import (
-    QueueClient,
-    TextBase64DecodePolicy,
-    TextBase64EncodePolicy,
-)
+if TYPE_CHECKING:  # azure-storage-queue is imported by the first ``open_queue``, not by function indexing
+    from azure.core.credentials import TokenCredential
+    from azure.storage.queue import QueueClient
 
 DEFAULT_QUEUE = "auditsync-work"
 #: host.json ``extensions.queues.maxDequeueCount``; the local worker applies the same limit.
@@ -37,6 +34,8 @@ def open_queue(
     **client_kwargs: Any,
 ) -> QueueClient:
     """A client for queue ``name``: by connection string (Azurite, local) or account URL + managed identity."""
+    from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+
     encode, decode = TextBase64EncodePolicy(), TextBase64DecodePolicy()
     if connection_string:
         return QueueClient.from_connection_string(

@@ -140,7 +140,15 @@ def test_child_peak_rss_is_its_own_not_the_parents() -> None:
 
 
 def test_benchmarks_are_found_by_module_name_and_unknown_names_refused() -> None:
-    assert set(benchmarks()) == {"idle", "import", "keeper", "onepassword", "onepassword_wan", "tenants"}
+    assert set(benchmarks()) == {
+        "idle",
+        "import",
+        "keeper",
+        "memory",
+        "onepassword",
+        "onepassword_wan",
+        "tenants",
+    }
     assert run_bench(["no-such-benchmark"]) == 2
 
 
