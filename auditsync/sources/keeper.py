@@ -15,10 +15,14 @@ a token seen before in this run for the same window (paging in a circle) is an `
 
 from __future__ import annotations
 
-import copy
+import heapq
+import itertools
 import logging
+import queue
+import threading
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,9 +32,16 @@ import requests
 from auditsync.errors import AuthError, UpstreamError
 from auditsync.fastjson import response_json
 from auditsync.http import describe
-from auditsync.model import JSON, Deadline, Page, Stream
+from auditsync.model import JSON, Clock, Deadline, Page, Stream
 from auditsync.sources import SourceContext
-from auditsync.sources.keeper_position import KeeperPosition, fingerprint, iso_ms, to_ms
+from auditsync.sources.keeper_position import (
+    TARGET_WINDOW_EVENTS,
+    KeeperPosition,
+    Window,
+    fingerprint,
+    iso_ms,
+    to_ms,
+)
 from auditsync.tables import KEEPER_TABLE
 from auditsync.tables.rows import parse_time
 
@@ -43,6 +54,10 @@ PAGE_LIMIT = 1000
 TOKEN_REJECTED = frozenset({400, 404, 410})
 #: Re-reads of one window within one run before we call the API broken (a token that never lasts).
 MAX_RESTARTS_PER_RUN = 3
+#: Pages one pass over a window may hold before delivery (a window sized for TARGET_WINDOW_EVENTS takes
+#: five): a pass that would hold more is too big and its window shrinks, so memory stays bounded even
+#: for a pass that brings no new fingerprints (a window re-read after a refused token).
+MAX_PASS_PAGES = 8
 #: Pages held at most before delivery when a window cannot shrink any more (see ``_read_pass``).
 UNBOUNDED_HELD_PAGES = 3
 
@@ -156,10 +171,11 @@ class KeeperStream:
     name = STREAM
     source = "keeper"
     table = KEEPER_TABLE
-    #: A pass over a window is read ahead whole (two pages for a window of TARGET_WINDOW_EVENTS, three at
-    #: most before it is halved) and its pages are then yielded from memory; reading three ahead lets the
-    #: next window's fetch start while the pass's pages are still being sent instead of after the last.
-    read_ahead = 3
+    #: A pass over a window is read whole (about five pages for a window of TARGET_WINDOW_EVENTS, at most
+    #: MAX_PASS_PAGES) before its pages are yielded from memory, and the next pass's first request is
+    #: already in flight when they are: the runner may take them all at once, so that the source goes on
+    #: to read the next pass instead of waiting for these pages to be sent.
+    read_ahead = MAX_PASS_PAGES
 
     def __init__(self, ctx: SourceContext) -> None:
         self.ctx = ctx
@@ -174,8 +190,10 @@ class KeeperStream:
 
         Each pass over a window is read ahead (``_read_pass``) before anything of it is delivered, and
         delivered only while its fingerprints fit an exact position: a window that turns out too big is
-        halved first, so every saved position resumes exactly, page by page, and a stop never re-reads
-        a whole window.
+        made smaller first, so every saved position resumes exactly, page by page, and a stop never
+        re-reads a whole window. Requests go out from a thread of their own (``_PassReader``), each as
+        soon as the one before answered, and the next pass's first request before this pass's pages
+        are handed over.
         """
         run_start_ms = to_ms(self.ctx.run_start)
         target_end_ms = run_start_ms - self.lag_ms
@@ -184,95 +202,127 @@ class KeeperStream:
             state = KeeperPosition(watermark_ms=start, next_start_ms=start)
         else:
             state = KeeperPosition.load(position)
+        last_saved: JSON = position if position is not None else state.dump()[0]
         restarts = 0
         seen_tokens: set[tuple[int, int, str]] = set()
-        while not deadline.near():
-            window = state.window
-            if window is None:
-                window = state.open_window(target_end_ms)
+        fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keeper-fetch")
+        reader: _PassReader | None = None
+        try:
+            while not deadline.near():
+                window = state.window
                 if window is None:
-                    return
-            bounded = window.end_ms - state.watermark_ms >= 2
-            held, outcome = self._read_pass(state, deadline, seen_tokens, bounded=bounded)
-            if outcome == "oversized":
-                # Nothing of this pass was delivered: read a smaller window instead.
-                state.shrink_window()
-                saved, _ = state.dump()
-                yield Page([], saved, None, {"window_shrunk": 1}, has_more=True)
-                continue
-            for sent_token, body, pass_started_ms, stamped in held:
-                if sent_token is None:
-                    state.start_pass(pass_started_ms)
-                yield self._page(state, body, stamped, target_end_ms)
-            if outcome == "rejected":
-                restarts += 1
-                if restarts > MAX_RESTARTS_PER_RUN:
-                    raise UpstreamError(
-                        f"Keeper refused the continuation token of window {iso_ms(window.start_ms)} - "
-                        f"{iso_ms(window.end_ms)} {restarts} times in one run",
-                        hint="The Keeper API does not keep its paging tokens; report it to Keeper support.",
-                    )
-                state.restart_pass()
-                saved, exact = state.dump()
-                counters = {"window_restarts": 1} | ({} if exact else {"oversized_window_pages": 1})
-                yield Page([], saved, None, counters, has_more=True)
-            elif outcome == "deadline":
-                return  # the pages read so far were delivered; the next run continues after them
+                    window = state.open_window(target_end_ms)
+                    if window is None:
+                        return
+                bounded = window.end_ms - state.watermark_ms >= 2
+                if reader is None:
+                    reader = self._begin_pass(state, fetcher, deadline, seen_tokens, bounded)
+                held, outcome = self._read_pass(state, reader, deadline, bounded=bounded)
+                reader.stop()
+                reader = None
+                if outcome == "oversized":
+                    # Nothing of this pass was delivered: read a smaller window instead.
+                    state.shrink_window(_earliest_end(held, state.watermark_ms))
+                    last_saved, _ = state.dump()
+                    yield Page([], last_saved, None, {"window_shrunk": 1}, has_more=True)
+                    continue
+                pages = []
+                for sent_token, body, pass_started_ms, stamped in held:
+                    if sent_token is None:
+                        state.start_pass(pass_started_ms)
+                    page = self._page(state, body, stamped, target_end_ms, last_saved)
+                    last_saved = page.position
+                    pages.append(page)
+                if outcome == "rejected":
+                    restarts += 1
+                    if restarts > MAX_RESTARTS_PER_RUN:
+                        yield from pages
+                        raise UpstreamError(
+                            f"Keeper refused the continuation token of window {iso_ms(window.start_ms)} - "
+                            f"{iso_ms(window.end_ms)} {restarts} times in one run",
+                            hint="The Keeper API does not keep its paging tokens; report it to Keeper support.",
+                        )
+                    state.restart_pass()
+                    last_saved, exact = state.dump()
+                    counters = {"window_restarts": 1} | ({} if exact else {"oversized_window_pages": 1})
+                    pages.append(Page([], last_saved, None, counters, has_more=True))
+                elif outcome == "complete" and state.window is None and not deadline.near():
+                    # The next window's first request goes out now, while these pages are handed over.
+                    following = state.open_window(target_end_ms)
+                    if following is not None:
+                        reader = self._begin_pass(
+                            state, fetcher, deadline, seen_tokens, following.end_ms - state.watermark_ms >= 2
+                        )
+                yield from pages
+                if outcome == "deadline":
+                    return  # the pages read so far were delivered; the next run continues after them
+        finally:
+            if reader is not None:
+                reader.stop()
+            # A request still under way (read ahead for a pass that is not needed any more) is dropped;
+            # it ends by the run's deadline like every vendor call.
+            fetcher.shutdown(wait=True, cancel_futures=True)
+
+    def _begin_pass(
+        self,
+        state: KeeperPosition,
+        fetcher: ThreadPoolExecutor,
+        deadline: Deadline,
+        seen_tokens: set[tuple[int, int, str]],
+        bounded: bool,
+    ) -> _PassReader:
+        """Send the current pass's first request (or its next, from the window's token)."""
+        window = state.window
+        assert window is not None
+        reader = _PassReader(
+            self.api,
+            self.ctx.clock,
+            window,
+            deadline,
+            seen_tokens,
+            MAX_PASS_PAGES if bounded else UNBOUNDED_HELD_PAGES,
+        )
+        reader.start(fetcher)
+        return reader
 
     def _read_pass(
         self,
         state: KeeperPosition,
+        reader: _PassReader,
         deadline: Deadline,
-        seen_tokens: set[tuple[int, int, str]],
         *,
         bounded: bool,
     ) -> tuple[list[tuple[str | None, JSON, int, list[tuple[datetime | None, int]]]], str]:
-        """Read the rest of the current pass over the window without delivering anything yet.
+        """Take the current pass over the window from ``reader`` without delivering anything yet.
 
         Returns the pages read (token sent, body, when the pass began) and why reading stopped:
         ``complete`` (the window was read to its end), ``deadline``, ``rejected`` (the token was
         refused; the pages before it are good), ``more`` (a window that cannot shrink: deliver these
-        pages, then read on), or ``oversized`` (delivering this pass would make the
-        window's fingerprints too big for an exact position: the window must shrink first).
-        A continuation token seen before in this run for the same window is an UpstreamError.
+        pages, then read on), or ``oversized`` (delivering this pass would make the window's
+        fingerprints too big for an exact position, or the pass would hold more than MAX_PASS_PAGES
+        pages: the window must shrink first). A continuation token seen before in this run for the same
+        window is an UpstreamError.
         """
-        scratch = copy.deepcopy(state)
-        window = scratch.window
-        assert window is not None
-        token = window.token
-        pass_started_ms = window.pass_started_ms
+        scratch = state.copy()
         held: list[tuple[str | None, JSON, int, list[tuple[datetime | None, int]]]] = []
         while True:
-            if held and deadline.near():
-                return held, "deadline"
-            if token is None:
-                pass_started_ms = to_ms(self.ctx.clock.now())
             try:
-                body = self.api.fetch(window.start_ms, window.end_ms, token, deadline)
+                token, body = reader.next()
             except TokenRejected:
                 return held, "rejected"
             stamped = _stamped(body["events"])
             for _, fingerprint_key in stamped:
                 scratch.offer(fingerprint_key)
-            held.append((token, body, pass_started_ms, stamped))
+            held.append((token, body, reader.pass_started_ms, stamped))
             if not body["has_more"]:
                 return held, "complete"
-            next_token = body["continuation_token"]
-            key = (window.start_ms, window.end_ms, next_token)
-            if next_token == token or key in seen_tokens:
-                raise UpstreamError(
-                    f"Keeper returned a continuation token it had already returned for window "
-                    f"{iso_ms(window.start_ms)} - {iso_ms(window.end_ms)} (the paging goes round in a circle)",
-                    hint="The stream stops instead of sending the same events again; the next run resumes "
-                    "from the saved position. If it persists, report it to Keeper support.",
-                )
-            seen_tokens.add(key)
-            if bounded and not scratch.fits():
-                return [], "oversized"
+            if bounded and (len(held) >= MAX_PASS_PAGES or not scratch.fits()):
+                return held, "oversized"
             if not bounded and len(held) >= UNBOUNDED_HELD_PAGES:
                 # A window that cannot shrink is delivered as it is read: memory stays bounded.
                 return held, "more"
-            token = next_token
+            if deadline.near():
+                return held, "deadline"
 
     def _page(
         self,
@@ -280,10 +330,12 @@ class KeeperStream:
         body: JSON,
         stamped: list[tuple[datetime | None, int]],
         target_end_ms: int,
+        before: JSON,
     ) -> Page:
+        """Deliver one page read ahead; ``before`` is the position saved before it (the page's own
+        position, with what the sink accepted of it counted, is built from that when needed)."""
         window = state.window
         assert window is not None
-        before = copy.deepcopy(state)
         counters: Counter[str] = Counter()
         delivered: list[JSON] = []
         keys: list[int] = []
@@ -315,9 +367,9 @@ class KeeperStream:
         def accepted_position(n: int) -> JSON:
             """Before this page, plus its first ``n`` delivered events as accepted: resuming re-reads the
             page from the same token (or the window, if the token is refused) and sends only the rest."""
-            partial = copy.deepcopy(before)
-            assert partial.window is not None
-            partial.window.delivered += n
+            partial = KeeperPosition.load(before)
+            if partial.window is not None:
+                partial.window.delivered += n
             partial.mark_accepted(keys[:n])
             return partial.dump()[0]
 
@@ -329,6 +381,95 @@ class KeeperStream:
             has_more=more,
             accepted_position=accepted_position,
         )
+
+
+class _PassReader:
+    """One pass's requests, in the stream's fetch thread, each sent as soon as the one before answered.
+
+    The continuation token is all a request needs, so the next request goes out before the page just
+    read is fingerprinted and checked against the checkpoint bound (that work overlaps the next
+    request's wait instead of adding to it). The reader stops by itself where the pass would stop
+    anyway: the window's last page, a refused or repeated token, ``max_pages`` pages, the deadline.
+    ``stop`` ends it early (a pass found too big); a request already under way is then dropped.
+    """
+
+    def __init__(
+        self,
+        api: KeeperApi,
+        clock: Clock,
+        window: Window,
+        deadline: Deadline,
+        seen_tokens: set[tuple[int, int, str]],
+        max_pages: int,
+    ) -> None:
+        self.api = api
+        self.clock = clock
+        self.start_ms, self.end_ms, self.token = window.start_ms, window.end_ms, window.token
+        #: When the pass asked for its first page: events visible by then are in the pass.
+        self.pass_started_ms = window.pass_started_ms
+        self.deadline = deadline
+        self.seen_tokens = seen_tokens
+        self.max_pages = max_pages
+        self._results: queue.SimpleQueue[tuple[str | None, JSON | BaseException]] = queue.SimpleQueue()
+        self._stopped = threading.Event()
+
+    def start(self, fetcher: ThreadPoolExecutor) -> None:
+        if self.token is None:
+            self.pass_started_ms = to_ms(self.clock.now())
+        fetcher.submit(self._run)
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def next(self) -> tuple[str | None, JSON]:
+        """The next page's (token sent, body); raises what its request raised (TokenRejected, ...)."""
+        token, result = self._results.get()
+        if isinstance(result, BaseException):
+            raise result
+        return token, result
+
+    def _run(self) -> None:
+        token = self.token
+        for number in itertools.count(1):
+            if self._stopped.is_set():
+                return
+            try:
+                body = self.api.fetch(self.start_ms, self.end_ms, token, self.deadline)
+            except BaseException as error:  # handed to the reader's consumer, which raises it
+                self._results.put((token, error))
+                return
+            next_token = body["continuation_token"] if body["has_more"] else None
+            if next_token is not None:
+                key = (self.start_ms, self.end_ms, next_token)
+                if next_token == token or key in self.seen_tokens:
+                    self._results.put((token, _circle_error(self.start_ms, self.end_ms)))
+                    return
+                self.seen_tokens.add(key)
+            self._results.put((token, body))
+            if next_token is None or number >= self.max_pages or self.deadline.near():
+                return
+            token = next_token
+
+
+def _circle_error(start_ms: int, end_ms: int) -> UpstreamError:
+    return UpstreamError(
+        f"Keeper returned a continuation token it had already returned for window "
+        f"{iso_ms(start_ms)} - {iso_ms(end_ms)} (the paging goes round in a circle)",
+        hint="The stream stops instead of sending the same events again; the next run resumes "
+        "from the saved position. If it persists, report it to Keeper support.",
+    )
+
+
+def _earliest_end(
+    held: list[tuple[str | None, JSON, int, list[tuple[datetime | None, int]]]], watermark_ms: int
+) -> int | None:
+    """The time of the TARGET_WINDOW_EVENTS-th earliest new event an oversized pass read, if it read
+    that many: a window ending there holds about TARGET_WINDOW_EVENTS new events when the server pages
+    in time order (and at least that many otherwise, so the window may still have to shrink again)."""
+    times = [key >> 32 for *_, stamped in held for _, key in stamped if key >> 32 > watermark_ms]
+    if len(times) < TARGET_WINDOW_EVENTS:
+        return None
+    return heapq.nsmallest(TARGET_WINDOW_EVENTS, times)[-1]
 
 
 def _stamped(events: list[JSON]) -> list[tuple[datetime | None, int]]:
