@@ -205,7 +205,9 @@ class KeeperStream:
         last_saved: JSON = position if position is not None else state.dump()[0]
         restarts = 0
         seen_tokens: set[tuple[int, int, str]] = set()
-        fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keeper-fetch")
+        # Two threads: a pass given up (too big) may still wait for its last request while the next
+        # pass's first one goes out; otherwise one pass's requests run one after another in one thread.
+        fetcher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="keeper-fetch")
         reader: _PassReader | None = None
         try:
             while not deadline.near():
@@ -216,16 +218,29 @@ class KeeperStream:
                         return
                 bounded = window.end_ms - state.watermark_ms >= 2
                 if reader is None:
-                    reader = self._begin_pass(state, fetcher, deadline, seen_tokens, bounded)
-                held, outcome = self._read_pass(state, reader, deadline, bounded=bounded)
+                    reader = self._begin_pass(window, bounded, fetcher, deadline, seen_tokens)
+                held, outcome, scratch = self._read_pass(state, reader, deadline, bounded=bounded)
                 reader.stop()
                 reader = None
                 if outcome == "oversized":
                     # Nothing of this pass was delivered: read a smaller window instead.
-                    state.shrink_window(_earliest_end(held, state.watermark_ms))
+                    state.shrink_window(_smaller_end(held, state.watermark_ms))
                     last_saved, _ = state.dump()
                     yield Page([], last_saved, None, {"window_shrunk": 1}, has_more=True)
                     continue
+                if outcome == "complete" and not deadline.near():
+                    # The next window's first request goes out now, before this pass's pages are made
+                    # and handed over: ``scratch`` is where delivering them leaves the position.
+                    scratch.complete_window(self.overlap_ms, self.lag_ms)
+                    following = scratch.open_window(target_end_ms)
+                    if following is not None:
+                        reader = self._begin_pass(
+                            following,
+                            following.end_ms - scratch.watermark_ms >= 2,
+                            fetcher,
+                            deadline,
+                            seen_tokens,
+                        )
                 pages = []
                 for sent_token, body, pass_started_ms, stamped in held:
                     if sent_token is None:
@@ -233,6 +248,11 @@ class KeeperStream:
                     page = self._page(state, body, stamped, target_end_ms, last_saved)
                     last_saved = page.position
                     pages.append(page)
+                if reader is not None:
+                    opened = state.open_window(target_end_ms)
+                    if opened is None or (opened.start_ms, opened.end_ms) != (reader.start_ms, reader.end_ms):
+                        reader.stop()  # cannot happen (the same steps on the same state); never trusted
+                        reader = None
                 if outcome == "rejected":
                     restarts += 1
                     if restarts > MAX_RESTARTS_PER_RUN:
@@ -246,13 +266,6 @@ class KeeperStream:
                     last_saved, exact = state.dump()
                     counters = {"window_restarts": 1} | ({} if exact else {"oversized_window_pages": 1})
                     pages.append(Page([], last_saved, None, counters, has_more=True))
-                elif outcome == "complete" and state.window is None and not deadline.near():
-                    # The next window's first request goes out now, while these pages are handed over.
-                    following = state.open_window(target_end_ms)
-                    if following is not None:
-                        reader = self._begin_pass(
-                            state, fetcher, deadline, seen_tokens, following.end_ms - state.watermark_ms >= 2
-                        )
                 yield from pages
                 if outcome == "deadline":
                     return  # the pages read so far were delivered; the next run continues after them
@@ -265,15 +278,13 @@ class KeeperStream:
 
     def _begin_pass(
         self,
-        state: KeeperPosition,
+        window: Window,
+        bounded: bool,
         fetcher: ThreadPoolExecutor,
         deadline: Deadline,
         seen_tokens: set[tuple[int, int, str]],
-        bounded: bool,
     ) -> _PassReader:
-        """Send the current pass's first request (or its next, from the window's token)."""
-        window = state.window
-        assert window is not None
+        """Send a pass's first request over ``window`` (from its start, or its token)."""
         reader = _PassReader(
             self.api,
             self.ctx.clock,
@@ -292,7 +303,7 @@ class KeeperStream:
         deadline: Deadline,
         *,
         bounded: bool,
-    ) -> tuple[list[tuple[str | None, JSON, int, list[tuple[datetime | None, int]]]], str]:
+    ) -> tuple[list[tuple[str | None, JSON, int, list[tuple[datetime | None, int]]]], str, KeeperPosition]:
         """Take the current pass over the window from ``reader`` without delivering anything yet.
 
         Returns the pages read (token sent, body, when the pass began) and why reading stopped:
@@ -301,28 +312,37 @@ class KeeperStream:
         pages, then read on), or ``oversized`` (delivering this pass would make the window's
         fingerprints too big for an exact position, or the pass would hold more than MAX_PASS_PAGES
         pages: the window must shrink first). A continuation token seen before in this run for the same
-        window is an UpstreamError.
+        window is an UpstreamError. The third value is the position as delivering the pages read would
+        leave it, but for the window's completion (``scratch``).
         """
         scratch = state.copy()
+        window = scratch.window
+        assert window is not None
+        if reader.token is None:
+            window.pass_started_ms = reader.pass_started_ms
         held: list[tuple[str | None, JSON, int, list[tuple[datetime | None, int]]]] = []
         while True:
             try:
                 token, body = reader.next()
             except TokenRejected:
-                return held, "rejected"
+                return held, "rejected", scratch
             stamped = _stamped(body["events"])
             for _, fingerprint_key in stamped:
-                scratch.offer(fingerprint_key)
+                window.delivered += scratch.offer(fingerprint_key)
             held.append((token, body, reader.pass_started_ms, stamped))
             if not body["has_more"]:
-                return held, "complete"
-            if bounded and (len(held) >= MAX_PASS_PAGES or not scratch.fits()):
-                return held, "oversized"
+                return held, "complete", scratch
+            if bounded and (
+                len(held) >= MAX_PASS_PAGES
+                or not scratch.fits()
+                or _far_too_big(held, state.watermark_ms, reader.end_ms)
+            ):
+                return held, "oversized", scratch
             if not bounded and len(held) >= UNBOUNDED_HELD_PAGES:
                 # A window that cannot shrink is delivered as it is read: memory stays bounded.
-                return held, "more"
+                return held, "more", scratch
             if deadline.near():
-                return held, "deadline"
+                return held, "deadline", scratch
 
     def _page(
         self,
@@ -384,13 +404,15 @@ class KeeperStream:
 
 
 class _PassReader:
-    """One pass's requests, in the stream's fetch thread, each sent as soon as the one before answered.
+    """One pass's requests, in the stream's fetch thread, one request ahead of the pages' examination.
 
-    The continuation token is all a request needs, so the next request goes out before the page just
-    read is fingerprinted and checked against the checkpoint bound (that work overlaps the next
-    request's wait instead of adding to it). The reader stops by itself where the pass would stop
-    anyway: the window's last page, a refused or repeated token, ``max_pages`` pages, the deadline.
-    ``stop`` ends it early (a pass found too big); a request already under way is then dropped.
+    The continuation token is all a request needs, so the request for page n+1 goes out as soon as page
+    n answered, before page n is fingerprinted and checked against the checkpoint bound (that work
+    overlaps the next request's wait instead of adding to it). It never runs further ahead: request n+2
+    waits until the pass has asked for page n+1 (``next``), i.e. has examined page n. The reader stops
+    by itself where the pass would stop anyway: the window's last page, a refused or repeated token,
+    ``max_pages`` pages, the deadline. ``stop`` ends it early (a pass found too big): the one request
+    sent ahead is then dropped.
     """
 
     def __init__(
@@ -412,6 +434,8 @@ class _PassReader:
         self.max_pages = max_pages
         self._results: queue.SimpleQueue[tuple[str | None, JSON | BaseException]] = queue.SimpleQueue()
         self._stopped = threading.Event()
+        #: One permit per page asked for: the request after page n needs page n to have been asked for.
+        self._asked = threading.Semaphore(0)
 
     def start(self, fetcher: ThreadPoolExecutor) -> None:
         if self.token is None:
@@ -420,9 +444,11 @@ class _PassReader:
 
     def stop(self) -> None:
         self._stopped.set()
+        self._asked.release()  # a reader waiting for a permit wakes up and sees it is stopped
 
     def next(self) -> tuple[str | None, JSON]:
         """The next page's (token sent, body); raises what its request raised (TokenRejected, ...)."""
+        self._asked.release()
         token, result = self._results.get()
         if isinstance(result, BaseException):
             raise result
@@ -431,6 +457,8 @@ class _PassReader:
     def _run(self) -> None:
         token = self.token
         for number in itertools.count(1):
+            if number > 1:
+                self._asked.acquire()  # page number-1 was asked for: page number-2 has been examined
             if self._stopped.is_set():
                 return
             try:
@@ -460,16 +488,50 @@ def _circle_error(start_ms: int, end_ms: int) -> UpstreamError:
     )
 
 
-def _earliest_end(
+def _new_times(
+    held: list[tuple[str | None, JSON, int, list[tuple[datetime | None, int]]]], watermark_ms: int
+) -> list[int]:
+    """The times of the new events (past the watermark) a pass read, in the order it read them."""
+    return [key >> 32 for *_, stamped in held for _, key in stamped if key >> 32 > watermark_ms]
+
+
+def _far_too_big(
+    held: list[tuple[str | None, JSON, int, list[tuple[datetime | None, int]]]],
+    watermark_ms: int,
+    end_ms: int,
+) -> bool:
+    """True when the pages read so far say the window holds more than twice what a pass may (the new
+    events' density over the window's new part): reading on to MAX_PASS_PAGES would only be discarded.
+
+    Meaningful for a server that pages in time order (either way); for any other order the events read
+    spread over the whole window, the estimate stays near what was read and this never fires.
+    """
+    times = _new_times(held, watermark_ms)
+    if len(times) < PAGE_LIMIT // 2:
+        return False
+    estimate = len(times) * (end_ms - watermark_ms) / (max(times) - min(times) + 1)
+    return estimate > 2 * MAX_PASS_PAGES * PAGE_LIMIT
+
+
+def _smaller_end(
     held: list[tuple[str | None, JSON, int, list[tuple[datetime | None, int]]]], watermark_ms: int
 ) -> int | None:
-    """The time of the TARGET_WINDOW_EVENTS-th earliest new event an oversized pass read, if it read
-    that many: a window ending there holds about TARGET_WINDOW_EVENTS new events when the server pages
-    in time order (and at least that many otherwise, so the window may still have to shrink again)."""
-    times = [key >> 32 for *_, stamped in held for _, key in stamped if key >> 32 > watermark_ms]
-    if len(times) < TARGET_WINDOW_EVENTS:
+    """Where a window that turned out too big should end, from what its pass read (``shrink_window``
+    never goes past half the window whatever this says, so any answer is safe).
+
+    With TARGET_WINDOW_EVENTS new events read, the time of the TARGET-th earliest: for a server that
+    pages in time order the smaller window holds just that many. With fewer (a pass given up early),
+    an end as far past the earliest event read (ascending pages) or the watermark (any other order) as
+    TARGET_WINDOW_EVENTS events take at the density read.
+    """
+    times = _new_times(held, watermark_ms)
+    if len(times) >= TARGET_WINDOW_EVENTS:
+        return heapq.nsmallest(TARGET_WINDOW_EVENTS, times)[-1]
+    if not times:
         return None
-    return heapq.nsmallest(TARGET_WINDOW_EVENTS, times)[-1]
+    low, high = min(times), max(times)
+    ascending = all(a <= b for a, b in itertools.pairwise(times))
+    return (low if ascending else watermark_ms) + TARGET_WINDOW_EVENTS * (high - low + 1) // len(times)
 
 
 def _stamped(events: list[JSON]) -> list[tuple[datetime | None, int]]:
