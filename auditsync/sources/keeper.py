@@ -432,7 +432,7 @@ class _PassReader:
         self.deadline = deadline
         self.seen_tokens = seen_tokens
         self.max_pages = max_pages
-        self._results: queue.SimpleQueue[tuple[str | None, JSON | BaseException]] = queue.SimpleQueue()
+        self._results: queue.Queue[tuple[str | None, JSON | BaseException]] = queue.Queue()
         self._stopped = threading.Event()
         #: One permit per page asked for: the request after page n needs page n to have been asked for.
         self._asked = threading.Semaphore(0)

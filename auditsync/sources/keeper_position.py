@@ -39,6 +39,11 @@ POSITION_VERSION = 2
 #: predicted still fit in five, and a pass of up to MAX_PASS_PAGES (8) pages still fits the checkpoint
 #: (MAX_FINGERPRINT_CHARS) before the window is made smaller.
 TARGET_WINDOW_EVENTS = 4850
+#: A window is stretched to the target end when less than this share of a span would be left: about
+#: 150 events, what the last request of a window of TARGET_WINDOW_EVENTS has room for. (Stretching it
+#: further would save no request, only move pages to the end of the drain, where a pass's pages are
+#: all sent after its last request.)
+TAIL_SHARE = 32
 INITIAL_SPAN = timedelta(hours=1)
 MIN_SPAN = timedelta(seconds=1)
 MAX_SPAN = timedelta(days=1)
@@ -237,14 +242,14 @@ class KeeperPosition:
     # -- windows ----------------------------------------------------------------------------------
     def open_window(self, target_end_ms: int) -> Window | None:
         """Open the next window ``[next_start, min(target_end, watermark + span)]`` (to the target end
-        when less than half a span would be left after it), or None when the target end is not past the
-        watermark (nothing new to read yet)."""
+        when less than 1/TAIL_SHARE of a span would be left after it), or None when the target end is
+        not past the watermark (nothing new to read yet)."""
         if target_end_ms <= self.watermark_ms:
             return None
         end = min(target_end_ms, self.watermark_ms + self.span_ms)
-        if target_end_ms - end <= self.span_ms // 2:
-            # Less than half a window would be left for a window of its own (whose last request is as
-            # dear as a full one): read it with this one, which then holds at most 1.5 windows' events.
+        if target_end_ms - end <= self.span_ms // TAIL_SHARE:
+            # So little is left that its events would fit this window's last, partly filled request:
+            # read it with this window instead of in a window (and a request) of its own.
             end = target_end_ms
         self.window = Window(self.next_start_ms, end)
         return self.window
