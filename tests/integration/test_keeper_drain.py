@@ -11,6 +11,8 @@ import threading
 from collections import Counter
 from datetime import timedelta
 
+import pytest
+
 from auditsync.checkpoints.table import TableCheckpointStore
 from auditsync.model import Checkpoint, Deadline
 from auditsync.sources.keeper import MAX_PASS_PAGES
@@ -72,10 +74,13 @@ def test_the_next_windows_first_request_goes_out_before_this_pass_is_handed_over
     assert_exactly_once(keeper)
 
 
-def test_a_request_sent_ahead_for_a_pass_given_up_is_dropped(keeper: KeeperHarness) -> None:
-    """A window far too big is given up after its first page; the request for its second page had
-    already gone out (sent as soon as the first page answered, before that page was examined), and its
-    answer is dropped: nothing is delivered twice, and the smaller window holds about one window."""
+@pytest.mark.parametrize("order", ["asc", "desc"])
+def test_a_request_sent_ahead_for_a_pass_given_up_is_dropped(keeper: KeeperHarness, order: str) -> None:
+    """A window far too big is given up after its first page (a server paging in time order, either
+    way); the request for its second page had already gone out (sent as soon as the first page
+    answered, before that page was examined), and its answer is dropped: nothing is delivered twice,
+    and the smaller window holds about one window."""
+    keeper.sim.order = order
     keeper.settings = keeper_settings(keeper.sim.url, initial_lookback=timedelta(hours=4))
     burst = keeper.add_sample(
         20_000, oldest=timedelta(hours=4), newest=timedelta(hours=3, minutes=30), seed=6
@@ -119,3 +124,19 @@ def test_positions_of_several_table_properties_resume_exactly(
             break
     assert largest > 32_768, "a position that needs more than one Table property"
     assert_exactly_once(keeper)
+
+
+def test_a_window_far_too_big_on_a_server_in_no_order_shrinks_at_the_page_cap(keeper: KeeperHarness) -> None:
+    """Pages in no order say nothing about the window's size: the pass is read to MAX_PASS_PAGES, then
+    the window shrinks to the time of the TARGET-th earliest event read, as often as needed."""
+    keeper.sim.order = "none"
+    keeper.settings = keeper_settings(keeper.sim.url, initial_lookback=timedelta(hours=4))
+    keeper.add_sample(20_000, oldest=timedelta(hours=4), newest=timedelta(hours=3, minutes=30), seed=7)
+    keeper.run()
+    assert_exactly_once(keeper)
+    first_pass = [
+        r for r in events_requests(keeper) if r.arg("end_date") == events_requests(keeper)[0].arg("end_date")
+    ]
+    assert len(first_pass) == MAX_PASS_PAGES, "read to the page cap, nothing further ahead"
+    assert any(p.counters.get("window_shrunk") for p in keeper.pages)
+    assert not any(p.counters.get("oversized_window_pages") for p in keeper.pages)
