@@ -4,13 +4,15 @@ The API has no event id, documents neither sort order nor whether ``end_date`` i
 deliver events late. So we read fixed windows ``[watermark - overlap, run_start - lag]`` (frozen when
 opened), page through each with the continuation token, drop copies already delivered by their
 fingerprint multiset (``keeper_position``), and advance the watermark only when a window was read to
-its end. Large backlogs are split into windows sized for about ``TARGET_WINDOW_EVENTS`` events; a
-window that turns out to hold more than a checkpoint's fingerprints is halved before any of it is
-delivered, so every page carries an exact position to save once the sink accepted it (and, for a page
+its end. Large backlogs are split into windows sized for about ``TARGET_WINDOW_EVENTS`` events (five
+requests); a window that turns out to hold more than a checkpoint's fingerprints (or a pass's pages)
+is made smaller before any of it is delivered, so every page carries an exact position to save once the sink accepted it (and, for a page
 the sink accepted only in part, the position that records that part): a deadline or a crash costs at
 most the request in flight. A continuation token is never trusted to survive: if the server rejects a
 stored one, the window is read again from its start and the fingerprints remove what was already sent;
 a token seen before in this run for the same window (paging in a circle) is an ``upstream`` error.
+Requests go out from a fetch thread one request ahead of the pages' fingerprinting (``_PassReader``):
+at Keeper's latency a drain waits for its requests, so they follow one another without a pause.
 """
 
 from __future__ import annotations
