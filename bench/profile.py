@@ -2,10 +2,11 @@
 
 py-spy samples from outside the process, so the profile costs the measured code nothing; it starts
 the child itself (``py-spy record -- python ...``), which needs no ptrace rights over other processes.
-Only the stream threads' samples count (stacks through ``runner._run_stream``, and through
+Only the stream threads' samples count (stacks through ``runner._run_stream``, through
 ``runner._Lookahead._fetch`` for each stream's lookahead thread, which fetches the next
-page): start-up, imports and the heartbeat are left out. A stream has two threads, so with ``idle``
-the samples add up to twice its wall time. Each sample goes to one area (``classify``): on loopback the CPU areas,
+page, and through ``keeper._PassReader._run`` for Keeper's own fetch thread, which sends its
+requests): start-up, imports and the heartbeat are left out. A stream has two threads (Keeper three),
+so with ``idle`` the samples add up to twice (three times) its wall time. Each sample goes to one area (``classify``): on loopback the CPU areas,
 with ``idle=True`` (latency runs) also the waits, which is where a stream's wall time goes.
 """
 
@@ -22,7 +23,11 @@ from bench.measure import ROOT
 #: Samples per second; py-spy's default is 100.
 RATE = 200
 #: Stacks through these frames are a stream's work; everything else is set-up.
-STREAM_FRAMES = ("_run_stream (auditsync/runner.py)", "._fetch (auditsync/runner.py)")
+STREAM_FRAMES = (
+    "_run_stream (auditsync/runner.py)",
+    "._fetch (auditsync/runner.py)",
+    "_PassReader._run (auditsync/sources/keeper.py)",
+)
 #: Innermost frames in which a thread waits instead of running Python.
 WAIT_FRAMES = ("recv_into", "readinto", "sleep", "select", "poll", "wait", "acquire", "fsync", "connect")
 #: CPU areas, searched from the innermost frame outwards: the first match names the sample.
@@ -74,6 +79,8 @@ def classify(frames: list[str]) -> str:
         joined = ";".join(frames)
         if "(tenacity/" in joined and "sleep" in inner:
             return "waiting: retry backoff (429/5xx)"
+        if "_PassReader._run (" in joined and "acquire" in inner:
+            return "waiting: Keeper fetch thread, one request ahead"
         if "(auditsync/sinks/" in joined:
             return "waiting: Logs Ingestion (upload)"
         if "(auditsync/sources/" in joined:

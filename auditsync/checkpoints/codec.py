@@ -15,8 +15,12 @@ from typing import Any
 from auditsync.errors import CheckpointError
 from auditsync.model import JSON, Checkpoint
 
-#: Azure Table Storage caps a string property at 64 KiB (UTF-16). The position is stored as one.
-MAX_POSITION_BYTES = 64 * 1024
+#: Azure Table Storage caps a string property at 64 KiB (UTF-16), so a long position is stored in
+#: several (``position_parts``); an entity holds at most 1 MiB and 252 properties, so 8 parts (512 KiB)
+#: leave ample room for the rest of the record.
+PROPERTY_BYTES = 64 * 1024
+MAX_POSITION_PARTS = 8
+MAX_POSITION_BYTES = MAX_POSITION_PARTS * PROPERTY_BYTES
 #: Messages are for humans; a bounded one keeps the record far below the 1 MiB entity limit.
 MAX_MESSAGE_CHARS = 2000
 #: Table keys may be 1 KiB and file names 255 bytes; stream names are short, so this is generous.
@@ -102,14 +106,37 @@ def position_text(stream: str, position: JSON | None) -> str | None:
         raise CheckpointError(
             f"Checkpoint of {stream}: the position is not JSON-serialisable ({exc})."
         ) from None
-    size = len(text.encode("utf-16-le"))
-    if size > MAX_POSITION_BYTES:
+    parts = position_parts(text)
+    if len(parts) > MAX_POSITION_PARTS:
+        size = len(text.encode("utf-16-le"))
         raise CheckpointError(
             f"Checkpoint of {stream}: the position is {size} bytes as UTF-16, over the "
-            f"{MAX_POSITION_BYTES}-byte limit of a Table Storage property; nothing was saved.",
+            f"{MAX_POSITION_BYTES}-byte limit ({MAX_POSITION_PARTS} Table Storage properties of "
+            f"{PROPERTY_BYTES} bytes); nothing was saved.",
             hint="This is a bug in the source: its checkpoint state must stay bounded. Report it.",
         )
     return text
+
+
+def position_parts(text: str) -> list[str]:
+    """``text`` cut into pieces of at most ``PROPERTY_BYTES`` as UTF-16, never inside a surrogate pair.
+
+    The table store keeps one piece per property; the file store cuts too, only to refuse exactly what
+    the table store would (``position_text``).
+    """
+    if text.isascii():  # one UTF-16 code unit a character: cut by characters (the usual case, fast)
+        step = PROPERTY_BYTES // 2
+        return [text[i : i + step] for i in range(0, len(text), step)] or [""]
+    data = text.encode("utf-16-le")
+    parts = []
+    begin = 0
+    while begin < len(data):
+        end = min(begin + PROPERTY_BYTES, len(data))
+        if end < len(data) and 0xD8 <= data[end - 1] <= 0xDB:
+            end -= 2  # the last code unit is a high surrogate: keep the pair together
+        parts.append(data[begin:end].decode("utf-16-le"))
+        begin = end
+    return parts or [""]
 
 
 def parse_position(stream: str, text: str | None, where: str) -> JSON | None:

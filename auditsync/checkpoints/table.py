@@ -1,8 +1,9 @@
 """Checkpoints in Azure Table Storage, one entity per stream, every save guarded by the entity's ETag.
 
 Layout: PartitionKey ``checkpoint``, RowKey = ``codec.stream_key(stream)`` (``onepassword~2Fauditevents``),
-the stream name itself in ``Stream``, the source's position as compact JSON text in ``Position``,
-datetimes as ``Edm.DateTime`` (UTC), ``TotalEvents`` as ``Edm.Int64``. The table is created on the
+the stream name itself in ``Stream``, the source's position as compact JSON text in ``Position``
+(a position longer than one string property holds, 64 KiB as UTF-16, continues in ``Position1``,
+``Position2``, ..., and ``PositionParts`` says how many parts there are), datetimes as ``Edm.DateTime`` (UTC), ``TotalEvents`` as ``Edm.Int64``. The table is created on the
 first save that finds it missing, so a role scoped to an existing table is enough.
 
 Errors leave this module classified: a lost compare-and-swap is CheckpointConflict, refused
@@ -42,7 +43,15 @@ from azure.data.tables import (
 )
 
 from auditsync.azure_errors import ExplainedCredential, credential_failure
-from auditsync.checkpoints.codec import CONFLICT_HINT, parse_position, prepare, stream_key, utc
+from auditsync.checkpoints.codec import (
+    CONFLICT_HINT,
+    MAX_POSITION_PARTS,
+    parse_position,
+    position_parts,
+    prepare,
+    stream_key,
+    utc,
+)
 from auditsync.errors import AuditSyncError, AuthError, CheckpointConflict, CheckpointError, ConfigError
 from auditsync.http import Redactor, network_failure, redact_url
 from auditsync.model import Checkpoint, Deadline
@@ -346,7 +355,7 @@ class TableCheckpointStore:
         values.update({field: str(entity.get(prop) or "") for field, prop in _STRINGS.items()})
         return Checkpoint(
             stream=name,
-            position=parse_position(name, entity.get("Position"), where),
+            position=parse_position(name, _position_text(entity, where), where),
             total_events=int(total.value if isinstance(total, EntityProperty) else total or 0),
             etag=entity.metadata["etag"],
             **values,
@@ -413,7 +422,14 @@ def _entity(checkpoint: Checkpoint, position: str | None) -> dict[str, Any]:
         "TotalEvents": EntityProperty(checkpoint.total_events, EdmType.INT64),
     }
     if position is not None:
-        entity["Position"] = position
+        parts = position_parts(position)
+        entity["Position"] = parts[0]
+        if len(parts) > 1:
+            # Every save replaces the whole entity (UpdateMode.REPLACE), so no part of a longer earlier
+            # position survives; the count makes a reader independent of that.
+            entity["PositionParts"] = len(parts)
+            for number, part in enumerate(parts[1:], start=1):
+                entity[f"Position{number}"] = part
     for field, prop in _DATETIMES.items():
         value = getattr(checkpoint, field)
         if value is not None:
@@ -421,6 +437,26 @@ def _entity(checkpoint: Checkpoint, position: str | None) -> dict[str, Any]:
     for field, prop in _STRINGS.items():
         entity[prop] = getattr(checkpoint, field)
     return entity
+
+
+def _position_text(entity: TableEntity, where: str) -> str | None:
+    """The position's text: ``Position``, followed by its ``PositionParts - 1`` continuation parts."""
+    first = entity.get("Position")
+    count = entity.get("PositionParts")
+    if first is None or count is None:
+        return first  # one part (every position saved before positions could be split, too)
+    if not isinstance(count, int) or not 1 <= count <= MAX_POSITION_PARTS:
+        raise CheckpointError(
+            f"Checkpoint in {where}: PositionParts is {count!r}, not 1 to {MAX_POSITION_PARTS}.",
+            hint="Restore the record from a backup or delete it to restart the stream from INITIAL_LOOKBACK.",
+        )
+    parts = [first] + [entity.get(f"Position{number}") for number in range(1, count)]
+    if not all(isinstance(part, str) for part in parts):
+        raise CheckpointError(
+            f"Checkpoint in {where}: the position has {count} parts but some are missing.",
+            hint="Restore the record from a backup or delete it to restart the stream from INITIAL_LOOKBACK.",
+        )
+    return "".join(parts)
 
 
 def _with_etag(checkpoint: Checkpoint, metadata: Mapping[str, Any]) -> Checkpoint:

@@ -4,21 +4,27 @@ The API has no event id, documents neither sort order nor whether ``end_date`` i
 deliver events late. So we read fixed windows ``[watermark - overlap, run_start - lag]`` (frozen when
 opened), page through each with the continuation token, drop copies already delivered by their
 fingerprint multiset (``keeper_position``), and advance the watermark only when a window was read to
-its end. Large backlogs are split into windows sized for about ``TARGET_WINDOW_EVENTS`` events; a
-window that turns out to hold more than a checkpoint's fingerprints is halved before any of it is
-delivered, so every page carries an exact position to save once the sink accepted it (and, for a page
+its end. Large backlogs are split into windows sized for about ``TARGET_WINDOW_EVENTS`` events (five
+requests); a window that turns out to hold more than a checkpoint's fingerprints (or a pass's pages)
+is made smaller before any of it is delivered, so every page carries an exact position to save once the sink accepted it (and, for a page
 the sink accepted only in part, the position that records that part): a deadline or a crash costs at
 most the request in flight. A continuation token is never trusted to survive: if the server rejects a
 stored one, the window is read again from its start and the fingerprints remove what was already sent;
 a token seen before in this run for the same window (paging in a circle) is an ``upstream`` error.
+Requests go out from a fetch thread one request ahead of the pages' fingerprinting (``_PassReader``):
+at Keeper's latency a drain waits for its requests, so they follow one another without a pause.
 """
 
 from __future__ import annotations
 
-import copy
+import heapq
+import itertools
 import logging
+import queue
+import threading
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,9 +34,16 @@ import requests
 from auditsync.errors import AuthError, UpstreamError
 from auditsync.fastjson import response_json
 from auditsync.http import describe
-from auditsync.model import JSON, Deadline, Page, Stream
+from auditsync.model import JSON, Clock, Deadline, Page, Stream
 from auditsync.sources import SourceContext
-from auditsync.sources.keeper_position import KeeperPosition, fingerprint, iso_ms, to_ms
+from auditsync.sources.keeper_position import (
+    TARGET_WINDOW_EVENTS,
+    KeeperPosition,
+    Window,
+    fingerprint,
+    iso_ms,
+    to_ms,
+)
 from auditsync.tables import KEEPER_TABLE
 from auditsync.tables.rows import parse_time
 
@@ -43,6 +56,10 @@ PAGE_LIMIT = 1000
 TOKEN_REJECTED = frozenset({400, 404, 410})
 #: Re-reads of one window within one run before we call the API broken (a token that never lasts).
 MAX_RESTARTS_PER_RUN = 3
+#: Pages one pass over a window may hold before delivery (a window sized for TARGET_WINDOW_EVENTS takes
+#: five): a pass that would hold more is too big and its window shrinks, so memory stays bounded even
+#: for a pass that brings no new fingerprints (a window re-read after a refused token).
+MAX_PASS_PAGES = 8
 #: Pages held at most before delivery when a window cannot shrink any more (see ``_read_pass``).
 UNBOUNDED_HELD_PAGES = 3
 
@@ -156,10 +173,11 @@ class KeeperStream:
     name = STREAM
     source = "keeper"
     table = KEEPER_TABLE
-    #: A pass over a window is read ahead whole (two pages for a window of TARGET_WINDOW_EVENTS, three at
-    #: most before it is halved) and its pages are then yielded from memory; reading three ahead lets the
-    #: next window's fetch start while the pass's pages are still being sent instead of after the last.
-    read_ahead = 3
+    #: A pass over a window is read whole (about five pages for a window of TARGET_WINDOW_EVENTS, at most
+    #: MAX_PASS_PAGES) before its pages are yielded from memory, and the next pass's first request is
+    #: already in flight when they are: the runner may take them all at once, so that the source goes on
+    #: to read the next pass instead of waiting for these pages to be sent.
+    read_ahead = MAX_PASS_PAGES
 
     def __init__(self, ctx: SourceContext) -> None:
         self.ctx = ctx
@@ -174,8 +192,10 @@ class KeeperStream:
 
         Each pass over a window is read ahead (``_read_pass``) before anything of it is delivered, and
         delivered only while its fingerprints fit an exact position: a window that turns out too big is
-        halved first, so every saved position resumes exactly, page by page, and a stop never re-reads
-        a whole window.
+        made smaller first, so every saved position resumes exactly, page by page, and a stop never
+        re-reads a whole window. Requests go out from a thread of their own (``_PassReader``), each as
+        soon as the one before answered, and the next pass's first request before this pass's pages
+        are handed over.
         """
         run_start_ms = to_ms(self.ctx.run_start)
         target_end_ms = run_start_ms - self.lag_ms
@@ -184,95 +204,147 @@ class KeeperStream:
             state = KeeperPosition(watermark_ms=start, next_start_ms=start)
         else:
             state = KeeperPosition.load(position)
+        last_saved: JSON = position if position is not None else state.dump()[0]
         restarts = 0
         seen_tokens: set[tuple[int, int, str]] = set()
-        while not deadline.near():
-            window = state.window
-            if window is None:
-                window = state.open_window(target_end_ms)
+        # Two threads: a pass given up (too big) may still wait for its last request while the next
+        # pass's first one goes out; otherwise one pass's requests run one after another in one thread.
+        fetcher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="keeper-fetch")
+        reader: _PassReader | None = None
+        try:
+            while not deadline.near():
+                window = state.window
                 if window is None:
-                    return
-            bounded = window.end_ms - state.watermark_ms >= 2
-            held, outcome = self._read_pass(state, deadline, seen_tokens, bounded=bounded)
-            if outcome == "oversized":
-                # Nothing of this pass was delivered: read a smaller window instead.
-                state.shrink_window()
-                saved, _ = state.dump()
-                yield Page([], saved, None, {"window_shrunk": 1}, has_more=True)
-                continue
-            for sent_token, body, pass_started_ms, stamped in held:
-                if sent_token is None:
-                    state.start_pass(pass_started_ms)
-                yield self._page(state, body, stamped, target_end_ms)
-            if outcome == "rejected":
-                restarts += 1
-                if restarts > MAX_RESTARTS_PER_RUN:
-                    raise UpstreamError(
-                        f"Keeper refused the continuation token of window {iso_ms(window.start_ms)} - "
-                        f"{iso_ms(window.end_ms)} {restarts} times in one run",
-                        hint="The Keeper API does not keep its paging tokens; report it to Keeper support.",
-                    )
-                state.restart_pass()
-                saved, exact = state.dump()
-                counters = {"window_restarts": 1} | ({} if exact else {"oversized_window_pages": 1})
-                yield Page([], saved, None, counters, has_more=True)
-            elif outcome == "deadline":
-                return  # the pages read so far were delivered; the next run continues after them
+                    window = state.open_window(target_end_ms)
+                    if window is None:
+                        return
+                bounded = window.end_ms - state.watermark_ms >= 2
+                if reader is None:
+                    reader = self._begin_pass(window, bounded, fetcher, deadline, seen_tokens)
+                held, outcome, scratch = self._read_pass(state, reader, deadline, bounded=bounded)
+                reader.stop()
+                reader = None
+                if outcome == "oversized":
+                    # Nothing of this pass was delivered: read a smaller window instead.
+                    state.shrink_window(_smaller_end(held, state.watermark_ms))
+                    last_saved, _ = state.dump()
+                    yield Page([], last_saved, None, {"window_shrunk": 1}, has_more=True)
+                    continue
+                if outcome == "complete" and not deadline.near():
+                    # The next window's first request goes out now, before this pass's pages are made
+                    # and handed over: ``scratch`` is where delivering them leaves the position.
+                    scratch.complete_window(self.overlap_ms, self.lag_ms)
+                    following = scratch.open_window(target_end_ms)
+                    if following is not None:
+                        reader = self._begin_pass(
+                            following,
+                            following.end_ms - scratch.watermark_ms >= 2,
+                            fetcher,
+                            deadline,
+                            seen_tokens,
+                        )
+                pages = []
+                for sent_token, body, pass_started_ms, stamped in held:
+                    if sent_token is None:
+                        state.start_pass(pass_started_ms)
+                    page = self._page(state, body, stamped, target_end_ms, last_saved)
+                    last_saved = page.position
+                    pages.append(page)
+                if reader is not None:
+                    opened = state.open_window(target_end_ms)
+                    if opened is None or (opened.start_ms, opened.end_ms) != (reader.start_ms, reader.end_ms):
+                        reader.stop()  # cannot happen (the same steps on the same state); never trusted
+                        reader = None
+                if outcome == "rejected":
+                    restarts += 1
+                    if restarts > MAX_RESTARTS_PER_RUN:
+                        yield from pages
+                        raise UpstreamError(
+                            f"Keeper refused the continuation token of window {iso_ms(window.start_ms)} - "
+                            f"{iso_ms(window.end_ms)} {restarts} times in one run",
+                            hint="The Keeper API does not keep its paging tokens; report it to Keeper support.",
+                        )
+                    state.restart_pass()
+                    last_saved, exact = state.dump()
+                    counters = {"window_restarts": 1} | ({} if exact else {"oversized_window_pages": 1})
+                    pages.append(Page([], last_saved, None, counters, has_more=True))
+                yield from pages
+                if outcome == "deadline":
+                    return  # the pages read so far were delivered; the next run continues after them
+        finally:
+            if reader is not None:
+                reader.stop()
+            # A request still under way (read ahead for a pass that is not needed any more) is dropped;
+            # it ends by the run's deadline like every vendor call.
+            fetcher.shutdown(wait=True, cancel_futures=True)
+
+    def _begin_pass(
+        self,
+        window: Window,
+        bounded: bool,
+        fetcher: ThreadPoolExecutor,
+        deadline: Deadline,
+        seen_tokens: set[tuple[int, int, str]],
+    ) -> _PassReader:
+        """Send a pass's first request over ``window`` (from its start, or its token)."""
+        reader = _PassReader(
+            self.api,
+            self.ctx.clock,
+            window,
+            deadline,
+            seen_tokens,
+            MAX_PASS_PAGES if bounded else UNBOUNDED_HELD_PAGES,
+        )
+        reader.start(fetcher)
+        return reader
 
     def _read_pass(
         self,
         state: KeeperPosition,
+        reader: _PassReader,
         deadline: Deadline,
-        seen_tokens: set[tuple[int, int, str]],
         *,
         bounded: bool,
-    ) -> tuple[list[tuple[str | None, JSON, int, list[tuple[datetime | None, int]]]], str]:
-        """Read the rest of the current pass over the window without delivering anything yet.
+    ) -> tuple[list[tuple[str | None, JSON, int, list[tuple[datetime | None, int]]]], str, KeeperPosition]:
+        """Take the current pass over the window from ``reader`` without delivering anything yet.
 
         Returns the pages read (token sent, body, when the pass began) and why reading stopped:
         ``complete`` (the window was read to its end), ``deadline``, ``rejected`` (the token was
         refused; the pages before it are good), ``more`` (a window that cannot shrink: deliver these
-        pages, then read on), or ``oversized`` (delivering this pass would make the
-        window's fingerprints too big for an exact position: the window must shrink first).
-        A continuation token seen before in this run for the same window is an UpstreamError.
+        pages, then read on), or ``oversized`` (delivering this pass would make the window's
+        fingerprints too big for an exact position, or the pass would hold more than MAX_PASS_PAGES
+        pages: the window must shrink first). A continuation token seen before in this run for the same
+        window is an UpstreamError. The third value is the position as delivering the pages read would
+        leave it, but for the window's completion (``scratch``).
         """
-        scratch = copy.deepcopy(state)
+        scratch = state.copy()
         window = scratch.window
         assert window is not None
-        token = window.token
-        pass_started_ms = window.pass_started_ms
+        if reader.token is None:
+            window.pass_started_ms = reader.pass_started_ms
         held: list[tuple[str | None, JSON, int, list[tuple[datetime | None, int]]]] = []
         while True:
-            if held and deadline.near():
-                return held, "deadline"
-            if token is None:
-                pass_started_ms = to_ms(self.ctx.clock.now())
             try:
-                body = self.api.fetch(window.start_ms, window.end_ms, token, deadline)
+                token, body = reader.next()
             except TokenRejected:
-                return held, "rejected"
+                return held, "rejected", scratch
             stamped = _stamped(body["events"])
             for _, fingerprint_key in stamped:
-                scratch.offer(fingerprint_key)
-            held.append((token, body, pass_started_ms, stamped))
+                window.delivered += scratch.offer(fingerprint_key)
+            held.append((token, body, reader.pass_started_ms, stamped))
             if not body["has_more"]:
-                return held, "complete"
-            next_token = body["continuation_token"]
-            key = (window.start_ms, window.end_ms, next_token)
-            if next_token == token or key in seen_tokens:
-                raise UpstreamError(
-                    f"Keeper returned a continuation token it had already returned for window "
-                    f"{iso_ms(window.start_ms)} - {iso_ms(window.end_ms)} (the paging goes round in a circle)",
-                    hint="The stream stops instead of sending the same events again; the next run resumes "
-                    "from the saved position. If it persists, report it to Keeper support.",
-                )
-            seen_tokens.add(key)
-            if bounded and not scratch.fits():
-                return [], "oversized"
+                return held, "complete", scratch
+            if bounded and (
+                len(held) >= MAX_PASS_PAGES
+                or not scratch.fits()
+                or _far_too_big(held, state.watermark_ms, reader.end_ms)
+            ):
+                return held, "oversized", scratch
             if not bounded and len(held) >= UNBOUNDED_HELD_PAGES:
                 # A window that cannot shrink is delivered as it is read: memory stays bounded.
-                return held, "more"
-            token = next_token
+                return held, "more", scratch
+            if deadline.near():
+                return held, "deadline", scratch
 
     def _page(
         self,
@@ -280,10 +352,12 @@ class KeeperStream:
         body: JSON,
         stamped: list[tuple[datetime | None, int]],
         target_end_ms: int,
+        before: JSON,
     ) -> Page:
+        """Deliver one page read ahead; ``before`` is the position saved before it (the page's own
+        position, with what the sink accepted of it counted, is built from that when needed)."""
         window = state.window
         assert window is not None
-        before = copy.deepcopy(state)
         counters: Counter[str] = Counter()
         delivered: list[JSON] = []
         keys: list[int] = []
@@ -315,9 +389,9 @@ class KeeperStream:
         def accepted_position(n: int) -> JSON:
             """Before this page, plus its first ``n`` delivered events as accepted: resuming re-reads the
             page from the same token (or the window, if the token is refused) and sends only the rest."""
-            partial = copy.deepcopy(before)
-            assert partial.window is not None
-            partial.window.delivered += n
+            partial = KeeperPosition.load(before)
+            if partial.window is not None:
+                partial.window.delivered += n
             partial.mark_accepted(keys[:n])
             return partial.dump()[0]
 
@@ -329,6 +403,137 @@ class KeeperStream:
             has_more=more,
             accepted_position=accepted_position,
         )
+
+
+class _PassReader:
+    """One pass's requests, in the stream's fetch thread, one request ahead of the pages' examination.
+
+    The continuation token is all a request needs, so the request for page n+1 goes out as soon as page
+    n answered, before page n is fingerprinted and checked against the checkpoint bound (that work
+    overlaps the next request's wait instead of adding to it). It never runs further ahead: request n+2
+    waits until the pass has asked for page n+1 (``next``), i.e. has examined page n. The reader stops
+    by itself where the pass would stop anyway: the window's last page, a refused or repeated token,
+    ``max_pages`` pages, the deadline. ``stop`` ends it early (a pass found too big): the one request
+    sent ahead is then dropped.
+    """
+
+    def __init__(
+        self,
+        api: KeeperApi,
+        clock: Clock,
+        window: Window,
+        deadline: Deadline,
+        seen_tokens: set[tuple[int, int, str]],
+        max_pages: int,
+    ) -> None:
+        self.api = api
+        self.clock = clock
+        self.start_ms, self.end_ms, self.token = window.start_ms, window.end_ms, window.token
+        #: When the pass asked for its first page: events visible by then are in the pass.
+        self.pass_started_ms = window.pass_started_ms
+        self.deadline = deadline
+        self.seen_tokens = seen_tokens
+        self.max_pages = max_pages
+        self._results: queue.Queue[tuple[str | None, JSON | BaseException]] = queue.Queue()
+        self._stopped = threading.Event()
+        #: One permit per page asked for: the request after page n needs page n to have been asked for.
+        self._asked = threading.Semaphore(0)
+
+    def start(self, fetcher: ThreadPoolExecutor) -> None:
+        if self.token is None:
+            self.pass_started_ms = to_ms(self.clock.now())
+        fetcher.submit(self._run)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._asked.release()  # a reader waiting for a permit wakes up and sees it is stopped
+
+    def next(self) -> tuple[str | None, JSON]:
+        """The next page's (token sent, body); raises what its request raised (TokenRejected, ...)."""
+        self._asked.release()
+        token, result = self._results.get()
+        if isinstance(result, BaseException):
+            raise result
+        return token, result
+
+    def _run(self) -> None:
+        token = self.token
+        for number in itertools.count(1):
+            if number > 1:
+                self._asked.acquire()  # page number-1 was asked for: page number-2 has been examined
+            if self._stopped.is_set():
+                return
+            try:
+                body = self.api.fetch(self.start_ms, self.end_ms, token, self.deadline)
+            except BaseException as error:  # handed to the reader's consumer, which raises it
+                self._results.put((token, error))
+                return
+            next_token = body["continuation_token"] if body["has_more"] else None
+            if next_token is not None:
+                key = (self.start_ms, self.end_ms, next_token)
+                if next_token == token or key in self.seen_tokens:
+                    self._results.put((token, _circle_error(self.start_ms, self.end_ms)))
+                    return
+                self.seen_tokens.add(key)
+            self._results.put((token, body))
+            if next_token is None or number >= self.max_pages or self.deadline.near():
+                return
+            token = next_token
+
+
+def _circle_error(start_ms: int, end_ms: int) -> UpstreamError:
+    return UpstreamError(
+        f"Keeper returned a continuation token it had already returned for window "
+        f"{iso_ms(start_ms)} - {iso_ms(end_ms)} (the paging goes round in a circle)",
+        hint="The stream stops instead of sending the same events again; the next run resumes "
+        "from the saved position. If it persists, report it to Keeper support.",
+    )
+
+
+def _new_times(
+    held: list[tuple[str | None, JSON, int, list[tuple[datetime | None, int]]]], watermark_ms: int
+) -> list[int]:
+    """The times of the new events (past the watermark) a pass read, in the order it read them."""
+    return [key >> 32 for *_, stamped in held for _, key in stamped if key >> 32 > watermark_ms]
+
+
+def _far_too_big(
+    held: list[tuple[str | None, JSON, int, list[tuple[datetime | None, int]]]],
+    watermark_ms: int,
+    end_ms: int,
+) -> bool:
+    """True when the pages read so far say the window holds more than twice what a pass may (the new
+    events' density over the window's new part): reading on to MAX_PASS_PAGES would only be discarded.
+
+    Meaningful for a server that pages in time order (either way); for any other order the events read
+    spread over the whole window, the estimate stays near what was read and this never fires.
+    """
+    times = _new_times(held, watermark_ms)
+    if len(times) < PAGE_LIMIT // 2:
+        return False
+    estimate = len(times) * (end_ms - watermark_ms) / (max(times) - min(times) + 1)
+    return estimate > 2 * MAX_PASS_PAGES * PAGE_LIMIT
+
+
+def _smaller_end(
+    held: list[tuple[str | None, JSON, int, list[tuple[datetime | None, int]]]], watermark_ms: int
+) -> int | None:
+    """Where a window that turned out too big should end, from what its pass read (``shrink_window``
+    never goes past half the window whatever this says, so any answer is safe).
+
+    With TARGET_WINDOW_EVENTS new events read, the time of the TARGET-th earliest: for a server that
+    pages in time order the smaller window holds just that many. With fewer (a pass given up early),
+    an end as far past the earliest event read (ascending pages) or the watermark (any other order) as
+    TARGET_WINDOW_EVENTS events take at the density read.
+    """
+    times = _new_times(held, watermark_ms)
+    if len(times) >= TARGET_WINDOW_EVENTS:
+        return heapq.nsmallest(TARGET_WINDOW_EVENTS, times)[-1]
+    if not times:
+        return None
+    low, high = min(times), max(times)
+    ascending = all(a <= b for a, b in itertools.pairwise(times))
+    return (low if ascending else watermark_ms) + TARGET_WINDOW_EVENTS * (high - low + 1) // len(times)
 
 
 def _stamped(events: list[JSON]) -> list[tuple[datetime | None, int]]:

@@ -12,8 +12,8 @@ canonical JSON)``; each entry holds ``[prior, seen]``:
 A copy is delivered when ``seen`` exceeds ``prior``, so after a pass exactly ``max(prior, seen)``
 copies were delivered, whatever order the server used and however often a window is re-read.
 
-The position must fit one Azure Table property (64 KiB as UTF-16, i.e. 32k characters), so the
-fingerprints are stored packed (about 11 characters each) and bounded: the carried overlap is capped
+The position must fit a checkpoint (at most eight Azure Table properties of 64 KiB as UTF-16, i.e.
+32k characters each), so the fingerprints are stored packed (about 11 characters each) and bounded: the carried overlap is capped
 (the overlap is shortened, never a loss), and the source reads each pass over a window ahead and
 halves the window (``shrink_window``) before delivering a pass whose fingerprints would not fit, so a
 mid-window position is exact and a stop resumes page by page. Only a window that cannot shrink any
@@ -26,26 +26,37 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from auditsync.errors import CheckpointError
 
 POSITION_VERSION = 2
-#: Windows are sized for about this many new events: just under two full pages (1,000 events each), so a
-#: window of a backlog is two nearly full requests (the page count, not the event count, is what a drain
-#: waits for), 8 % more events than predicted still fit in two, and a pass of up to ~2,700 events still
-#: fits the checkpoint (MAX_FINGERPRINT_CHARS) before the window would be halved.
-TARGET_WINDOW_EVENTS = 1850
+#: Windows are sized for about this many new events: just under five full pages (1,000 events each), so
+#: a window of a backlog is five requests of which only the last is not full (the page count, not the
+#: event count, is what a drain waits for: 0.97 of the serial-fetch bound), 3 % more events than
+#: predicted still fit in five, and a pass of up to MAX_PASS_PAGES (8) pages still fits the checkpoint
+#: (MAX_FINGERPRINT_CHARS) before the window is made smaller.
+TARGET_WINDOW_EVENTS = 4850
+#: A window is stretched to the target end when less than this share of a span would be left: about
+#: 150 events, what the last request of a window of TARGET_WINDOW_EVENTS has room for. (Stretching it
+#: further would save no request, only move pages to the end of the drain, where a pass's pages are
+#: all sent after its last request.)
+TAIL_SHARE = 32
 INITIAL_SPAN = timedelta(hours=1)
 MIN_SPAN = timedelta(seconds=1)
 MAX_SPAN = timedelta(days=1)
 #: Fingerprints carried from one window to the next (the overlap). Beyond this the overlap is shortened
 #: to its newest events (counted as overlap_shortened): less late-event margin, never a duplicate.
 MAX_CARRIED_FINGERPRINTS = 1200
-#: Packed fingerprints above this many characters do not go into a mid-window position (see module doc).
-MAX_FINGERPRINT_CHARS = 30_000
+#: Packed fingerprints above this many characters do not go into a mid-window position (see module
+#: doc): about 10,700 fingerprints, 240 KB as UTF-16, four of the eight Table properties a position may
+#: use (``checkpoints.codec.MAX_POSITION_PARTS``); the rest of the position is a few hundred characters.
+MAX_FINGERPRINT_CHARS = 120_000
+#: Packed characters one fingerprint takes at most (6-byte time delta, 4-byte hash, two 3-byte counts,
+#: as base64): below MAX_FINGERPRINT_CHARS / this many fingerprints, ``fits`` need not pack to know.
+_WORST_ENTRY_CHARS = 22
 
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
@@ -230,11 +241,16 @@ class KeeperPosition:
 
     # -- windows ----------------------------------------------------------------------------------
     def open_window(self, target_end_ms: int) -> Window | None:
-        """Open the next window ``[next_start, min(target_end, watermark + span)]``, or None when the
-        target end is not past the watermark (nothing new to read yet)."""
+        """Open the next window ``[next_start, min(target_end, watermark + span)]`` (to the target end
+        when less than 1/TAIL_SHARE of a span would be left after it), or None when the target end is
+        not past the watermark (nothing new to read yet)."""
         if target_end_ms <= self.watermark_ms:
             return None
         end = min(target_end_ms, self.watermark_ms + self.span_ms)
+        if target_end_ms - end <= self.span_ms // TAIL_SHARE:
+            # So little is left that its events would fit this window's last, partly filled request:
+            # read it with this window instead of in a window (and a request) of its own.
+            end = target_end_ms
         self.window = Window(self.next_start_ms, end)
         return self.window
 
@@ -267,15 +283,20 @@ class KeeperPosition:
         window.restarts += 1
         window.end_ms = max(self.watermark_ms + 1, window.start_ms + (window.end_ms - window.start_ms) // 2)
 
-    def shrink_window(self) -> bool:
-        """Halve the part of the window past the watermark before anything of the current pass was
-        delivered (its fingerprints would not fit a checkpoint); False when it is down to 1 ms.
+    def shrink_window(self, earliest_end_ms: int | None = None) -> bool:
+        """Make the part of the window past the watermark smaller before anything of the current pass
+        was delivered (its fingerprints would not fit a checkpoint): to half, or to ``earliest_end_ms``
+        when that is earlier (the time of the TARGET_WINDOW_EVENTS-th earliest new event the pass read:
+        for a server that pages in time order, the window then holds what one window should). False
+        when the window is down to 1 ms past the watermark.
 
         What earlier passes delivered becomes ``prior``, as for a refused token; the pass starts over.
         """
         assert self.window is not None
         window = self.window
         end = self.watermark_ms + (window.end_ms - self.watermark_ms) // 2
+        if earliest_end_ms is not None and self.watermark_ms < earliest_end_ms < end:
+            end = earliest_end_ms
         if end <= self.watermark_ms:
             return False
         for entry in self.fingerprints.values():
@@ -287,7 +308,15 @@ class KeeperPosition:
 
     def fits(self) -> bool:
         """True when the fingerprints fit a mid-window position as they are (no fallback in ``dump``)."""
+        if len(self.fingerprints) * _WORST_ENTRY_CHARS <= MAX_FINGERPRINT_CHARS:
+            return True  # fits whatever the packing: no need to pack (called for every page read ahead)
         return len(pack(self.fingerprints)) <= MAX_FINGERPRINT_CHARS
+
+    def copy(self) -> KeeperPosition:
+        """An independent copy (a read pass works on one before anything of it is delivered)."""
+        window = None if self.window is None else replace(self.window)
+        fingerprints = {key: [prior, seen] for key, (prior, seen) in self.fingerprints.items()}
+        return KeeperPosition(self.watermark_ms, self.next_start_ms, self.span_ms, window, fingerprints)
 
     def mark_accepted(self, keys: list[int]) -> None:
         """Record copies the sink accepted from a page whose later events it did not: re-reading that

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from azure.core.exceptions import HttpResponseError
 from azure.data.tables import EdmType, EntityProperty, TableServiceClient
 
 from auditsync.checkpoints import claim, open_store
@@ -69,6 +70,38 @@ def test_first_save_creates_the_table_with_one_entity_per_stream(
     assert raw["LastSuccess"] == T0
     assert "LeaseUntil" not in raw
     assert raw.metadata["etag"] == saved.etag
+
+
+def test_a_long_position_is_split_over_properties_azure_accepts(
+    azurite_connection_string: str, azurite_table_name: str
+) -> None:
+    """One string property holds 64 KiB as UTF-16 (Azurite refuses more, as Azure does); a longer
+    position goes into Position, Position1, ... with the count in PositionParts, and a shorter save
+    leaves no stale part behind."""
+    store = TableCheckpointStore.from_connection_string(azurite_connection_string, azurite_table_name)
+    table = TableServiceClient.from_connection_string(azurite_connection_string).get_table_client(
+        azurite_table_name
+    )
+    saved = store.save(Checkpoint(STREAM))
+    with pytest.raises(HttpResponseError):  # what the split avoids
+        table.upsert_entity({"PartitionKey": "probe", "RowKey": "one", "Position": "x" * 40_000})
+
+    position = {"fingerprints": "AbC+/=" * 30_000}  # 180,019 characters of JSON: 6 parts
+    saved = store.save(replace(saved, position=position))
+    raw = table.get_entity("checkpoint", "onepassword~2Fauditevents")
+    assert raw["PositionParts"] == 6
+    assert [len(raw.get(f"Position{n}", "")) for n in range(1, 7)] == [32_768] * 4 + [180_019 - 5 * 32_768, 0]
+    assert store.load(STREAM).position == position
+
+    saved = store.save(replace(saved, position={"n": 2}))
+    raw = table.get_entity("checkpoint", "onepassword~2Fauditevents")
+    assert "PositionParts" not in raw and "Position1" not in raw
+    assert store.load(STREAM) == saved
+
+    damaged = dict(raw, PositionParts=3)  # a count with parts missing is an error, not a silent cut
+    table.update_entity(damaged)
+    with pytest.raises(CheckpointError, match="some are missing"):
+        store.load(STREAM)
 
 
 def test_concurrent_first_saves_race_on_creating_the_table(
@@ -137,7 +170,7 @@ def test_connection_string_key_never_leaves_in_logs_or_errors(
         store.save(Checkpoint(STREAM))
     errors.append(conflict.value)
     with pytest.raises(AuditSyncError) as too_big:
-        store.save(replace(leased, position={"blob": "x" * 40_000}))
+        store.save(replace(leased, position={"blob": "x" * 600_000}))
     errors.append(too_big.value)
     store.list()
 

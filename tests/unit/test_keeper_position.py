@@ -38,6 +38,14 @@ def test_identical_events_in_one_millisecond_are_counted_not_merged() -> None:
     assert [state.offer(key) for _ in range(4)] == [False, False, False, True]
 
 
+def test_a_remainder_that_fits_the_last_request_joins_the_window_before_it() -> None:
+    span = 32_000
+    for target_end, expected_end in ((span + 1_000, span + 1_000), (span + 1_001, span)):
+        state = KeeperPosition(watermark_ms=0, next_start_ms=0, span_ms=span)
+        window = state.open_window(target_end)
+        assert window is not None and window.end_ms == expected_end
+
+
 def test_a_damaged_position_is_a_checkpoint_error() -> None:
     good, _ = KeeperPosition(watermark_ms=1_000, next_start_ms=1_000).dump()
     assert KeeperPosition.load(good).watermark_ms == 1_000

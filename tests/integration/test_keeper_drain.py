@@ -1,0 +1,142 @@
+"""How the Keeper source drains a backlog, seen from the simulator: which requests it makes, in what
+order, and how full they are (issue 13: a drain waits for its requests, so their count is its speed).
+
+No timings: the order of requests is observed with the simulator's request hook (``inject(..., when=)``,
+which sees every request as it arrives), and every test still checks that each event arrived once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+
+from auditsync.checkpoints.table import TableCheckpointStore
+from auditsync.model import Checkpoint, Deadline
+from auditsync.sources.keeper import MAX_PASS_PAGES
+from auditsync.sources.keeper_position import TARGET_WINDOW_EVENTS, iso_ms, to_ms
+from simulators.base import Request
+from simulators.keeper import EVENTS_PATH, event_time_ms
+from tests.fixtures.keeper import KeeperHarness, canonical, keeper_settings
+
+
+def events_requests(harness: KeeperHarness) -> list[Request]:
+    return [r for r in harness.sim.requests if r.path == EVENTS_PATH]
+
+
+def assert_exactly_once(harness: KeeperHarness) -> None:
+    assert Counter(map(canonical, harness.delivered)) == Counter(map(canonical, harness.sim.events))
+
+
+def observe(harness: KeeperHarness, seen: threading.Event, start_date: str) -> None:
+    """Set ``seen`` when a pass's first request (no token) for a window starting at ``start_date`` arrives."""
+
+    def hook(request: Request) -> bool:
+        if request.arg("start_date") == start_date and not request.arg("continuation_token"):
+            seen.set()
+        return False  # observe only: never answer in the simulator's place
+
+    harness.sim.inject(500, times=1, when=hook)
+
+
+def test_a_backlog_is_read_in_nearly_full_requests(keeper: KeeperHarness) -> None:
+    """20,000 events over 22.5 hours, the first hour of the look-back empty (the benchmark's backlog):
+    20 requests at the very least; windows of five pages make it 23 (the code before: 27)."""
+    keeper.add_sample(20_000, oldest=timedelta(hours=23), newest=timedelta(minutes=30), seed=42)
+    keeper.run()
+    assert_exactly_once(keeper)
+    assert len(keeper.delivered) == 20_000
+    assert len(events_requests(keeper)) <= 23
+    assert not any(p.counters.get("window_shrunk") for p in keeper.pages)
+
+
+def test_the_next_windows_first_request_goes_out_before_this_pass_is_handed_over(
+    keeper: KeeperHarness,
+) -> None:
+    keeper.settings = keeper_settings(keeper.sim.url, initial_lookback=timedelta(hours=3))
+    keeper.add_sample(9_000, oldest=timedelta(hours=3), newest=timedelta(hours=1), seed=5)
+    deadline = Deadline.after(keeper.clock, timedelta(minutes=8))
+    first_window_end = iso_ms(to_ms(keeper.fake.now() - timedelta(hours=2)))  # INITIAL_SPAN: one hour
+    next_pass_sent = threading.Event()
+    observe(keeper, next_pass_sent, first_window_end)
+
+    pages = keeper.stream().pages(None, deadline)
+    first = next(pages)
+    # The generator is not advanced while we wait: the request can only come from the source's own
+    # fetch thread, sent before the first window's pages were handed over.
+    assert first.position["window"]["end"] == first_window_end and first.events
+    assert next_pass_sent.wait(timeout=30), "the next window's first request was not sent ahead"
+    keeper.delivered.extend(first.events)
+    for page in pages:
+        keeper.delivered.extend(page.events)
+    assert_exactly_once(keeper)
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
+def test_a_request_sent_ahead_for_a_pass_given_up_is_dropped(keeper: KeeperHarness, order: str) -> None:
+    """A window far too big is given up after its first page (a server paging in time order, either
+    way); the request for its second page had already gone out (sent as soon as the first page
+    answered, before that page was examined), and its answer is dropped: nothing is delivered twice,
+    and the smaller window holds about one window."""
+    keeper.sim.order = order
+    keeper.settings = keeper_settings(keeper.sim.url, initial_lookback=timedelta(hours=4))
+    burst = keeper.add_sample(
+        20_000, oldest=timedelta(hours=4), newest=timedelta(hours=3, minutes=30), seed=6
+    )
+    keeper.run()
+    assert_exactly_once(keeper)
+    assert len(keeper.delivered) == len(burst)
+
+    first, ahead, smaller, *_ = events_requests(keeper)
+    assert first.arg("continuation_token") is None
+    assert ahead.arg("continuation_token") and ahead.arg("end_date") == first.arg("end_date")
+    assert smaller.arg("continuation_token") is None and smaller.arg("start_date") == first.arg("start_date")
+    assert str(smaller.arg("end_date")) < str(first.arg("end_date"))
+    shrunk = [p for p in keeper.pages if p.counters.get("window_shrunk")]
+    assert len(shrunk) == 1
+    # The smaller window was sized from the first page's density: about TARGET_WINDOW_EVENTS events.
+    end_ms = event_time_ms(smaller.arg("end_date"))
+    assert end_ms is not None
+    inside = sum(1 for e in burst if (event_time_ms(e["timestamp"]) or 0) <= end_ms)
+    assert 0.9 * TARGET_WINDOW_EVENTS <= inside <= MAX_PASS_PAGES * 1000
+
+
+def test_positions_of_several_table_properties_resume_exactly(
+    keeper: KeeperHarness, azurite_connection_string: str, azurite_table_name: str
+) -> None:
+    """Five-page windows carry about 5,000 fingerprints mid-window: positions of more than one Table
+    property (64 KiB as UTF-16), saved to Azurite and resumed from, run after run."""
+    store = TableCheckpointStore.from_connection_string(azurite_connection_string, azurite_table_name)
+    keeper.add_sample(12_000, oldest=timedelta(hours=3), newest=timedelta(hours=1), seed=8)
+    checkpoint = store.save(Checkpoint("keeper/events"))
+    largest = 0
+    for _ in range(30):
+        pages = keeper.run(max_pages=4)  # stopped mid-window, as a deadline would
+        if keeper.position is not None:
+            checkpoint = store.save(
+                Checkpoint("keeper/events", position=keeper.position, etag=checkpoint.etag)
+            )
+            largest = max(largest, len(checkpoint.position["fingerprints"]))  # type: ignore[index]
+            keeper.position = store.load("keeper/events").position
+        if not pages:
+            break
+    assert largest > 32_768, "a position that needs more than one Table property"
+    assert_exactly_once(keeper)
+
+
+def test_a_window_far_too_big_on_a_server_in_no_order_shrinks_at_the_page_cap(keeper: KeeperHarness) -> None:
+    """Pages in no order say nothing about the window's size: the pass is read to MAX_PASS_PAGES, then
+    the window shrinks to the time of the TARGET-th earliest event read, as often as needed."""
+    keeper.sim.order = "none"
+    keeper.settings = keeper_settings(keeper.sim.url, initial_lookback=timedelta(hours=4))
+    keeper.add_sample(20_000, oldest=timedelta(hours=4), newest=timedelta(hours=3, minutes=30), seed=7)
+    keeper.run()
+    assert_exactly_once(keeper)
+    first_pass = [
+        r for r in events_requests(keeper) if r.arg("end_date") == events_requests(keeper)[0].arg("end_date")
+    ]
+    assert len(first_pass) == MAX_PASS_PAGES, "read to the page cap, nothing further ahead"
+    assert any(p.counters.get("window_shrunk") for p in keeper.pages)
+    assert not any(p.counters.get("oversized_window_pages") for p in keeper.pages)
