@@ -60,6 +60,11 @@ MAX_RESTARTS_PER_RUN = 3
 #: five): a pass that would hold more is too big and its window shrinks, so memory stays bounded even
 #: for a pass that brings no new fingerprints (a window re-read after a refused token).
 MAX_PASS_PAGES = 8
+#: The same bound in events, which is what holds memory: a server that answers with fewer events than
+#: asked for (Keeper documents no such cap, but its schema's default limit is 100) fills a pass with
+#: more, smaller pages, and counting pages would shrink every window it reads (8 pages of 100 events
+#: hold no window of TARGET_WINDOW_EVENTS) and read each one twice.
+MAX_PASS_EVENTS = MAX_PASS_PAGES * PAGE_LIMIT
 #: Pages held at most before delivery when a window cannot shrink any more (see ``_read_pass``).
 UNBOUNDED_HELD_PAGES = 3
 
@@ -293,7 +298,8 @@ class KeeperStream:
             window,
             deadline,
             seen_tokens,
-            MAX_PASS_PAGES if bounded else UNBOUNDED_HELD_PAGES,
+            MAX_PASS_EVENTS if bounded else None,
+            None if bounded else UNBOUNDED_HELD_PAGES,
         )
         reader.start(fetcher)
         return reader
@@ -312,8 +318,8 @@ class KeeperStream:
         ``complete`` (the window was read to its end), ``deadline``, ``rejected`` (the token was
         refused; the pages before it are good), ``more`` (a window that cannot shrink: deliver these
         pages, then read on), or ``oversized`` (delivering this pass would make the window's
-        fingerprints too big for an exact position, or the pass would hold more than MAX_PASS_PAGES
-        pages: the window must shrink first). A continuation token seen before in this run for the same
+        fingerprints too big for an exact position, or the pass would hold more than MAX_PASS_EVENTS
+        events: the window must shrink first). A continuation token seen before in this run for the same
         window is an UpstreamError. The third value is the position as delivering the pages read would
         leave it, but for the window's completion (``scratch``).
         """
@@ -335,7 +341,7 @@ class KeeperStream:
             if not body["has_more"]:
                 return held, "complete", scratch
             if bounded and (
-                len(held) >= MAX_PASS_PAGES
+                sum(len(page[1]["events"]) for page in held) >= MAX_PASS_EVENTS
                 or not scratch.fits()
                 or _far_too_big(held, state.watermark_ms, reader.end_ms)
             ):
@@ -413,8 +419,8 @@ class _PassReader:
     overlaps the next request's wait instead of adding to it). It never runs further ahead: request n+2
     waits until the pass has asked for page n+1 (``next``), i.e. has examined page n. The reader stops
     by itself where the pass would stop anyway: the window's last page, a refused or repeated token,
-    ``max_pages`` pages, the deadline. ``stop`` ends it early (a pass found too big): the one request
-    sent ahead is then dropped.
+    ``max_events`` events or ``max_pages`` pages, the deadline. ``stop`` ends it early (a pass found
+    too big): the one request sent ahead is then dropped.
     """
 
     def __init__(
@@ -424,7 +430,8 @@ class _PassReader:
         window: Window,
         deadline: Deadline,
         seen_tokens: set[tuple[int, int, str]],
-        max_pages: int,
+        max_events: int | None,
+        max_pages: int | None,
     ) -> None:
         self.api = api
         self.clock = clock
@@ -433,7 +440,9 @@ class _PassReader:
         self.pass_started_ms = window.pass_started_ms
         self.deadline = deadline
         self.seen_tokens = seen_tokens
+        self.max_events = max_events
         self.max_pages = max_pages
+        self._events = 0
         self._results: queue.Queue[tuple[str | None, JSON | BaseException]] = queue.Queue()
         self._stopped = threading.Event()
         #: One permit per page asked for: the request after page n needs page n to have been asked for.
@@ -476,7 +485,13 @@ class _PassReader:
                     return
                 self.seen_tokens.add(key)
             self._results.put((token, body))
-            if next_token is None or number >= self.max_pages or self.deadline.near():
+            self._events += len(body["events"])
+            if (
+                next_token is None
+                or (self.max_pages is not None and number >= self.max_pages)
+                or (self.max_events is not None and self._events >= self.max_events)
+                or self.deadline.near()
+            ):
                 return
             token = next_token
 

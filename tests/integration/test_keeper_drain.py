@@ -140,3 +140,17 @@ def test_a_window_far_too_big_on_a_server_in_no_order_shrinks_at_the_page_cap(ke
     assert len(first_pass) == MAX_PASS_PAGES, "read to the page cap, nothing further ahead"
     assert any(p.counters.get("window_shrunk") for p in keeper.pages)
     assert not any(p.counters.get("oversized_window_pages") for p in keeper.pages)
+
+
+def test_a_server_with_smaller_pages_than_asked_for_reads_each_window_once(keeper: KeeperHarness) -> None:
+    """Keeper documents limit=1000 as the maximum but a schema default of 100: a server that answers 100
+    events a page fills a pass with more, smaller pages. The pass bound counts events, not pages, so
+    no window is given up for its page count and read again (counting pages, every window of five
+    thousand events was halved and re-read, and this backlog took several times the requests)."""
+    keeper.sim.page_cap = 100
+    keeper.add_sample(20_000, oldest=timedelta(hours=23), newest=timedelta(minutes=30), seed=42)
+    keeper.run()
+    assert_exactly_once(keeper)
+    assert len(keeper.delivered) == 20_000
+    assert not any(p.counters.get("window_shrunk") for p in keeper.pages)
+    assert len(events_requests(keeper)) <= 20_000 // 100 + 10, "each page of 100 read about once"
