@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 import threading
 import uuid
 from collections import Counter, deque
@@ -105,6 +106,22 @@ class _Run:
     released_together: frozenset[str] = frozenset()
 
 
+#: How long a thread may hold the GIL while another waits for it (Python's default: 5 ms). A run is a
+#: dozen threads that mostly wait on the network; a thread whose answer has arrived waits up to the
+#: interval behind one that decodes, shapes or compresses, on every read. At 1 ms the median gap
+#: between two Keeper requests fell from 18 to 11 ms (docs/benchmarks.md).
+GIL_SWITCH_INTERVAL = 0.001
+
+
+def hand_over_the_gil_sooner() -> None:
+    """Set the interpreter's switch interval to GIL_SWITCH_INTERVAL (never longer than it was).
+
+    Process-wide, like the log redaction: the process is this app's (the Functions worker, the CLI).
+    """
+    if sys.getswitchinterval() > GIL_SWITCH_INTERVAL:
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL)
+
+
 def run_cycle(
     settings: Settings,
     *,
@@ -124,6 +141,7 @@ def run_cycle(
     into every health row's ``Tenant`` column and is empty for a single-tenant deployment.
     """
     install_log_redaction()
+    hand_over_the_gil_sooner()
     redactor = redactor or Redactor()
     redactor.add(*settings.secret_values())
     return _run_cycle(

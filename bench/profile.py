@@ -4,9 +4,11 @@ py-spy samples from outside the process, so the profile costs the measured code 
 the child itself (``py-spy record -- python ...``), which needs no ptrace rights over other processes.
 Only the stream threads' samples count (stacks through ``runner._run_stream``, through
 ``runner._Lookahead._fetch`` for each stream's lookahead thread, which fetches the next
-page, and through ``keeper._PassReader._run`` for Keeper's own fetch thread, which sends its
-requests): start-up, imports and the heartbeat are left out. A stream has two threads (Keeper three),
-so with ``idle`` the samples add up to twice (three times) its wall time. Each sample goes to one area (``classify``): on loopback the CPU areas,
+page, through ``keeper._PassReader._run`` for Keeper's own fetch thread, which sends its
+requests, and through ``OnePasswordStream._post`` for the 1Password requests sent ahead from a
+stream's prefetch threads): start-up, imports and the heartbeat are left out. A stream has two
+threads or more (Keeper three, 1Password up to four), so with ``idle`` the samples add up to a multiple
+of its wall time. Each sample goes to one area (``classify``): on loopback the CPU areas,
 with ``idle=True`` (latency runs) also the waits, which is where a stream's wall time goes.
 """
 
@@ -27,6 +29,7 @@ STREAM_FRAMES = (
     "_run_stream (auditsync/runner.py)",
     "._fetch (auditsync/runner.py)",
     "_PassReader._run (auditsync/sources/keeper.py)",
+    "OnePasswordStream._post (auditsync/sources/onepassword.py)",
 )
 #: Innermost frames in which a thread waits instead of running Python.
 WAIT_FRAMES = ("recv_into", "readinto", "sleep", "select", "poll", "wait", "acquire", "fsync", "connect")
@@ -81,6 +84,8 @@ def classify(frames: list[str]) -> str:
             return "waiting: retry backoff (429/5xx)"
         if "_PassReader._run (" in joined and "acquire" in inner:
             return "waiting: Keeper fetch thread, one request ahead"
+        if "_on_head_ahead (" in joined and "wait" in inner:
+            return "waiting: 1Password answer sent ahead, until its stream takes it"
         if "(auditsync/sinks/" in joined:
             return "waiting: Logs Ingestion (upload)"
         if "(auditsync/sources/" in joined:

@@ -238,15 +238,14 @@ def test_unknown_stream_in_the_dcr_is_a_sink_error_naming_the_stream(pipeline: P
 def test_the_health_rows_of_both_tables_go_out_side_by_side(pipeline: Pipeline) -> None:
     """AuditSyncHealth_CL and the 1Password healthevents rows are the run's last round trips: sent side
     by side, the run ends one round trip sooner. The ingestion simulator holds the AuditSyncHealth_CL
-    answer until one more upload (the healthevents rows: every event upload is done by then) arrives."""
+    answer until the healthevents rows have arrived too (before it, or while it is held)."""
     pipeline.onepassword.generate("auditevents", 30, step=timedelta(seconds=2))
     arrived = threading.Condition()
     seen: dict[str, bool] = {}
 
-    def uploads_after_health() -> int:
-        paths = [r.path for r in pipeline.logs.requests]
-        first = next(i for i, p in enumerate(paths) if p.endswith("Custom-AuditSyncHealth"))
-        return len(paths) - first - 1
+    def onepassword_uploads() -> int:
+        # The 30 events take one; the healthevents rows are the second, whenever they go.
+        return sum(1 for r in pipeline.logs.requests if r.path.endswith("Custom-OnePasswordEventLogs_CL"))
 
     def count(request: Request) -> bool:
         with arrived:
@@ -257,7 +256,7 @@ def test_the_health_rows_of_both_tables_go_out_side_by_side(pipeline: Pipeline) 
         if not request.path.endswith("Custom-AuditSyncHealth") or seen:
             return
         with arrived:
-            seen["together"] = arrived.wait_for(lambda: uploads_after_health() >= 1, 10.0)
+            seen["together"] = arrived.wait_for(lambda: onepassword_uploads() >= 2, 10.0)
 
     pipeline.logs.inject(599, times=1 << 30, when=count)
     pipeline.logs.before_answer = hold
