@@ -621,8 +621,6 @@ def _send_heartbeat(
             return f"unexpected {type(error).__name__} sending the health rows"
         return ""
 
-    if len(batches) == 1:
-        return send(batches[0])
     with ThreadPoolExecutor(max_workers=len(batches), thread_name_prefix="heartbeat") as pool:
         return next((failure for failure in pool.map(send, batches) if failure), "")
 

@@ -77,8 +77,6 @@ class CursorPrefetch:
         # the other; the bound above keeps it at that.
         self._threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"prefetch-{name}")
         self._closed = False
-        self.sent_ahead = 0
-        self.dropped = 0
 
     def on_head(self, head: bytes) -> None:
         """Body-start hook of the request the stream sends itself: send the next one if the head names it."""
@@ -91,7 +89,6 @@ class CursorPrefetch:
         with self._lock:
             ahead, self._ahead = self._ahead, None
             if ahead is not None and ahead.cursor != cursor:
-                self.dropped += 1
                 ahead.taken.set()  # read and thrown away by its own thread
                 ahead = None
             if ahead is None:
@@ -112,24 +109,22 @@ class CursorPrefetch:
         """Runs inside a request (its body-start hook): it must never fail that request."""
         try:
             cursor = leading_cursor(head)
-            if cursor is None:
-                return
-            with self._lock:
-                if owner is not self._current or self._ahead is not None:
-                    if owner is not None:
-                        owner.seen_next = cursor  # sent once the stream takes ``owner``
-                    return
-            self._send(owner, cursor)
+            if cursor is not None:
+                self._send(owner, cursor)
         except Exception as error:  # pragma: no cover - a bug here only costs the head start
             log.debug("sending the next page's request ahead: %s", type(error).__name__)
 
     def _send(self, owner: _Ahead | None, cursor: str) -> None:
-        ahead = _Ahead(cursor)
+        """Send ``{"cursor": cursor}`` ahead if ``owner`` is the answer the stream is on and nothing else is
+        ahead; otherwise remember it on ``owner``, to be sent once the stream takes that answer."""
         with self._lock:
-            if self._closed or owner is not self._current or self._ahead is not None:
+            if self._closed:
                 return
-            self._ahead = ahead
-            self.sent_ahead += 1
+            if owner is not self._current or self._ahead is not None:
+                if owner is not None:
+                    owner.seen_next = cursor
+                return
+            ahead = self._ahead = _Ahead(cursor)
             ahead.future = self._threads.submit(
                 self._post, cursor, lambda head: self._on_head_ahead(ahead, head)
             )

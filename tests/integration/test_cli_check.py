@@ -23,6 +23,7 @@ from simulators.logs_ingestion import LogsIngestionSim
 from simulators.onepassword import OnePasswordSim
 from tests.fixtures.azurite import table_connection_string
 from tests.fixtures.data_collector import Workspace, random_key
+from tests.fixtures.pipeline import onepassword_source_env, pipeline_env
 
 
 def run(args: list[str], env: dict[str, str]) -> tuple[int, str]:
@@ -149,12 +150,7 @@ def test_check_splits_key_vault_refusals_by_their_code(
 def test_check_refuses_a_malformed_token_without_calling_the_api(
     onepassword_sim: OnePasswordSim, tmp_path: Path
 ) -> None:
-    env = {
-        "SOURCES": "onepassword",
-        "ONEPASSWORD_BASE_URL": onepassword_sim.url,
-        "ONEPASSWORD_TOKEN": "abc",
-        "AUDITSYNC_DATA_DIR": str(tmp_path),
-    }
+    env = pipeline_env(tmp_path, "onepassword", onepassword_source_env(onepassword_sim, "abc"))
     code, out = run(["check"], env)
     assert code == 1
     line, hint = failed_line(out, "onepassword token")

@@ -17,6 +17,7 @@ from auditsync.runner import run_cycle
 from auditsync.telemetry import quiet_sdk_loggers
 from simulators.logs_ingestion import LogsIngestionSim
 from simulators.onepassword import OnePasswordSim
+from tests.fixtures.pipeline import onepassword_env
 
 ROOT = Path(__file__).resolve().parents[2]
 HTTP_POLICY = "azure.core.pipeline.policies.http_logging_policy"
@@ -38,16 +39,13 @@ def test_no_sdk_header_dump_at_default_verbosity(
     onepassword_sim: OnePasswordSim, logs_ingestion_sim: LogsIngestionSim, tmp_path: Path
 ) -> None:
     onepassword_sim.generate("auditevents", 5)
-    env = {
-        "SOURCES": "onepassword",
-        "ONEPASSWORD_EVENT_TYPES": "auditevents",
-        "ONEPASSWORD_BASE_URL": onepassword_sim.url,
-        "ONEPASSWORD_TOKEN": onepassword_sim.issue_token(),
-        "AUDITSYNC_DATA_DIR": str(tmp_path),
-        "SINK": "logs_ingestion",
-        "LOGS_INGESTION_ENDPOINT": logs_ingestion_sim.url,
-        "LOGS_INGESTION_RULE_ID": logs_ingestion_sim.dcr_id,
-    }
+    env = onepassword_env(
+        onepassword_sim,
+        logs_ingestion_sim,
+        tmp_path,
+        onepassword_sim.issue_token(),
+        ONEPASSWORD_EVENT_TYPES="auditevents",
+    )
     quiet = cli(["run"], env)
     assert quiet.returncode == 0, quiet.stdout + quiet.stderr
     assert "onepassword/auditevents" in quiet.stdout

@@ -13,6 +13,7 @@ from simulators.identity import ManagedIdentitySim
 from simulators.keyvault import KeyVaultSim
 from simulators.logs_ingestion import LogsIngestionSim
 from simulators.onepassword import OnePasswordSim
+from tests.fixtures.pipeline import onepassword_env, onepassword_source_env, pipeline_env
 
 
 def run(args: list[str], env: dict[str, str]) -> tuple[int, str]:
@@ -101,16 +102,13 @@ def test_a_sink_error_carries_its_hint_into_the_cli_and_the_health_row(
     """A DCR that lacks the 1Password stream (an old template): 404 for the events, the hint everywhere."""
     onepassword_sim.generate("auditevents", 5)
     with LogsIngestionSim(identity=identity_sim, tables={HEALTH_TABLE: TABLES[HEALTH_TABLE]}) as dcr:
-        env = {
-            "SOURCES": "onepassword",
-            "ONEPASSWORD_EVENT_TYPES": "auditevents",
-            "ONEPASSWORD_BASE_URL": onepassword_sim.url,
-            "ONEPASSWORD_TOKEN": onepassword_sim.issue_token(),
-            "AUDITSYNC_DATA_DIR": str(tmp_path),
-            "SINK": "logs_ingestion",
-            "LOGS_INGESTION_ENDPOINT": dcr.url,
-            "LOGS_INGESTION_RULE_ID": dcr.dcr_id,
-        }
+        env = onepassword_env(
+            onepassword_sim,
+            dcr,
+            tmp_path,
+            onepassword_sim.issue_token(),
+            ONEPASSWORD_EVENT_TYPES="auditevents",
+        )
         code, out = run(["run"], env)
         assert code == 1
         assert "sink: Logs Ingestion does not know stream Custom-OnePasswordEventLogs" in out
@@ -125,12 +123,7 @@ def test_a_sink_error_carries_its_hint_into_the_cli_and_the_health_row(
 def test_a_malformed_token_fails_the_run_by_its_shape_without_a_request(
     onepassword_sim: OnePasswordSim, tmp_path: Path
 ) -> None:
-    env = {
-        "SOURCES": "onepassword",
-        "ONEPASSWORD_BASE_URL": onepassword_sim.url,
-        "ONEPASSWORD_TOKEN": "abc",
-        "AUDITSYNC_DATA_DIR": str(tmp_path),
-    }
+    env = pipeline_env(tmp_path, "onepassword", onepassword_source_env(onepassword_sim, "abc"))
     code, out = run(["run"], env)
     assert code == 1 and "ONEPASSWORD_TOKEN: not a 1Password Events API token" in out
     assert not onepassword_sim.requests
