@@ -31,7 +31,7 @@ import pytest
 
 from auditsync.checkpoints.file import FileCheckpointStore
 from auditsync.checkpoints.table import TableCheckpointStore
-from simulators.base import SimServer
+from simulators.base import Request, SimServer
 from simulators.data_collector import DataCollectorSim
 from simulators.identity import COMPETING_CREDENTIAL_ENV, ManagedIdentitySim
 from simulators.keyvault import KeyVaultSim
@@ -222,6 +222,12 @@ def forever(sim: SimServer | None, fault: str, **kwargs: Any) -> None:
     sim.inject_network(fault, times=10_000, **kwargs)
 
 
+def after_first_page() -> Callable[[Request], bool]:
+    """A ``when`` for 1Password page requests: true from the second one on."""
+    seen = iter(range(1 << 30))
+    return lambda request: next(seen) >= 1
+
+
 def cut_then_reset(sim: SimServer) -> None:
     sim.inject_network("cut")
     sim.inject_network("reset")
@@ -311,6 +317,14 @@ SCENARIOS = [
     Scenario(
         "vendor_never_answers",
         lambda w: forever(w.onepassword, "hang", path="/api/v2/auditevents"),
+        "error",
+        "upstream",
+        "timed out",
+    ),
+    Scenario(
+        # Page 2 is asked for early, from the head of page 1's answer: that request is the one that hangs.
+        "vendor_never_answers_the_request_sent_ahead",
+        lambda w: forever(w.onepassword, "hang", path="/api/v2/auditevents", when=after_first_page()),
         "error",
         "upstream",
         "timed out",
