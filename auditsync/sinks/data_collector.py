@@ -24,13 +24,13 @@ from urllib.parse import urlsplit
 
 import requests
 
-from auditsync.config import is_loopback_url
 from auditsync.errors import AuthError, ConfigError, RetryableError, SinkError
 from auditsync.http import HttpClient, Redactor, redact_url
 from auditsync.model import JSON, AcceptedCallback, Clock, Deadline, SendResult
 from auditsync.sinks.legacy_rows import FIELD_LIMIT_BYTES, LegacyShaper
 from auditsync.sinks.limits import fit_row
 from auditsync.tables import TABLES, TableDef
+from auditsync.urls import is_loopback_url
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,6 @@ from azure.core.exceptions import (
 from azure.monitor.ingestion import LogsIngestionClient
 
 from auditsync.azure_errors import credential_failure
-from auditsync.config import is_loopback_url
 from auditsync.errors import AuthError, SinkError
 from auditsync.fastjson import compact_bytes
 from auditsync.http import (
@@ -56,6 +55,7 @@ from auditsync.http import (
 from auditsync.model import AcceptedCallback, Clock, Deadline, SendResult
 from auditsync.sinks.limits import fit_row
 from auditsync.tables import TABLES
+from auditsync.urls import is_loopback_url
 
 log = logging.getLogger(__name__)
 
