@@ -182,8 +182,17 @@ class CheckpointStore(Protocol):
         """
         ...
 
-    def list(self) -> list[Checkpoint]:
-        """Every stored checkpoint, for ``auditsync status``."""
+    def save_all(self, checkpoints: list[Checkpoint]) -> list[Checkpoint]:
+        """Save several checkpoints, each compare-and-swap, all of them or none: one stale etag raises
+        CheckpointConflict and nothing is saved. The runner claims and releases its streams' leases so."""
+        ...
+
+    def delete(self, checkpoint: Checkpoint) -> None:
+        """Remove the record if its etag still matches (CheckpointConflict otherwise)."""
+        ...
+
+    def list(self, prefix: str = "") -> list[Checkpoint]:
+        """Every stored checkpoint whose stream name starts with ``prefix``, sorted by stream name."""
         ...
 
 

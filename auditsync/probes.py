@@ -180,10 +180,7 @@ def probe_store(store: CheckpointStore, now: datetime) -> str:
             f"the probe record {name} read back differently than it was written",
             hint="Another process changes records in this store; check CHECKPOINT_TABLE / AUDITSYNC_DATA_DIR.",
         )
-    delete = getattr(store, "delete", None)
-    if delete is None:  # pragma: no cover - both stores delete
-        return "created and read a probe record (this store cannot delete it)"
-    delete(loaded)
+    store.delete(loaded)
     if store.load(name).etag is not None:
         raise CheckpointError(f"the probe record {name} is still there after its deletion")
     return "created, read and deleted a probe record"

@@ -228,12 +228,6 @@ def _listed(store: CheckpointStore) -> dict[str, Checkpoint] | None:
         return None
 
 
-def _save_all(store: CheckpointStore) -> Callable[[list[Checkpoint]], list[Checkpoint]] | None:
-    """The store's ``save_all`` (several checkpoints in one request), when it has one (the table store)."""
-    save_all: Callable[[list[Checkpoint]], list[Checkpoint]] | None = getattr(store, "save_all", None)
-    return save_all
-
-
 def _claim_all(run: _Run, names: list[str]) -> dict[str, Checkpoint]:
     """Claim every stream's lease in one request, from the listed checkpoints; {} when that cannot be.
 
@@ -241,8 +235,7 @@ def _claim_all(run: _Run, names: list[str]) -> dict[str, Checkpoint]:
     nothing is claimed here and each stream claims its own lease as before (``claim``), so the outcome
     per stream is the same; only the number of requests differs.
     """
-    save_all = _save_all(run.store)
-    if save_all is None or run.listed is None or len(names) < 2:
+    if run.listed is None or len(names) < 2:
         return {}
     now = run.clock.now()
     current = [run.listed.get(name, Checkpoint(name)) for name in names]
@@ -250,7 +243,7 @@ def _claim_all(run: _Run, names: list[str]) -> dict[str, Checkpoint]:
         return {}
     until = now + run.settings.run_time_budget + LEASE_SLACK
     try:
-        saved = save_all([replace(c, lease_owner=run.run_id, lease_until=until) for c in current])
+        saved = run.store.save_all([replace(c, lease_owner=run.run_id, lease_until=until) for c in current])
     except Exception as error:
         log.info("claiming the streams at once failed (%s); claiming them one by one", type(error).__name__)
         return {}
@@ -261,10 +254,9 @@ def _release_all(run: _Run) -> None:
     """Free the leases claimed at once, with each stream's outcome, in one request; one by one if that fails."""
     if not run.closing:
         return
-    save_all = _save_all(run.store)
-    if save_all is not None and len(run.closing) > 1:
+    if len(run.closing) > 1:
         try:
-            save_all([replace(c, lease_owner="", lease_until=None) for c, _ in run.closing])
+            run.store.save_all([replace(c, lease_owner="", lease_until=None) for c, _ in run.closing])
             return
         except Exception as error:
             log.info("releasing the streams at once failed (%s); one by one", type(error).__name__)

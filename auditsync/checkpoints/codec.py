@@ -55,6 +55,11 @@ def stream_key(stream: str) -> str:
     return key
 
 
+def key_prefix(prefix: str) -> str:
+    """What the keys of every stream starting with ``prefix`` start with (the mapping is per character)."""
+    return stream_key(prefix) if prefix else ""
+
+
 def prepare(checkpoint: Checkpoint) -> tuple[Checkpoint, str | None]:
     """Validate ``checkpoint`` before a save; return it normalised (UTC times, bounded message) and the
     position as compact JSON text (None when there is no position).

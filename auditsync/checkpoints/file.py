@@ -10,6 +10,7 @@ new checkpoint, never half of one. POSIX only (``fcntl``), like the Functions Py
 from __future__ import annotations
 
 import fcntl
+import glob
 import json
 import logging
 import os
@@ -22,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from auditsync.checkpoints.codec import CONFLICT_HINT, DATETIME_FIELDS, prepare, stream_key, utc
+from auditsync.checkpoints.codec import CONFLICT_HINT, DATETIME_FIELDS, key_prefix, prepare, stream_key, utc
 from auditsync.errors import CheckpointConflict, CheckpointError
 from auditsync.model import JSON, Checkpoint
 
@@ -68,6 +69,30 @@ class FileCheckpointStore:
         log.debug("saved checkpoint of %s to %s", checkpoint.stream, path)
         return saved
 
+    def save_all(self, checkpoints: list[Checkpoint]) -> list[Checkpoint]:
+        """Every etag is compared under the lock before anything is written: a conflict saves nothing.
+        Each file is replaced atomically; a crash between two of them leaves some saved, each whole."""
+        prepared = [(checkpoint, *prepare(checkpoint)) for checkpoint in checkpoints]
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._os_error(exc, "create the checkpoint directory", self.directory) from None
+        saved = []
+        with self._locked():
+            for checkpoint, _, _ in prepared:
+                path = self.path(checkpoint.stream)
+                current = self._read(path)
+                if current is not None:
+                    self._checkpoint(current, path, checkpoint.stream)
+                current_etag = None if current is None else current.get("etag")
+                if checkpoint.etag != current_etag:
+                    raise CheckpointConflict(_conflict_message(checkpoint, current_etag), hint=CONFLICT_HINT)
+            for checkpoint, ready, position in prepared:
+                stored = replace(ready, etag=uuid.uuid4().hex)
+                self._write(self.path(checkpoint.stream), _record(stored, position))
+                saved.append(stored)
+        return saved
+
     def delete(self, checkpoint: Checkpoint) -> None:
         """Remove the record if its etag still matches (used by ``check``'s probe and finished backfills)."""
         path = self.path(checkpoint.stream)
@@ -81,11 +106,11 @@ class FileCheckpointStore:
             except OSError as exc:
                 raise self._os_error(exc, "delete", path) from None
 
-    def list(self) -> list[Checkpoint]:
+    def list(self, prefix: str = "") -> list[Checkpoint]:
         if not self.directory.is_dir():
             return []
         checkpoints = []
-        for path in sorted(self.directory.glob("*.json")):
+        for path in sorted(self.directory.glob(f"{glob.escape(key_prefix(prefix))}*.json")):
             record = self._read(path)
             if record is not None:
                 checkpoints.append(self._checkpoint(record, path, None))

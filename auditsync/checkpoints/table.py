@@ -46,6 +46,7 @@ from auditsync.azure_errors import ExplainedCredential, credential_failure
 from auditsync.checkpoints.codec import (
     CONFLICT_HINT,
     MAX_POSITION_PARTS,
+    key_prefix,
     parse_position,
     position_parts,
     prepare,
@@ -305,13 +306,16 @@ class TableCheckpointStore:
         except AzureError as exc:
             raise self._error(exc, f"Deleting the checkpoint of {checkpoint.stream}") from None
 
-    def list(self) -> list[Checkpoint]:
+    def list(self, prefix: str = "") -> list[Checkpoint]:
+        """A range query on RowKey: keys map stream names character by character, so the streams under
+        ``prefix`` are exactly the keys from ``key_prefix(prefix)`` up to its successor."""
+        query, parameters = "PartitionKey eq @pk", {"pk": PARTITION}
+        if prefix:
+            low = key_prefix(prefix)
+            query += " and RowKey ge @low and RowKey lt @high"
+            parameters |= {"low": low, "high": low[:-1] + chr(ord(low[-1]) + 1)}
         try:
-            entities = list(
-                self._table.query_entities(
-                    "PartitionKey eq @pk", parameters={"pk": PARTITION}, **self._bounds()
-                )
-            )
+            entities = list(self._table.query_entities(query, parameters=parameters, **self._bounds()))
         except ResourceNotFoundError:
             return []
         except AzureError as exc:

@@ -34,9 +34,16 @@ class TenantScopedStore:
         saved = self.inner.save(replace(checkpoint, stream=self._prefix + checkpoint.stream))
         return replace(saved, stream=checkpoint.stream)
 
-    def list(self) -> list[Checkpoint]:
+    def save_all(self, checkpoints: list[Checkpoint]) -> list[Checkpoint]:
+        saved = self.inner.save_all([replace(c, stream=self._prefix + c.stream) for c in checkpoints])
+        return [replace(s, stream=c.stream) for s, c in zip(saved, checkpoints, strict=True)]
+
+    def delete(self, checkpoint: Checkpoint) -> None:
+        self.inner.delete(replace(checkpoint, stream=self._prefix + checkpoint.stream))
+
+    def list(self, prefix: str = "") -> list[Checkpoint]:
+        """The tenant's checkpoints only, read by prefix (not the whole table filtered here)."""
         return [
             replace(c, stream=c.stream.removeprefix(self._prefix))
-            for c in self.inner.list()
-            if c.stream.startswith(self._prefix)
+            for c in self.inner.list(self._prefix + prefix)
         ]

@@ -149,6 +149,55 @@ def test_list_returns_every_stream_by_name(store_factory: StoreFactory) -> None:
         assert store.load(stream) == by_name[stream]
 
 
+def test_list_by_prefix_returns_exactly_the_streams_under_it(store_factory: StoreFactory) -> None:
+    store = store_factory()
+    names = [
+        "tenants/acme/onepassword/auditevents",
+        "tenants/acme/keeper/events",
+        "tenants/acme-eu/keeper/events",  # shares "tenants/acme" but not "tenants/acme/"
+        "tenants/acmf/keeper/events",  # the key just past the range of "tenants/acme/"
+        "tenants/b/keeper/events",
+        "keeper/events",
+    ]
+    for stream in names:
+        store.save(Checkpoint(stream))
+
+    assert [c.stream for c in store.list("tenants/acme/")] == [
+        "tenants/acme/keeper/events",
+        "tenants/acme/onepassword/auditevents",
+    ]
+    assert [c.stream for c in store.list("tenants/acme")] == [
+        "tenants/acme-eu/keeper/events",
+        "tenants/acme/keeper/events",
+        "tenants/acme/onepassword/auditevents",
+    ]
+    assert store.list("tenants/nobody/") == []
+    assert sorted(c.stream for c in store.list()) == sorted(names)
+
+
+def test_save_all_saves_every_checkpoint_or_none(store_factory: StoreFactory) -> None:
+    store = store_factory()
+    first = store.save(Checkpoint(STREAMS[0], position={"n": 0}))
+    saved = store.save_all([replace(first, position={"n": 1}), Checkpoint(STREAMS[1], position={"n": 1})])
+    assert [c.position for c in saved] == [{"n": 1}, {"n": 1}]
+    assert all(store.load(c.stream) == c for c in saved)
+
+    # One stale etag (the first checkpoint as it was before the save above): nothing is saved.
+    with pytest.raises(CheckpointConflict):
+        store.save_all([replace(saved[1], position={"n": 2}), replace(first, position={"n": 2})])
+    assert [store.load(c.stream).position for c in saved] == [{"n": 1}, {"n": 1}]
+
+
+def test_delete_removes_a_record_only_with_its_current_etag(store_factory: StoreFactory) -> None:
+    store = store_factory()
+    created = store.save(Checkpoint(STREAM, position={"n": 0}))
+    current = store.save(replace(created, position={"n": 1}))
+    with pytest.raises(CheckpointConflict):
+        store.delete(created)
+    store.delete(current)
+    assert store.load(STREAM) == Checkpoint(STREAM)
+
+
 @pytest.mark.parametrize(
     ("change", "complaint"),
     [

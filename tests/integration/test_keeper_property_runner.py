@@ -76,8 +76,14 @@ class CrashingStore:
     def load(self, stream: str) -> Checkpoint:
         return self.inner.load(stream)
 
-    def list(self) -> list[Checkpoint]:
-        return self.inner.list()
+    def list(self, prefix: str = "") -> list[Checkpoint]:
+        return self.inner.list(prefix)
+
+    def save_all(self, checkpoints: list[Checkpoint]) -> list[Checkpoint]:
+        return [self.save(c) for c in checkpoints]  # one stream: never called with more than one
+
+    def delete(self, checkpoint: Checkpoint) -> None:
+        self.inner.delete(checkpoint)
 
     def save(self, checkpoint: Checkpoint) -> Checkpoint:
         stored = self.inner.load(checkpoint.stream)

@@ -28,9 +28,13 @@ class CountingStore(FileCheckpointStore):
         self.calls.append(("save", checkpoint.stream))
         return super().save(checkpoint)
 
-    def list(self) -> list[Checkpoint]:
-        self.calls.append(("list", ""))
-        return super().list()
+    def save_all(self, checkpoints: list[Checkpoint]) -> list[Checkpoint]:
+        self.calls.extend(("save", c.stream) for c in checkpoints)
+        return super().save_all(checkpoints)
+
+    def list(self, prefix: str = "") -> list[Checkpoint]:
+        self.calls.append(("list", prefix))
+        return super().list(prefix)
 
 
 def test_an_idle_run_claims_and_releases_each_stream_and_writes_nothing_else(pipeline: Pipeline) -> None:

@@ -74,9 +74,9 @@ class CountingTableStore(TableCheckpointStore):
         self.calls.append(f"save_all {len(checkpoints)}")
         return super().save_all(checkpoints)
 
-    def list(self) -> list[Checkpoint]:
+    def list(self, prefix: str = "") -> list[Checkpoint]:
         self.calls.append("list")
-        return super().list()
+        return super().list(prefix)
 
 
 def table_settings(pipeline: Pipeline, connection: str, table: str) -> Settings:
