@@ -18,6 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from auditsync.azure_storage import TABLE_NAME, connection_string_secrets
 from auditsync.errors import ConfigError
 from auditsync.redaction import redact, register
 from auditsync.schedule import schedule_problem
@@ -107,7 +108,6 @@ _KV_REFERENCE = re.compile(r"@Microsoft\.KeyVault\(", re.IGNORECASE)
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _DCR_ID = re.compile(r"^dcr-[0-9a-f]{32}$")
-_TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
 _QUEUE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9])$")
 _SECRET_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 
@@ -245,10 +245,10 @@ class Settings:
 
     def secret_values(self) -> list[str]:
         """Every secret held directly in settings, for redaction filters and tests."""
-        return [
-            v for v in (self.keeper_token, self.onepassword_token, self.workspace_key) if v
-        ] + _connection_string_keys(
-            self.checkpoint_connection_string + ";" + self.work_queue_connection_string
+        return [v for v in (self.keeper_token, self.onepassword_token, self.workspace_key) if v] + list(
+            connection_string_secrets(
+                self.checkpoint_connection_string + ";" + self.work_queue_connection_string
+            )
         )
 
     @classmethod
@@ -266,15 +266,6 @@ class Settings:
         token is then not a problem.
         """
         return _Parser(os.environ if env is None else env, host_json, require_tokens=require_tokens).parse()
-
-
-def _connection_string_keys(conn: str) -> list[str]:
-    keys = []
-    for part in conn.split(";"):
-        name, _, value = part.partition("=")
-        if name.strip().lower() in ("accountkey", "sharedaccesssignature") and value:
-            keys.append(value)
-    return keys
 
 
 class _Parser:
@@ -488,7 +479,7 @@ class _Parser:
         store = self.choice("CHECKPOINT_STORE", CHECKPOINT_STORES)
         table_url = self.url("CHECKPOINT_TABLE_URL")
         connection_string = self.raw("CHECKPOINT_CONNECTION_STRING")
-        register(*_connection_string_keys(connection_string))
+        register(*connection_string_secrets(connection_string))
         table = self.raw("CHECKPOINT_TABLE")
         if store == "table":
             if not table_url and not connection_string:
@@ -496,7 +487,7 @@ class _Parser:
                     "CHECKPOINT_TABLE_URL: missing; set it to https://<account>.table.core.windows.net "
                     "(or CHECKPOINT_CONNECTION_STRING for Azurite)."
                 )
-            if not _TABLE_NAME.match(table):
+            if not TABLE_NAME.match(table):
                 self.problems.append(
                     f"CHECKPOINT_TABLE: '{_echo(table)}' must be 3-63 letters and digits, starting with a letter."
                 )
@@ -512,7 +503,7 @@ class _Parser:
                     "TENANT_REGISTRY: 'table' keeps tenants in the checkpoint storage account; set "
                     "CHECKPOINT_TABLE_URL (or CHECKPOINT_CONNECTION_STRING for Azurite)."
                 )
-            if not _TABLE_NAME.match(tenant_table):
+            if not TABLE_NAME.match(tenant_table):
                 self.problems.append(
                     f"TENANT_TABLE: '{tenant_table}' must be 3-63 letters and digits, starting with a letter."
                 )

@@ -19,7 +19,7 @@ from azure.storage.queue import QueueClient
 from auditsync.checkpoints import open_store
 from auditsync.config import Settings
 from auditsync.errors import AuditSyncError, ConfigError, SinkError
-from auditsync.fanout.dispatch import DispatchReport, dispatch
+from auditsync.fanout.dispatch import DispatchReport, dispatch, queue_failure
 from auditsync.fanout.queue import open_queue, poison_queue_name
 from auditsync.fanout.scoped_store import TenantScopedStore
 from auditsync.fanout.work_item import WorkItem
@@ -47,13 +47,13 @@ def open_registry(settings: Settings, credential_factory: CredentialFactory) -> 
             "TENANT_REGISTRY: this deployment has no tenant registry (single tenant).",
             hint="Set TENANT_REGISTRY=table (Function App) or file (local runs) to serve several tenants.",
         )
-    from azure.data.tables import TableServiceClient
-
     if settings.checkpoint_connection_string:
-        service = TableServiceClient.from_connection_string(settings.checkpoint_connection_string)
-    else:
-        service = TableServiceClient(endpoint=settings.checkpoint_table_url, credential=credential_factory())
-    return TableTenantRegistry(service, settings.tenant_table)
+        return TableTenantRegistry.from_connection_string(
+            settings.checkpoint_connection_string, settings.tenant_table
+        )
+    return TableTenantRegistry.from_url(
+        settings.checkpoint_table_url, credential_factory(), settings.tenant_table
+    )
 
 
 def open_work_queues(
@@ -73,18 +73,9 @@ def open_work_queues(
                 with contextlib.suppress(ResourceExistsError):
                     queue.create_queue()
             except AzureError as exc:
-                raise _queue_error(exc, f"creating queue {name}") from None
+                raise queue_failure(exc, queue, "creating the queue") from None
         queues.append(queue)
     return queues[0], queues[1]
-
-
-def _queue_error(exc: AzureError, action: str) -> SinkError:
-    status = getattr(exc, "status_code", None)
-    return SinkError(
-        f"{action} failed ({f'HTTP {status}' if status else type(exc).__name__})",
-        hint="Give the Function App's identity 'Storage Queue Data Contributor' on the storage account "
-        "and check WORK_QUEUE_URL (or CHECKPOINT_TABLE_URL, whose account is used).",
-    )
 
 
 def dispatch_tick(
