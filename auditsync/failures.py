@@ -314,9 +314,11 @@ _SPECIAL_STATUSES: dict[tuple[str, int], tuple[type[AuditSyncError], str, str]] 
 
 def _detail(exc: AzureError, status: int, redactor: Redactor | None) -> str:
     """``HTTP 403 AuthorizationFailure: <the SDK's first line>``: status, service code, reason."""
-    detail = f"HTTP {status} {service_code(exc)}".rstrip()
-    reason = sdk_reason(exc, redactor)
-    if reason and not reason.startswith("Operation returned an invalid status"):  # adds nothing
+    code = service_code(exc)
+    detail = f"HTTP {status} {code}".rstrip()
+    # azure-core writes an error body as "(Code) message": the code is said already, "None" says nothing.
+    reason = re.sub(r"^\(\w+\)\s*", "", sdk_reason(exc, redactor))
+    if reason not in ("", "None", code) and not reason.startswith("Operation returned an invalid status"):
         detail = f"{detail}: {reason}"
     return detail
 
@@ -432,7 +434,7 @@ def credential_failure(
     detail = f"tried {', '.join(dict.fromkeys(tried))}" if tried else type(exc).__name__
     if _UNANSWERED.search(text):
         return CredentialsError(
-            f"no Entra token for {service}: the {IDENTITY.name} endpoint {where} did not answer ({detail})",
+            f"no Entra token for {service}: the token endpoint {where} did not answer ({detail})",
             hint="Usually transient: the next run retries. If it persists, restart the Function App (its "
             "managed identity endpoint) or, locally, check the network and 'az login'.",
         )

@@ -155,9 +155,9 @@ class DeadlineRetryPolicy(RetryPolicy):
     """azure-core's RetryPolicy deciding and waiting by a RetryRule and a deadline.
 
     ``deadline`` bounds every operation of the client; an operation may bring its own with the keyword
-    ``retry_deadline`` (a sink send, bounded by the run). ``retry_total`` (azure-core's keyword, on the
-    client or per call) still limits retries, e.g. to 0 in error-path tests. ``throttled`` tells a
-    throttling answer that is not a 429.
+    ``retry_deadline`` (a sink send, bounded by the run). Time is the deadline's clock (the run's), else
+    ``clock``. ``retry_total`` (azure-core's keyword, on the client or per call) still limits retries,
+    e.g. to 0 in error-path tests. ``throttled`` tells a throttling answer that is not a 429.
     """
 
     def __init__(
@@ -173,7 +173,7 @@ class DeadlineRetryPolicy(RetryPolicy):
         total = rule.attempts - 1 if retry_total is None else retry_total
         super().__init__(retry_total=total, retry_connect=total, retry_read=total, retry_status=total)
         self.rule = rule
-        self.clock = clock or Clock()
+        self.clock = clock or (deadline.clock if deadline is not None else Clock())
         self.deadline = deadline
         self.throttled = throttled
         self._random = rng or random.Random()
@@ -189,12 +189,12 @@ class DeadlineRetryPolicy(RetryPolicy):
     def _operation(self, deadline: Deadline | None) -> _Operation:
         rule = self.rule
         deadline = deadline or self.deadline
+        clock = deadline.clock if deadline is not None else self.clock
         seconds = deadline.remaining() if deadline is not None else (rule.budget or 0.0)
         if rule.budget is not None:
             seconds = min(seconds, rule.budget)
         seconds = max(seconds, rule.floor)
-        now = self.clock.now()
-        return _Operation(rule, self.clock, now + timedelta(seconds=seconds), self.throttled)
+        return _Operation(rule, clock, clock.now() + timedelta(seconds=seconds), self.throttled)
 
     # -- azure-core's hooks ----------------------------------------------------------------------------
     def _configure_timeout(
@@ -232,11 +232,11 @@ class DeadlineRetryPolicy(RetryPolicy):
             return False  # the wait would end too close to the deadline, or past it
         if not super().increment(settings, response=response, error=error):
             return False  # out of attempts, or a body that cannot be rewound
-        settings[_FAILURES], settings[_WAIT] = failures, wait
+        settings[_FAILURES], settings[_WAIT], settings[_OPERATION] = failures, wait, operation
         if answer is not None:
             what = str(answer.http_response.status_code)
         else:
-            what = network_failure(error)[0] if error is not None else "?"
+            what = network_failure(error) if error is not None else "?"
         log.warning(
             "%s %s failed (%s); retry %d in %.1fs",
             request.method,
@@ -249,7 +249,7 @@ class DeadlineRetryPolicy(RetryPolicy):
         return True
 
     def sleep(self, settings: dict[str, Any], transport: Any, response: Any = None) -> None:
-        self.clock.sleep(settings.pop(_WAIT, 0.0))
+        settings[_OPERATION].clock.sleep(settings.pop(_WAIT))
 
     # -- the decisions ---------------------------------------------------------------------------------
     def _wait(self, operation: _Operation, answer: PipelineResponse[Any, Any] | None, attempt: int) -> float:

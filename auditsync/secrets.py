@@ -4,9 +4,9 @@ A new ``Secrets`` is made for every run, so a rotated token is picked up by the 
 restart. Secret values are registered for redaction the moment they are read (before they are even
 checked), and never logged. Surrounding whitespace is stripped (``az keyvault secret set --file``
 stores the file's trailing newline); a value with a control character or whitespace inside is a
-config error that names the secret and its setting, never the value. The three ways a vault read
-fails (secret missing, access denied, vault unreachable) are three different errors, each telling the
-operator what to do.
+config error that names the secret and its setting, never the value. The ways a vault read fails
+(secret missing, access denied, vault unreachable) are different errors (``auditsync.failures``), each
+telling the operator what to do.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from azure.keyvault.secrets import SecretClient
 from auditsync.config import Settings, is_loopback_url, secret_value_problem
 from auditsync.errors import ConfigError
 from auditsync.failures import KEY_VAULT, azure_failure, redact_url
-from auditsync.model import Clock
+from auditsync.model import Clock, Deadline
 from auditsync.redaction import Redactor, register
 from auditsync.retry import AZURE_SERVICES, MANAGED_IDENTITY, DeadlineRetryPolicy
 from auditsync.token_shapes import check_token_shape
@@ -53,7 +53,7 @@ def default_credential() -> Any:
 
 
 class Secrets:
-    """Reads each secret at most once per run."""
+    """Reads each secret at most once per run, within ``deadline`` (else the retry table's budget)."""
 
     def __init__(
         self,
@@ -63,12 +63,14 @@ class Secrets:
         *,
         retry_total: int | None = None,
         clock: Clock | None = None,
+        deadline: Deadline | None = None,
     ) -> None:
         self.settings = settings
         self.credential_factory = credential_factory
         self.redactor = redactor
         self.retry_total = retry_total
         self.clock = clock
+        self.deadline = deadline
         self._client: SecretClient | None = None
         self._cache: dict[str, str] = {}
 
@@ -103,7 +105,9 @@ class Secrets:
     def _vault(self) -> SecretClient:
         if self._client is None:
             url = self.settings.key_vault_url
-            retry = DeadlineRetryPolicy(AZURE_SERVICES, clock=self.clock, retry_total=self.retry_total)
+            retry = DeadlineRetryPolicy(
+                AZURE_SERVICES, clock=self.clock, deadline=self.deadline, retry_total=self.retry_total
+            )
             # A loopback stand-in cannot be in the vault.azure.net domain the challenge names.
             self._client = SecretClient(
                 url,

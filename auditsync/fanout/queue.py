@@ -14,6 +14,8 @@ if TYPE_CHECKING:  # azure-storage-queue is imported by the first ``open_queue``
     from azure.core.credentials import TokenCredential
     from azure.storage.queue import QueueClient
 
+    from auditsync.model import Clock
+
 DEFAULT_QUEUE = "auditsync-work"
 #: host.json ``extensions.queues.maxDequeueCount``; the local worker applies the same limit.
 MAX_DEQUEUE_COUNT = 5
@@ -33,11 +35,12 @@ def open_queue(
     account_url: str = "",
     credential: TokenCredential | None = None,
     retry_total: int | None = None,
+    clock: Clock | None = None,
     **client_kwargs: Any,
 ) -> QueueClient:
     """A client for queue ``name``: by connection string (Azurite, local) or account URL + managed identity.
 
-    ``retry_total`` limits the retry policy's retries (0 in error-path tests).
+    ``retry_total`` limits the retry policy's retries (0 in error-path tests); its waits go through ``clock``.
     """
     from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
@@ -46,7 +49,7 @@ def open_queue(
     options: dict[str, Any] = {
         "message_encode_policy": TextBase64EncodePolicy(),
         "message_decode_policy": TextBase64DecodePolicy(),
-        "retry_policy": DeadlineRetryPolicy(AZURE_SERVICES, retry_total=retry_total),
+        "retry_policy": DeadlineRetryPolicy(AZURE_SERVICES, clock=clock, retry_total=retry_total),
         **client_kwargs,
     }
     if connection_string:
