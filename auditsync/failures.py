@@ -261,7 +261,7 @@ def azure_failure(
     """
     status = getattr(exc, "status_code", None)
     if isinstance(exc, ClientAuthenticationError) and status is None:
-        return credential_failure(exc, subject, component)  # no token at all: the credential, not the service
+        return credential_failure(exc, component.name, component)  # no token: the credential, not the service
     if status is None:
         return transport_failure(component, exc, subject, action)
     detail = _detail(exc, status, redactor)
