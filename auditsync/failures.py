@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -250,15 +251,17 @@ def azure_failure(
     action: str = "",
     redactor: Redactor | None = None,
     refused: str = "",
-    secret: tuple[str, str] | None = None,
+    about: Mapping[str, str] | None = None,
 ) -> AuditSyncError:
     """Any Azure SDK failure of ``component`` as one of our errors.
 
     ``subject`` names the component and where it is; ``action`` what the run was doing (``loading the
     checkpoint of keeper/events``); ``redactor`` removes secrets the SDK's own text may quote (a
     connection string's key); ``refused`` replaces the component's hint for a 401/403 (an account key
-    instead of a role); ``secret`` is the Key Vault secret being read and the setting that names it.
+    instead of a role); ``about`` names what the call was about, for the component's own statuses
+    (Key Vault: ``secret`` and the ``setting`` naming it; Logs Ingestion: ``stream`` and ``rule``).
     """
+    about = defaultdict(str, about or {})
     status = getattr(exc, "status_code", None)
     if isinstance(exc, ClientAuthenticationError) and status is None:
         return credential_failure(exc, component.name, component)  # no token: the credential, not the service
@@ -267,19 +270,15 @@ def azure_failure(
     detail = _detail(exc, status, redactor)
     context = f"{action}; {detail}" if action else detail
     if status in (401, 403):
-        if component is KEY_VAULT and secret is not None:
-            return _key_vault_refused(exc, subject, *secret)
+        if component is KEY_VAULT and "secret" in about:
+            return _key_vault_refused(exc, subject, about["secret"], about.get("setting", ""))
         return AuthError(
             f"{subject} refused {action or 'the request'} ({detail})", hint=refused or component.refused
         )
     special = _SPECIAL_STATUSES.get((component.name, status))
     if special is not None:
         error, message, hint = special
-        name, setting = secret or ("", "")
-        return error(
-            f"{subject}{message.format(secret=name)} ({context})",
-            hint=hint.format(secret=name, setting=setting),
-        )
+        return error(f"{subject}{message.format_map(about)} ({detail})", hint=hint.format_map(about))
     return component.outage(
         f"{subject} failed ({context})",
         hint=f"A {component.name} failure; {component.then}. If it persists, check {component.setting}.",
@@ -295,18 +294,18 @@ _SPECIAL_STATUSES: dict[tuple[str, int], tuple[type[AuditSyncError], str, str]] 
     ),
     (LOGS_INGESTION.name, 404): (
         SinkError,
-        " does not know the data collection rule or its stream",
-        "Check LOGS_INGESTION_RULE_ID (the DCR immutableId) and that the DCR declares the stream; redeploy "
+        " does not know stream {stream} of DCR {rule}",
+        "Check LOGS_INGESTION_RULE_ID (the DCR immutableId) and that the DCR declares {stream}; redeploy "
         "the template if the DCR is older than this version.",
     ),
     (LOGS_INGESTION.name, 413): (
         SinkError,
-        " refused a request as too large",
+        " refused a request for stream {stream} of DCR {rule} as too large",
         "An event is larger than 1 MiB even after field truncation; report it to the maintainers.",
     ),
     (LOGS_INGESTION.name, 429): (
         SinkError,
-        " kept throttling after retries",
+        " kept throttling stream {stream} of DCR {rule} after retries",
         "The DCR is over 12,000 requests or 2 GB per minute; the next run resends the page.",
     ),
 }

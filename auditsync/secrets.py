@@ -129,7 +129,7 @@ class Secrets:
                 exc,
                 f"Key Vault {vault}",
                 action=f"reading secret '{name}'",
-                secret=(name, setting),
+                about={"secret": name, "setting": setting},
             ) from None
         register(value or "")
         value = (value or "").strip()

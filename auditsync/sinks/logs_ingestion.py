@@ -182,6 +182,7 @@ class LogsIngestionSink:
                 exc,
                 f"Logs Ingestion endpoint {redact_url(self.endpoint)}",
                 action=f"sending to stream {definition.stream} of DCR {self.rule_id}",
+                about={"stream": definition.stream, "rule": self.rule_id},
             ) from None
         return SendResult(len(rows), dict(counters))
 
