@@ -20,8 +20,7 @@ import requests
 from azure.core.exceptions import AzureError
 from azure.core.pipeline import Pipeline, PipelineRequest
 from azure.core.pipeline.policies import SansIOHTTPPolicy
-from azure.core.pipeline.transport import RequestsTransport
-from azure.core.rest import HttpRequest
+from azure.core.pipeline.transport import HttpRequest, RequestsTransport
 
 from auditsync.failures import VENDOR_API, Component, gave_up, redact_url, transport_failure
 from auditsync.model import Clock, Deadline
@@ -143,10 +142,13 @@ class HttpClient:
             options["params"] = params
         if on_body_start is not None:
             options["hooks"] = {"response": _body_start_hook(on_body_start)}
+        # azure-core's legacy request: its transport hands back requests' own response, where the newer
+        # ``azure.core.rest`` one copies every body once more (a 1Password page is about a megabyte).
+        request = HttpRequest(method, url, headers=dict(fixed or {}))
+        if data is not None:
+            request.set_bytes_body(data)
         try:
-            answer = Pipeline(self._transport, policies=policies).run(
-                HttpRequest(method, url, headers=dict(fixed or {}), content=data), **options
-            )
+            answer = Pipeline(self._transport, policies=policies).run(request, **options)
         except AzureError as exc:
             raise transport_failure(component, exc, f"{method} {redact_url(url)}") from None
         response: requests.Response = answer.http_response.internal_response
