@@ -21,16 +21,18 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from auditsync.checkpoints import claim, open_store, release
-from auditsync.config import Settings, parse_duration
+from auditsync.config import Settings
+from auditsync.durations import parse_duration
 from auditsync.errors import AuditSyncError, ConfigError
 from auditsync.http import HttpClient
 from auditsync.model import JSON, Clock, Deadline, Page, Stream
 from auditsync.redaction import Redactor, install_log_redaction
 from auditsync.secrets import CredentialFactory, Secrets, default_credential
 from auditsync.sinks import open_sink
-from auditsync.sources import SourceContext, source_module
+from auditsync.sources import SourceContext, enabled_streams
 from auditsync.tables import TABLES
 from auditsync.tables.rows import format_time, parse_time, shape_rows
 
@@ -79,14 +81,14 @@ def plan(
 ) -> BackfillRange:
     """Validate the range against the settings and what the vendor serves; ConfigError says why not."""
     source = stream.split("/", 1)[0]
-    known = [n for s in settings.sources for n in source_module(s).stream_names(settings)]
+    known = [name for _, name in enabled_streams(settings)]
     if stream not in known:
         raise ConfigError(
             f"--stream {stream}: not an enabled stream",
             hint=f"Use one of {', '.join(known)} (SOURCES and ONEPASSWORD_EVENT_TYPES decide which are enabled).",
         )
     if until is None:
-        until = now - settings.keeper_lag if source == "keeper" else now
+        until = now - settings.keeper.lag if source == "keeper" else now
     if until > now:
         raise ConfigError(
             f"--until {format_time(until)} is in the future",
@@ -148,11 +150,12 @@ def _run(
     owner = "backfill-" + uuid.uuid4().hex[:12]
     credential = functools.cache(credential_factory or default_credential)
     http = HttpClient(clock=clock, redactor=redactor)
-    secrets = Secrets(settings, credential, redactor)
-    store = open_store(settings, credential, deadline)
-    sink = open_sink(settings, credential_factory=credential, secrets=secrets, http=http, clock=clock)
+    secrets = Secrets(settings.key_vault_url, credential, redactor)
+    store = open_store(settings.store, credential, deadline)
+    sink = open_sink(settings.sink, credential_factory=credential, secrets=secrets, http=http, clock=clock)
     source = backfill.stream.split("/", 1)[0]
-    context = SourceContext(settings, secrets.token(source), http, clock, started)
+    part = settings.source(source)
+    context = SourceContext(part, secrets.token(source, part.token), http, clock, started, deadline)
 
     record = claim(store, backfill.record_name, owner, started, settings.run_time_budget + LEASE_SLACK)
     if record is None:
@@ -235,7 +238,7 @@ def _in_range(event: JSON, backfill: BackfillRange) -> bool:
     return when is None or backfill.since <= when < backfill.until
 
 
-def _bounded_stream(context: SourceContext, backfill: BackfillRange) -> Stream:
+def _bounded_stream(context: SourceContext[Any], backfill: BackfillRange) -> Stream:
     """The stream of ``backfill.stream``, whose first position is the range's start and which ends at its end."""
     source, event_type = backfill.stream.split("/", 1)
     if source == "onepassword":
@@ -249,16 +252,14 @@ def _bounded_stream(context: SourceContext, backfill: BackfillRange) -> Stream:
                     "end_time": format_time(backfill.until),
                 }
 
-        features = introspect(context, Deadline.after(context.clock, timedelta(seconds=60)))
+        features = introspect(context, context.deadline)
         return RangeStream(context, event_type, granted=event_type in features)
 
     from auditsync.sources.keeper import KeeperStream
     from auditsync.sources.keeper_position import KeeperPosition, to_ms
 
     # The window ends at run_start - lag: with no lag and run_start = until, it ends at until.
-    bounded = replace(
-        context, settings=replace(context.settings, keeper_lag=timedelta(0)), run_start=backfill.until
-    )
+    bounded = replace(context, settings=replace(context.settings, lag=timedelta(0)), run_start=backfill.until)
     start = to_ms(backfill.since)
     first, _ = KeeperPosition(watermark_ms=start, next_start_ms=start).dump()
 

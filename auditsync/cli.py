@@ -241,7 +241,7 @@ def cmd_check(
 
 def sink_warnings(settings: Settings) -> list[str]:
     """Warnings worth printing before anything runs (e.g. a retired API)."""
-    if settings.sink == "data_collector":
+    if settings.sink.kind == "data_collector":
         try:
             from auditsync.sinks.data_collector import RETIREMENT_WARNING
         except ImportError:  # pragma: no cover - the module ships with the package

@@ -217,7 +217,7 @@ def run_tenants_demo(
             "WORK_QUEUE_CONNECTION_STRING": queue_conn,
         }
         settings = Settings.from_env(env)
-        registry = open_registry(settings, lambda: None)
+        registry = open_registry(settings.fanout, lambda: None)
         now = datetime.now(UTC)
         dcrs = {}
         print(
@@ -256,7 +256,7 @@ def run_tenants_demo(
                 file=out,
             )
 
-        queue, poison = open_work_queues(settings, lambda: None, create=True)
+        queue, poison = open_work_queues(settings.fanout, lambda: None, create=True)
         report = dispatch(registry, env, queue, now=now, run_id="demo")
         print(f"\n1) the timer's dispatch: {len(report.enqueued)} work items on the queue", file=out)
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from auditsync.config import Settings
+from auditsync.config import SecretRef, Settings, SinkSettings, StoreSettings
 from auditsync.errors import AuditSyncError, CheckpointError, ConfigError
 from auditsync.heartbeat import health_rows
 from auditsync.http import HttpClient, Redactor
@@ -33,6 +33,8 @@ STATUS_CHECK = "check"
 CHECK_STREAM = "auditsync/check"
 #: check answers in seconds: one retry at most, never the run's whole backoff schedule.
 CHECK_SINK_BUDGET = timedelta(seconds=20)
+#: A vendor probe is one small request.
+PROBE_BUDGET = timedelta(seconds=60)
 _BUG_HINT = "Unexpected: run 'python -m auditsync -v check' and report the output to the maintainers."
 _NAMES = {"onepassword": "1Password", "keeper": "Keeper"}
 
@@ -75,7 +77,7 @@ def run_probes(
     redactor = Redactor(settings.secret_values())
     credential = functools.cache(credential_factory or default_credential)
     http = HttpClient(clock=clock, redactor=redactor, max_attempts=2)
-    secrets = Secrets(settings, credential, redactor, retry_total=1)
+    secrets = Secrets(settings.key_vault_url, credential, redactor, retry_total=1)
 
     yield _attempt(
         f"timer schedule '{settings.timer_schedule}'",
@@ -85,34 +87,31 @@ def run_probes(
 
     tokens: dict[str, str] = {}
     for source in settings.sources:
-        setting = (
-            f"Key Vault secret {getattr(settings, source + '_token_secret')}"
-            if settings.key_vault_url
-            else f"{source.upper()}_TOKEN"
-        )
+        ref = settings.source(source).token
 
-        def read(source: str = source) -> str:
-            tokens[source] = secrets.token(source)  # reads the secret and checks the token's shape
+        def read(source: str = source, ref: SecretRef = ref) -> str:
+            tokens[source] = secrets.token(source, ref)  # reads the secret and checks the token's shape
             return f"readable, shaped like a {_NAMES[source]} token"
 
-        yield _attempt(f"{source} token ({setting})", read, redactor)
+        label = (
+            ref.setting if ref.value or not settings.key_vault_url else f"Key Vault secret {ref.secret_name}"
+        )
+        yield _attempt(f"{source} token ({label})", read, redactor)
 
-    if settings.sink == "data_collector" and not settings.workspace_key and settings.key_vault_url:
+    key = settings.sink.data_collector.key
+    if settings.sink.kind == "data_collector" and not key.value and settings.key_vault_url:
 
         def read_key() -> str:
             try:
-                base64.b64decode(secrets.workspace_key(), validate=True)
+                base64.b64decode(secrets.read(key, what="workspace key"), validate=True)
             except (binascii.Error, ValueError):
                 raise ConfigError(
-                    f"Key Vault secret '{settings.workspace_key_secret}' (WORKSPACE_KEY_SECRET) is not a base64 "
-                    "workspace shared key",
+                    f"{secrets.where(key)} is not a base64 workspace shared key",
                     hint="Copy the workspace's primary key (Agents page) into the secret again, as it is shown.",
                 ) from None
             return "readable, a base64 shared key"
 
-        yield _attempt(
-            f"workspace key (Key Vault secret {settings.workspace_key_secret})", read_key, redactor
-        )
+        yield _attempt(f"workspace key (Key Vault secret {key.secret_name})", read_key, redactor)
 
     for source in settings.sources:
         part = f"{source} API ({_NAMES[source]} {'introspect' if source == 'onepassword' else 'one-event query'})"
@@ -121,35 +120,41 @@ def run_probes(
             continue
 
         def call(source: str = source) -> str:
-            context = SourceContext(settings, tokens[source], http, clock, clock.now())
+            now = clock.now()
+            context = SourceContext(
+                settings.source(source), tokens[source], http, clock, now, Deadline.after(clock, PROBE_BUDGET)
+            )
             return source_module(source).probe(context)
 
         yield _attempt(part, call, redactor)
 
     def write_to_sink() -> str:
         sink: Sink
-        if settings.sink == "logs_ingestion":
+        target = settings.sink.logs_ingestion
+        if settings.sink.kind == "logs_ingestion":
             from auditsync.sinks.logs_ingestion import LogsIngestionSink
 
             # One quick retry: check must answer in seconds, not after the run's backoff schedule.
             sink = LogsIngestionSink(
-                settings.logs_ingestion_endpoint,
-                settings.logs_ingestion_rule_id,
+                target.endpoint,
+                target.rule_id,
                 credential(),
-                audience=settings.logs_ingestion_audience,
+                audience=target.audience,
                 clock=clock,
                 max_attempts=2,
             )
         else:
-            sink = open_sink(settings, credential_factory=credential, secrets=secrets, http=http, clock=clock)
+            sink = open_sink(
+                settings.sink, credential_factory=credential, secrets=secrets, http=http, clock=clock
+            )
         sink.send(HEALTH_TABLE, check_rows(clock.now()), Deadline.after(clock, CHECK_SINK_BUDGET))
-        return f"{_sink_target(settings)}: accepted one {HEALTH_TABLE} row (Status={STATUS_CHECK})"
+        return f"{_sink_target(settings.sink)}: accepted one {HEALTH_TABLE} row (Status={STATUS_CHECK})"
 
-    yield _attempt(f"sink {settings.sink}", write_to_sink, redactor)
+    yield _attempt(f"sink {settings.sink.kind}", write_to_sink, redactor)
 
     def round_trip() -> str:
-        store = open_store(settings, credential)
-        return probe_store(store, clock.now()) + f" ({_store_target(settings)})"
+        store = open_store(settings.store, credential)
+        return probe_store(store, clock.now()) + f" ({_store_target(settings.store)})"
 
     yield _attempt("checkpoint store", round_trip, redactor)
 
@@ -184,15 +189,15 @@ def probe_store(store: CheckpointStore, now: datetime) -> str:
     return "created, read and deleted a probe record"
 
 
-def _sink_target(settings: Settings) -> str:
-    if settings.sink == "logs_ingestion":
-        return f"DCR {settings.logs_ingestion_rule_id}, stream {TABLES[HEALTH_TABLE].stream}"
-    if settings.sink == "data_collector":
-        return f"workspace {settings.workspace_id}, Log-Type {TABLES[HEALTH_TABLE].legacy_log_type}"
-    return f"{settings.data_dir / 'tables'}"
+def _sink_target(settings: SinkSettings) -> str:
+    if settings.kind == "logs_ingestion":
+        return f"DCR {settings.logs_ingestion.rule_id}, stream {TABLES[HEALTH_TABLE].stream}"
+    if settings.kind == "data_collector":
+        return f"workspace {settings.data_collector.workspace_id}, Log-Type {TABLES[HEALTH_TABLE].legacy_log_type}"
+    return str(settings.directory)
 
 
-def _store_target(settings: Settings) -> str:
-    if settings.checkpoint_store == "table":
-        return f"table {settings.checkpoint_table}"
-    return str(settings.data_dir / "checkpoints")
+def _store_target(settings: StoreSettings) -> str:
+    if settings.kind == "table":
+        return f"table {settings.table}"
+    return str(settings.directory)

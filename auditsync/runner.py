@@ -53,7 +53,7 @@ from auditsync.outcomes import record_failed_streams
 from auditsync.redaction import Redactor, install_log_redaction, redact
 from auditsync.secrets import CredentialFactory, Secrets, default_credential
 from auditsync.sinks import open_sink
-from auditsync.sources import SourceContext, source_module
+from auditsync.sources import SourceContext, enabled_streams, source_module
 from auditsync.tables import TABLES
 from auditsync.tables.rows import shape_rows
 
@@ -167,23 +167,21 @@ def _run_cycle(
     deadline = Deadline.after(clock, settings.run_time_budget)
     credential = functools.cache(credential_factory or default_credential)
     http = http or HttpClient(clock=clock, redactor=redactor)
-    secrets = Secrets(settings, credential, redactor)
-    names = [
-        (source, name) for source in settings.sources for name in source_module(source).stream_names(settings)
-    ]
+    secrets = Secrets(settings.key_vault_url, credential, redactor)
+    names = enabled_streams(settings)
 
     def all_failed(error: AuditSyncError) -> list[StreamReport]:
         return [_error_report(source, name, error, 0) for source, name in names]
 
     store_error: AuditSyncError | None = None
     try:
-        store = store or open_store(settings, credential, deadline)
+        store = store or open_store(settings.store, credential, deadline)
     except AuditSyncError as error:
         # Kind checkpoint whatever the cause, so the health row names the part that failed.
         store_error = CheckpointError(f"checkpoint store: {error.message}", hint=error.hint)
     try:
         sink = sink or open_sink(
-            settings, credential_factory=credential, secrets=secrets, http=http, clock=clock
+            settings.sink, credential_factory=credential, secrets=secrets, http=http, clock=clock
         )
     except AuditSyncError as error:
         failed = all_failed(store_error or error)
@@ -277,11 +275,12 @@ def _release_all(run: _Run) -> None:
 def _run_source(run: _Run, source: str) -> list[StreamReport]:
     """Token, then the source's streams (each in its own thread). A failure here fails all its streams."""
     module = source_module(source)
-    names = module.stream_names(run.settings)
+    part = run.settings.source(source)
+    names = module.stream_names(part)
     started = run.clock.now()
     try:
-        token = run.secrets.token(source)
-        context = SourceContext(run.settings, token, run.http, run.clock, started)
+        token = run.secrets.token(source, part.token)
+        context = SourceContext(part, token, run.http, run.clock, started, run.deadline)
         streams = module.open_streams(context)
     except AuditSyncError as error:
         elapsed = _ms(run.clock.now() - started)

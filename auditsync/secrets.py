@@ -18,27 +18,19 @@ from typing import Any
 from azure.core.exceptions import AzureError
 from azure.keyvault.secrets import SecretClient
 
-from auditsync.config import Settings, is_loopback_url, secret_value_problem
+from auditsync.config import SecretRef
 from auditsync.errors import ConfigError
 from auditsync.failures import KEY_VAULT, azure_failure, redact_url
 from auditsync.model import Clock, Deadline
 from auditsync.redaction import Redactor, register
 from auditsync.retry import AZURE_SERVICES, MANAGED_IDENTITY, DeadlineRetryPolicy
+from auditsync.secret_values import secret_value_problem
 from auditsync.token_shapes import check_token_shape
+from auditsync.urls import is_loopback_url
 
 log = logging.getLogger(__name__)
 
 CredentialFactory = Callable[[], Any]
-
-_TOKEN_SETTINGS = {
-    "keeper": ("keeper_token", "keeper_token_secret", "KEEPER_TOKEN", "KEEPER_TOKEN_SECRET"),
-    "onepassword": (
-        "onepassword_token",
-        "onepassword_token_secret",
-        "ONEPASSWORD_TOKEN",
-        "ONEPASSWORD_TOKEN_SECRET",
-    ),
-}
 
 
 def default_credential() -> Any:
@@ -53,11 +45,12 @@ def default_credential() -> Any:
 
 
 class Secrets:
-    """Reads each secret at most once per run, within ``deadline`` (else the retry table's budget)."""
+    """Reads each secret at most once per run: given directly in its setting, or from the Key Vault
+    within ``deadline`` (else the retry table's budget)."""
 
     def __init__(
         self,
-        settings: Settings,
+        key_vault_url: str,
         credential_factory: CredentialFactory,
         redactor: Redactor,
         *,
@@ -65,7 +58,7 @@ class Secrets:
         clock: Clock | None = None,
         deadline: Deadline | None = None,
     ) -> None:
-        self.settings = settings
+        self.key_vault_url = key_vault_url
         self.credential_factory = credential_factory
         self.redactor = redactor
         self.retry_total = retry_total
@@ -74,37 +67,33 @@ class Secrets:
         self._client: SecretClient | None = None
         self._cache: dict[str, str] = {}
 
-    def token(self, source: str) -> str:
-        """The bearer token of ``source`` (``keeper`` or ``onepassword``)."""
-        direct_attr, secret_attr, direct_name, secret_name_setting = _TOKEN_SETTINGS[source]
-        if self.settings.key_vault_url:
-            name = getattr(self.settings, secret_attr)
-            value = self._from_vault(name, secret_name_setting)
-            check_token_shape(source, value, f"Key Vault secret '{name}' ({secret_name_setting})")
-            return value
-        value = _clean(str(getattr(self.settings, direct_attr)), direct_name)
-        if not value:
-            raise ConfigError(
-                f"{direct_name}: no {source} token",
-                hint=f"Set KEY_VAULT_URL (secret {getattr(self.settings, secret_attr)}) or {direct_name}.",
-            )
-        check_token_shape(source, value, direct_name)
+    def token(self, source: str, ref: SecretRef) -> str:
+        """The bearer token of ``source`` (``keeper`` or ``onepassword``), checked for its shape."""
+        value = self.read(ref, what=f"{source} token")
+        check_token_shape(source, value, self.where(ref))
         return value
 
-    def workspace_key(self) -> str:
-        """The Log Analytics shared key for the legacy Data Collector sink."""
-        if self.settings.workspace_key:
-            return _clean(self.settings.workspace_key, "WORKSPACE_KEY")
-        if self.settings.key_vault_url and self.settings.workspace_key_secret:
-            return self._from_vault(self.settings.workspace_key_secret, "WORKSPACE_KEY_SECRET")
+    def read(self, ref: SecretRef, *, what: str = "secret") -> str:
+        """The secret's value: the one given directly wins, else the Key Vault secret ``ref`` names."""
+        if ref.value:
+            return _clean(ref.value, ref.setting)
+        if self.key_vault_url and ref.secret_name:
+            return self._from_vault(ref.secret_name, ref.secret_setting)
         raise ConfigError(
-            "WORKSPACE_KEY_SECRET: no workspace key",
-            hint="Set KEY_VAULT_URL and WORKSPACE_KEY_SECRET (or WORKSPACE_KEY for local runs).",
+            f"{ref.secret_setting if self.key_vault_url else ref.setting}: no {what}",
+            hint=f"Set KEY_VAULT_URL and {ref.secret_setting} (the secret's name) or, for local runs, "
+            f"{ref.setting}.",
         )
+
+    def where(self, ref: SecretRef) -> str:
+        """Where ``read`` takes the value from, for messages: the setting, or the secret and its setting."""
+        if ref.value or not (self.key_vault_url and ref.secret_name):
+            return ref.setting
+        return f"Key Vault secret '{ref.secret_name}' ({ref.secret_setting})"
 
     def _vault(self) -> SecretClient:
         if self._client is None:
-            url = self.settings.key_vault_url
+            url = self.key_vault_url
             retry = DeadlineRetryPolicy(
                 AZURE_SERVICES, clock=self.clock, deadline=self.deadline, retry_total=self.retry_total
             )
@@ -120,7 +109,7 @@ class Secrets:
     def _from_vault(self, name: str, setting: str) -> str:
         if name in self._cache:
             return self._cache[name]
-        vault = redact_url(self.settings.key_vault_url)
+        vault = redact_url(self.key_vault_url)
         try:
             value = self._vault().get_secret(name).value
         except AzureError as exc:

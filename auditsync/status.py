@@ -16,7 +16,7 @@ from typing import Any
 from auditsync.backfill import RECORD_PREFIX
 from auditsync.config import Settings
 from auditsync.model import Checkpoint
-from auditsync.sources import source_module
+from auditsync.sources import enabled_streams
 
 _INTERNAL_PREFIX = "auditsync/"
 
@@ -71,8 +71,8 @@ def read_status(
     """One StreamStatus per configured stream, then other live streams found, then backfill records."""
     from auditsync.checkpoints import open_store
 
-    checkpoints = {c.stream: c for c in open_store(settings, credential_factory).list()}
-    names = [n for s in settings.sources for n in source_module(s).stream_names(settings)]
+    checkpoints = {c.stream: c for c in open_store(settings.store, credential_factory).list()}
+    names = [name for _, name in enabled_streams(settings)]
     others = sorted(n for n in checkpoints if n not in names and not n.startswith(_INTERNAL_PREFIX))
     backfills = sorted(n for n in checkpoints if n.startswith(RECORD_PREFIX))
     rows = [_row(name, checkpoints.get(name), now) for name in names + others]

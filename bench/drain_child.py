@@ -103,11 +103,11 @@ def baseline() -> dict[str, Any]:
     identity.raise_for_status()
     bearer = {"Authorization": f"Bearer {identity.json()['access_token']}"}
     upload_url = (
-        f"{settings.logs_ingestion_endpoint.rstrip('/')}/dataCollectionRules/"
-        f"{settings.logs_ingestion_rule_id}/streams/{table.stream}"
+        f"{settings.sink.logs_ingestion.endpoint.rstrip('/')}/dataCollectionRules/"
+        f"{settings.sink.logs_ingestion.rule_id}/streams/{table.stream}"
     )
     upload_headers = {**bearer, "Content-Type": "application/json", "Content-Encoding": "gzip"}
-    vendor_headers = {"Authorization": f"Bearer {settings.onepassword_token}"}
+    vendor_headers = {"Authorization": f"Bearer {settings.onepassword.token.value}"}
     counts: dict[str, int] = {}
     lock = threading.Lock()
 
@@ -121,8 +121,11 @@ def baseline() -> dict[str, Any]:
 
     def stream(event_type: str) -> None:
         session = requests.Session()
-        url = f"{settings.onepassword_base_url.rstrip('/')}/api/v2/{event_type}"
-        body: dict[str, Any] = {"limit": 1000, "start_time": format_time(now - settings.initial_lookback)}
+        url = f"{settings.onepassword.base_url.rstrip('/')}/api/v2/{event_type}"
+        body: dict[str, Any] = {
+            "limit": 1000,
+            "start_time": format_time(now - settings.onepassword.initial_lookback),
+        }
         sent = 0
         while True:
             page = post(session, url, json=body, headers=vendor_headers).json()
@@ -144,7 +147,7 @@ def baseline() -> dict[str, Any]:
         with lock:
             counts[event_type] = sent
 
-    types = settings.onepassword_event_types
+    types = settings.onepassword.event_types
     with ThreadPoolExecutor(max_workers=len(types)) as pool:
         list(pool.map(stream, types))
     seconds = time.perf_counter() - began
@@ -240,14 +243,14 @@ def pages() -> dict[str, Any]:
     settings = Settings.from_env()
     table = TABLES[ONEPASSWORD_TABLE]
     session = requests.Session()
-    headers = {"Authorization": f"Bearer {settings.onepassword_token}"}
-    start = format_time(datetime.now(UTC) - settings.initial_lookback)
+    headers = {"Authorization": f"Bearer {settings.onepassword.token.value}"}
+    start = format_time(datetime.now(UTC) - settings.onepassword.initial_lookback)
     costs: dict[str, Any] = {}
-    for event_type in settings.onepassword_event_types:
+    for event_type in settings.onepassword.event_types:
         gc.collect()
         tracemalloc.start()
         try:
-            url = f"{settings.onepassword_base_url.rstrip('/')}/api/v2/{event_type}"
+            url = f"{settings.onepassword.base_url.rstrip('/')}/api/v2/{event_type}"
             response = session.post(
                 url, json={"limit": 1000, "start_time": start}, headers=headers, timeout=60
             )

@@ -38,7 +38,7 @@ from typing import Any
 import psutil
 import requests
 
-from auditsync.config import Settings
+from auditsync.config import KeeperSettings
 from auditsync.http import HttpClient
 from auditsync.model import Clock, Deadline
 from auditsync.sources import SourceContext
@@ -118,12 +118,10 @@ def baseline(url: str, start: str, end: str) -> int:
 
 
 def drain(url: str, lookback: timedelta, *, shape: bool) -> int:
-    settings = Settings(
-        sources=("keeper",), keeper_base_url=url, keeper_token=TOKEN, initial_lookback=lookback
-    )
+    settings = KeeperSettings(base_url=url, initial_lookback=lookback)
     clock = Clock(now=lambda: RUN_START)
-    ctx = SourceContext(settings, TOKEN, HttpClient(clock=clock), clock, RUN_START)
     deadline = Deadline(Clock(), datetime.now(UTC) + timedelta(hours=1))
+    ctx = SourceContext(settings, TOKEN, HttpClient(clock=clock), clock, RUN_START, deadline)
     table = TABLES[KEEPER_TABLE]
     delivered = 0
     largest: dict[str, Any] = {}

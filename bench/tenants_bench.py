@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "WORK_QUEUE_CONNECTION_STRING": queue_conn,
                 "RUN_TIME_BUDGET": "5m",
             }
-            registry = open_registry(Settings.from_env(env), lambda: None)
+            registry = open_registry(Settings.from_env(env).fanout, lambda: None)
             for tenant in tenants:
                 registry.put(tenant)
             queue = open_queue(env["WORK_QUEUE"], connection_string=queue_conn)

@@ -38,7 +38,6 @@ from azure.data.tables import (
     UpdateMode,
 )
 
-from auditsync.azure_storage import TABLE_NAME, connection_string_secrets
 from auditsync.checkpoints.codec import (
     CONFLICT_HINT,
     MAX_POSITION_PARTS,
@@ -48,11 +47,13 @@ from auditsync.checkpoints.codec import (
     stream_key,
     utc,
 )
+from auditsync.config.parser import TABLE_NAME
 from auditsync.errors import AuditSyncError, CheckpointConflict, CheckpointError, ConfigError
 from auditsync.failures import CHECKPOINT_TABLE, ExplainedCredential, azure_failure, redact_url
 from auditsync.model import Checkpoint, Deadline
 from auditsync.redaction import Redactor
 from auditsync.retry import AZURE_SERVICES, DeadlineRetryPolicy, around_pipeline
+from auditsync.secret_values import connection_string_secrets
 
 log = logging.getLogger(__name__)
 

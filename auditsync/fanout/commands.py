@@ -93,7 +93,7 @@ def run(
         print("    what to do: set TENANT_REGISTRY=file (local) or table (Function App).", file=out)
         return EXIT_CONFIG
     commands: dict[str, Callable[[], int]] = {
-        "tenants": lambda: _tenants(args, settings, env, open_registry(settings, credential), out),
+        "tenants": lambda: _tenants(args, settings, env, open_registry(settings.fanout, credential), out),
         "dispatch": lambda: _dispatch(settings, env, credential, out),
         "work": lambda: _work(args, settings, env, credential, out),
     }
@@ -175,8 +175,8 @@ def _work(
     credential: CredentialFactory,
     out: TextIO,
 ) -> int:
-    queue, poison = open_work_queues(settings, credential, create=True)
-    registry = open_registry(settings, credential)
+    queue, poison = open_work_queues(settings.fanout, credential, create=True)
+    registry = open_registry(settings.fanout, credential)
 
     def handle(text: str, dequeue_count: int) -> None:
         work_message(text, settings, env, credential_factory=credential, registry=registry)
@@ -228,14 +228,14 @@ def tenant_status(
 ) -> int:
     """``status`` of a multi-tenant deployment: per tenant and stream, the checkpoint's last outcome."""
     from auditsync.checkpoints import open_store
-    from auditsync.sources import source_module
+    from auditsync.sources import enabled_streams
 
     credential = functools.cache(credential_factory or default_credential)
     now = (clock or Clock()).now()
     try:
-        registry = open_registry(settings, credential)
+        registry = open_registry(settings.fanout, credential)
         tenants = registry.list()
-        checkpoints = {c.stream: c for c in open_store(settings, credential).list()}
+        checkpoints = {c.stream: c for c in open_store(settings.store, credential).list()}
     except AuditSyncError as error:
         print(f"x {error}", file=out)
         if error.hint:
@@ -248,9 +248,7 @@ def tenant_status(
     for tenant in tenants:
         try:
             tenant_settings = settings_for(tenant, env)
-            names = [
-                n for s in tenant_settings.sources for n in source_module(s).stream_names(tenant_settings)
-            ]
+            names = [name for _, name in enabled_streams(tenant_settings)]
         except ConfigError as error:
             print(f"{tenant.name:<24} x {error}", file=out)
             continue

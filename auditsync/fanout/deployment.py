@@ -17,7 +17,7 @@ from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.storage.queue import QueueClient
 
 from auditsync.checkpoints import open_store
-from auditsync.config import Settings
+from auditsync.config import FanoutSettings, Settings
 from auditsync.errors import AuditSyncError, ConfigError, SinkError
 from auditsync.fanout.dispatch import DispatchReport, dispatch, queue_failure
 from auditsync.fanout.queue import open_queue, poison_queue_name
@@ -34,40 +34,33 @@ from auditsync.tenants import FileTenantRegistry, TableTenantRegistry, TenantReg
 
 log = logging.getLogger(__name__)
 
-#: Where a file registry lives, under AUDITSYNC_DATA_DIR.
-REGISTRY_FILE = "tenants.json"
 
-
-def open_registry(settings: Settings, credential_factory: CredentialFactory) -> TenantRegistry:
+def open_registry(settings: FanoutSettings, credential_factory: CredentialFactory) -> TenantRegistry:
     """The registry TENANT_REGISTRY names; ConfigError when there is none (a single-tenant deployment)."""
-    if settings.tenant_registry == "file":
-        return FileTenantRegistry(settings.data_dir / REGISTRY_FILE)
-    if settings.tenant_registry != "table":
+    if settings.registry == "file":
+        return FileTenantRegistry(settings.registry_file)
+    if settings.registry != "table":
         raise ConfigError(
             "TENANT_REGISTRY: this deployment has no tenant registry (single tenant).",
             hint="Set TENANT_REGISTRY=table (Function App) or file (local runs) to serve several tenants.",
         )
-    if settings.checkpoint_connection_string:
+    if settings.table_connection_string:
         return TableTenantRegistry.from_connection_string(
-            settings.checkpoint_connection_string, settings.tenant_table
+            settings.table_connection_string, settings.tenant_table
         )
-    return TableTenantRegistry.from_url(
-        settings.checkpoint_table_url, credential_factory(), settings.tenant_table
-    )
+    return TableTenantRegistry.from_url(settings.table_url, credential_factory(), settings.tenant_table)
 
 
 def open_work_queues(
-    settings: Settings, credential_factory: CredentialFactory, *, create: bool = False
+    settings: FanoutSettings, credential_factory: CredentialFactory, *, create: bool = False
 ) -> tuple[QueueClient, QueueClient]:
     """The work queue and its poison queue; ``create`` makes them when missing (local runs, first tick)."""
     queues = []
-    for name in (settings.work_queue, poison_queue_name(settings.work_queue)):
-        if settings.work_queue_connection_string:
-            queue = open_queue(name, connection_string=settings.work_queue_connection_string)
+    for name in (settings.queue, poison_queue_name(settings.queue)):
+        if settings.queue_connection_string:
+            queue = open_queue(name, connection_string=settings.queue_connection_string)
         else:
-            queue = open_queue(
-                name, account_url=settings.effective_work_queue_url, credential=credential_factory()
-            )
+            queue = open_queue(name, account_url=settings.queue_url, credential=credential_factory())
         if create:
             try:
                 with contextlib.suppress(ResourceExistsError):
@@ -88,8 +81,8 @@ def dispatch_tick(
 ) -> DispatchReport:
     """One timer tick of a multi-tenant deployment: every enabled tenant's streams onto the work queue."""
     credential = functools.cache(credential_factory or default_credential)
-    registry = open_registry(settings, credential)
-    queue, _ = open_work_queues(settings, credential, create=True)
+    registry = open_registry(settings.fanout, credential)
+    queue, _ = open_work_queues(settings.fanout, credential, create=True)
     return dispatch(registry, env, queue, now=now, run_id=run_id)
 
 
@@ -105,12 +98,12 @@ def work_message(
     """The queue trigger's body: one work item. Raises only when the host should retry the message."""
     item = WorkItem.from_json(text)  # a foreign message: ConfigError, retried, then poisoned and reported
     credential = functools.cache(credential_factory or default_credential)
-    registry = registry or open_registry(settings, credential)
+    registry = registry or open_registry(settings.fanout, credential)
     return work(
         item,
         registry=registry,
         env=env,
-        store=open_store(settings, credential),
+        store=open_store(settings.store, credential),
         credential_factory=credential,
         clock=clock,
     )
@@ -141,11 +134,13 @@ def report_poison(
     tenant_settings: Settings | None = None
     last_kind, last_message = "", ""
     try:
-        tenant = (registry or open_registry(settings, credential)).get(item.tenant) if item.tenant else None
+        tenant = (
+            (registry or open_registry(settings.fanout, credential)).get(item.tenant) if item.tenant else None
+        )
         if tenant is not None:
             tenant_settings = settings_for(tenant, env)
         if item.tenant:
-            scoped = TenantScopedStore(open_store(settings, credential), item.tenant)
+            scoped = TenantScopedStore(open_store(settings.store, credential), item.tenant)
             checkpoint = scoped.load(item.stream)
             last_kind, last_message = checkpoint.last_error_kind, checkpoint.last_message
     except AuditSyncError as error:
@@ -184,8 +179,8 @@ def _send_health(
 ) -> None:
     redactor = Redactor(settings.secret_values())
     http = HttpClient(clock=clock, redactor=redactor)
-    secrets = Secrets(settings, credential, redactor)
-    sink = open_sink(settings, credential_factory=credential, secrets=secrets, http=http, clock=clock)
+    secrets = Secrets(settings.key_vault_url, credential, redactor)
+    sink = open_sink(settings.sink, credential_factory=credential, secrets=secrets, http=http, clock=clock)
     deadline = Deadline.after(clock, HEARTBEAT_GRACE)
     now = clock.now()
     for table, rows in heartbeat_batches([report], now=now, run_id=item.run_id, tenant=item.tenant):
@@ -200,7 +195,6 @@ def visibility_for(settings: Settings) -> timedelta:
 
 
 __all__ = [
-    "REGISTRY_FILE",
     "WorkFailed",
     "dispatch_tick",
     "open_registry",

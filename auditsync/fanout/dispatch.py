@@ -19,7 +19,7 @@ from azure.storage.queue import QueueClient
 from auditsync.errors import AuditSyncError, ConfigError
 from auditsync.failures import WORK_QUEUE, azure_failure, redact_url
 from auditsync.fanout.work_item import WorkItem
-from auditsync.sources import source_module
+from auditsync.sources import enabled_streams
 from auditsync.tenants import Tenant, TenantRegistry, settings_for
 
 log = logging.getLogger(__name__)
@@ -37,11 +37,7 @@ class DispatchReport:
 def due_items(tenant: Tenant, env: Mapping[str, str], *, now: datetime, run_id: str) -> list[WorkItem]:
     """The tenant's streams as work items; raises ConfigError when the tenant's settings are invalid."""
     settings = settings_for(tenant, env)
-    return [
-        WorkItem(tenant.name, name, now, run_id)
-        for source in settings.sources
-        for name in source_module(source).stream_names(settings)
-    ]
+    return [WorkItem(tenant.name, name, now, run_id) for _, name in enabled_streams(settings)]
 
 
 def dispatch(

@@ -44,16 +44,13 @@ def stream_settings(tenant: Tenant, env: Mapping[str, str], stream: str) -> Sett
     if source not in settings.sources:
         raise AuditSyncError(f"tenant {tenant.name} no longer collects {source}")
     if source == "onepassword":
-        if event_type not in settings.onepassword_event_types:
+        onepassword = settings.onepassword
+        if event_type not in onepassword.event_types:
             raise AuditSyncError(f"tenant {tenant.name} no longer collects {stream}")
         # The tenant's 1Password streams share one account's rate limit across workers and instances:
         # this stream keeps to its 1/N of it (auditsync.sources.pacing).
-        return replace(
-            settings,
-            sources=(source,),
-            onepassword_event_types=(event_type,),
-            onepassword_rate_share=len(settings.onepassword_event_types),
-        )
+        narrowed = replace(onepassword, event_types=(event_type,), rate_share=len(onepassword.event_types))
+        return replace(settings, sources=(source,), onepassword=narrowed)
     return replace(settings, sources=(source,))
 
 
@@ -92,7 +89,7 @@ def work(
         log.warning("work item dropped: %s", error, extra={"tenant": item.tenant, "stream": item.stream})
         return None
     credential = functools.cache(credential_factory or default_credential)
-    scoped = TenantScopedStore(store or open_store(settings, credential), tenant.name)
+    scoped = TenantScopedStore(store or open_store(settings.store, credential), tenant.name)
     report = run_cycle(
         settings,
         store=scoped,

@@ -3,44 +3,37 @@ local JSON Lines file (the default for local runs)."""
 
 from __future__ import annotations
 
-from auditsync.config import Settings
+from auditsync.config import SinkSettings
 from auditsync.http import HttpClient
 from auditsync.model import Clock, Sink
 from auditsync.secrets import CredentialFactory, Secrets
 
 
 def open_sink(
-    settings: Settings,
+    settings: SinkSettings,
     *,
     credential_factory: CredentialFactory,
     secrets: Secrets,
     http: HttpClient,
     clock: Clock,
 ) -> Sink:
-    """The sink named by ``settings.sink``. Raises AuditSyncError subclasses when it cannot be set up."""
-    if settings.sink == "logs_ingestion":
+    """The sink ``settings.kind`` names. Raises AuditSyncError subclasses when it cannot be set up."""
+    if settings.kind == "logs_ingestion":
         from auditsync.sinks.logs_ingestion import LogsIngestionSink
 
+        target = settings.logs_ingestion
         return LogsIngestionSink(
-            settings.logs_ingestion_endpoint,
-            settings.logs_ingestion_rule_id,
-            credential_factory(),
-            audience=settings.logs_ingestion_audience,
-            clock=clock,
+            target.endpoint, target.rule_id, credential_factory(), audience=target.audience, clock=clock
         )
-    if settings.sink == "data_collector":
+    if settings.kind == "data_collector":
         from auditsync.sinks.data_collector import DataCollectorSink
 
         # Logs the retirement warning; the key comes from WORKSPACE_KEY or the Key Vault secret.
-        return DataCollectorSink(
-            settings.workspace_id,
-            secrets.workspace_key(),
-            settings.effective_data_collector_url,
-            http,
-            clock,
-        )
-    if settings.sink == "file":
+        workspace = settings.data_collector
+        key = secrets.read(workspace.key, what="workspace key")
+        return DataCollectorSink(workspace.workspace_id, key, workspace.url, http, clock)
+    if settings.kind == "file":
         from auditsync.sinks.file import FileSink
 
-        return FileSink(settings.data_dir / "tables")
-    raise ValueError(f"sink {settings.sink!r} is not available in this build")
+        return FileSink(settings.directory)
+    raise ValueError(f"sink {settings.kind!r} is not available in this build")

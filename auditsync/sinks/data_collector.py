@@ -24,7 +24,6 @@ from urllib.parse import urlsplit
 
 import requests
 
-from auditsync.config import is_loopback_url
 from auditsync.errors import AuthError, ConfigError, SinkError
 from auditsync.failures import DATA_COLLECTOR, redact_url
 from auditsync.http import HttpClient, Redactor
@@ -33,6 +32,7 @@ from auditsync.retry import LOG_ANALYTICS
 from auditsync.sinks.legacy_rows import FIELD_LIMIT_BYTES, LegacyShaper
 from auditsync.sinks.limits import fit_row
 from auditsync.tables import TABLES, TableDef
+from auditsync.urls import is_loopback_url
 
 log = logging.getLogger(__name__)
 

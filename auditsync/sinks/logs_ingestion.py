@@ -28,13 +28,13 @@ from azure.core.credentials import AccessToken, AccessTokenInfo
 from azure.core.exceptions import AzureError
 from azure.monitor.ingestion import LogsIngestionClient
 
-from auditsync.config import is_loopback_url
 from auditsync.failures import LOGS_INGESTION, azure_failure, redact_url
 from auditsync.fastjson import compact_bytes
 from auditsync.model import AcceptedCallback, Clock, Deadline, SendResult
 from auditsync.retry import LOG_ANALYTICS, DeadlineRetryPolicy
 from auditsync.sinks.limits import fit_row
 from auditsync.tables import TABLES
+from auditsync.urls import is_loopback_url
 
 #: Log Analytics truncates field values over 64 KB; we cut a little below, visibly.
 MAX_FIELD_BYTES = 64_000

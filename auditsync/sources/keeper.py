@@ -25,12 +25,13 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 
+from auditsync.config import KeeperSettings
 from auditsync.errors import AuthError, UpstreamError
 from auditsync.fastjson import response_json
 from auditsync.http import describe
@@ -80,21 +81,20 @@ FORBIDDEN_HINT = (
 )
 
 
-def stream_names(settings: Any) -> list[str]:
+def stream_names(settings: KeeperSettings) -> list[str]:
     return [STREAM]
 
 
-def open_streams(ctx: SourceContext) -> list[Stream]:
+def open_streams(ctx: SourceContext[KeeperSettings]) -> list[Stream]:
     return [KeeperStream(ctx)]
 
 
-def probe(ctx: SourceContext) -> str:
+def probe(ctx: SourceContext[KeeperSettings]) -> str:
     """One authenticated one-event query over the last minute: proves host, token and role."""
     api = KeeperApi(ctx)
     end = to_ms(ctx.run_start)
-    deadline = Deadline.after(ctx.clock, timedelta(seconds=60))
-    api.fetch(end - 60_000, end, None, deadline, limit=1)
-    host = urlsplit(ctx.settings.keeper_base_url).hostname
+    api.fetch(end - 60_000, end, None, ctx.deadline, limit=1)
+    host = urlsplit(ctx.settings.base_url).hostname
     return f"Keeper events API at {host}: token accepted, audit events readable"
 
 
@@ -110,9 +110,9 @@ class TokenRejected(Exception):
 class KeeperApi:
     """``GET /api/rest/public/events`` with the project's error mapping."""
 
-    def __init__(self, ctx: SourceContext) -> None:
+    def __init__(self, ctx: SourceContext[KeeperSettings]) -> None:
         self.ctx = ctx
-        self.url = ctx.settings.keeper_base_url.rstrip("/") + EVENTS_PATH
+        self.url = ctx.settings.base_url.rstrip("/") + EVENTS_PATH
 
     def fetch(
         self, start_ms: int, end_ms: int, token: str | None, deadline: Deadline, *, limit: int = PAGE_LIMIT
@@ -184,12 +184,12 @@ class KeeperStream:
     #: to read the next pass instead of waiting for these pages to be sent.
     read_ahead = MAX_PASS_PAGES
 
-    def __init__(self, ctx: SourceContext) -> None:
+    def __init__(self, ctx: SourceContext[KeeperSettings]) -> None:
         self.ctx = ctx
         self.api = KeeperApi(ctx)
         settings = ctx.settings
-        self.lag_ms = int(settings.keeper_lag.total_seconds() * 1000)
-        self.overlap_ms = int(settings.keeper_overlap.total_seconds() * 1000)
+        self.lag_ms = int(settings.lag.total_seconds() * 1000)
+        self.overlap_ms = int(settings.overlap.total_seconds() * 1000)
         self.lookback_ms = int(settings.initial_lookback.total_seconds() * 1000)
 
     def pages(self, position: JSON | None, deadline: Deadline) -> Iterator[Page]:

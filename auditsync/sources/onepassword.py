@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from auditsync.config import ONEPASSWORD_HOSTS, Settings, is_loopback_url
+from auditsync.config import ONEPASSWORD_HOSTS, OnePasswordSettings
 from auditsync.errors import AuthError, CheckpointError, ConfigError, UpstreamError
 from auditsync.fastjson import response_json
 from auditsync.http import HttpClient, describe
@@ -34,6 +34,7 @@ from auditsync.sources.pacing import ONEPASSWORD_ACCOUNT_INTERVAL, Pacer
 from auditsync.sources.prefetch import CursorPrefetch
 from auditsync.tables import ONEPASSWORD_TABLE
 from auditsync.tables.rows import format_time, newest_time
+from auditsync.urls import is_loopback_url
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,8 @@ AUTH_HINT = (
 )
 
 
-def stream_names(settings: Settings) -> list[str]:
-    return [f"onepassword/{t}" for t in settings.onepassword_event_types]
+def stream_names(settings: OnePasswordSettings) -> list[str]:
+    return [f"onepassword/{t}" for t in settings.event_types]
 
 
 def token_audience_hosts(token: str) -> list[str]:
@@ -83,9 +84,11 @@ def _headers(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
 
-def introspect(ctx: SourceContext, deadline: Deadline, pacer: Pacer | None = None) -> list[str]:
+def introspect(
+    ctx: SourceContext[OnePasswordSettings], deadline: Deadline, pacer: Pacer | None = None
+) -> list[str]:
     """The event types the token may read."""
-    base = ctx.settings.onepassword_base_url
+    base = ctx.settings.base_url
     check_token_host(ctx.token, base)
     if pacer is not None:
         pacer.wait(deadline)
@@ -113,7 +116,9 @@ class Grants:
     every stream with its own error, as it did when it ran first.
     """
 
-    def __init__(self, ctx: SourceContext, deadline: Deadline, pacer: Pacer | None) -> None:
+    def __init__(
+        self, ctx: SourceContext[OnePasswordSettings], deadline: Deadline, pacer: Pacer | None
+    ) -> None:
         worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onepassword-introspect")
         self._features = worker.submit(introspect, ctx, deadline, pacer)
         worker.shutdown(wait=False)  # the one task still runs; the thread ends with it
@@ -123,30 +128,28 @@ class Grants:
         return event_type in self._features.result()
 
 
-def open_streams(ctx: SourceContext) -> list[Stream]:
-    deadline = Deadline.after(ctx.clock, ctx.settings.run_time_budget)
+def open_streams(ctx: SourceContext[OnePasswordSettings]) -> list[Stream]:
     pacer = account_pacer(ctx)
-    check_token_host(ctx.token, ctx.settings.onepassword_base_url)  # before the token goes anywhere
-    grants = Grants(ctx, deadline, pacer)
+    check_token_host(ctx.token, ctx.settings.base_url)  # before the token goes anywhere
+    grants = Grants(ctx, ctx.deadline, pacer)
     return [
         OnePasswordStream(ctx, event_type, granted=grants, pacer=pacer)
-        for event_type in ctx.settings.onepassword_event_types
+        for event_type in ctx.settings.event_types
     ]
 
 
-def account_pacer(ctx: SourceContext) -> Pacer | None:
+def account_pacer(ctx: SourceContext[OnePasswordSettings]) -> Pacer | None:
     """This run's share of the account's rate limit (see auditsync.sources.pacing), when shared."""
-    share = ctx.settings.onepassword_rate_share
-    streams = len(ctx.settings.onepassword_event_types)
+    share = ctx.settings.rate_share
+    streams = len(ctx.settings.event_types)
     if share <= 0 or not streams:
         return None
     return Pacer(ctx.clock, ONEPASSWORD_ACCOUNT_INTERVAL * share / streams)
 
 
-def probe(ctx: SourceContext) -> str:
-    deadline = Deadline.after(ctx.clock, timedelta(seconds=60))
-    features = introspect(ctx, deadline)
-    wanted = ctx.settings.onepassword_event_types
+def probe(ctx: SourceContext[OnePasswordSettings]) -> str:
+    features = introspect(ctx, ctx.deadline)
+    wanted = ctx.settings.event_types
     missing = [t for t in wanted if t not in features]
     text = f"1Password token reads {', '.join(features) or 'nothing'}"
     if missing:
@@ -249,7 +252,7 @@ class OnePasswordStream:
     re-fetched page then skips. ``recent_uuids`` holds event keys (``event_key``), not only uuids.
     """
 
-    ctx: SourceContext = field(repr=False)
+    ctx: SourceContext[OnePasswordSettings] = field(repr=False)
     event_type: str
     #: Whether the token may read this event type, or the introspection that will say so.
     granted: bool | Grants = True
@@ -300,7 +303,7 @@ class OnePasswordStream:
     def pages(self, position: JSON | None, deadline: Deadline) -> Iterator[Page]:
         if self.granted is False:
             self._check_granted()
-        url = f"{self.ctx.settings.onepassword_base_url}/api/v2/{self.event_type}"
+        url = f"{self.ctx.settings.base_url}/api/v2/{self.event_type}"
         position = position or {}
         cursor = position.get("cursor")
         body: JSON = {"cursor": cursor} if cursor else self._reset_request(position)

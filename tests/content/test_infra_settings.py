@@ -71,9 +71,9 @@ def test_every_setting_is_one_the_code_or_the_host_reads(arm_template: dict[str,
 def test_the_deployed_settings_are_a_valid_configuration(arm_template: dict[str, Any], sink: str) -> None:
     ctx, env = _env(arm_template, sinkMode=sink)
     settings = Settings.from_env(env)  # raises ConfigError listing every missing or wrong setting
-    assert settings.sink == sink
-    assert settings.checkpoint_store == "table"
-    assert settings.checkpoint_table_url.startswith("https://") and settings.checkpoint_table_url.endswith(
+    assert settings.sink.kind == sink
+    assert settings.store.kind == "table"
+    assert settings.store.table_url.startswith("https://") and settings.store.table_url.endswith(
         ".table.core.windows.net"
     )
     assert settings.key_vault_url.endswith(".vault.azure.net")
@@ -81,11 +81,11 @@ def test_the_deployed_settings_are_a_valid_configuration(arm_template: dict[str,
     assert env["AzureWebJobsStorage__accountName"] == ctx.evaluate("[variables('storageAccountName')]")
     if sink == "logs_ingestion":
         dcr = ctx.evaluate("[variables('dcrName')]")
-        assert settings.logs_ingestion_endpoint.startswith(f"https://{dcr}")
-        assert settings.logs_ingestion_rule_id.startswith("dcr-")
+        assert settings.sink.logs_ingestion.endpoint.startswith(f"https://{dcr}")
+        assert settings.sink.logs_ingestion.rule_id.startswith("dcr-")
     else:
-        assert settings.workspace_id == WORKSPACE_CUSTOMER_ID
-        assert settings.workspace_key_secret
+        assert settings.sink.data_collector.workspace_id == WORKSPACE_CUSTOMER_ID
+        assert settings.sink.data_collector.key.secret_name
 
 
 @pytest.mark.parametrize("sink", ["logs_ingestion", "data_collector"])

@@ -20,7 +20,7 @@ from azure.data.tables import EdmType, EntityProperty, TableServiceClient
 
 from auditsync.checkpoints import claim, open_store
 from auditsync.checkpoints.table import TableCheckpointStore
-from auditsync.config import Settings
+from auditsync.config import StoreSettings
 from auditsync.errors import AuditSyncError, AuthError, CheckpointError, ConfigError
 from auditsync.model import Checkpoint
 from tests.fixtures.azurite import (
@@ -215,11 +215,11 @@ def test_bad_table_name_is_a_config_error(azurite_connection_string: str) -> Non
 def test_open_store_by_connection_string(
     azurite_connection_string: str, azurite_table_name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = Settings(
-        checkpoint_store="table",
-        checkpoint_connection_string=azurite_connection_string,
-        checkpoint_table_url="https://example.table.core.windows.net",
-        checkpoint_table=azurite_table_name,
+    settings = StoreSettings(
+        kind="table",
+        connection_string=azurite_connection_string,
+        table_url="https://example.table.core.windows.net",
+        table=azurite_table_name,
     )
 
     store = open_store(settings, no_credential)
@@ -242,9 +242,7 @@ def test_open_store_by_url_uses_the_managed_identity_token(
         calls.append(1)
         return credential
 
-    settings = Settings(
-        checkpoint_store="table", checkpoint_table_url=azurite_oauth.url, checkpoint_table=azurite_table_name
-    )
+    settings = StoreSettings(kind="table", table_url=azurite_oauth.url, table=azurite_table_name)
     store = open_store(settings, credential_factory)
     leased = claim(store, STREAM, "runner-a", T0, timedelta(minutes=5))
     assert leased is not None
@@ -284,4 +282,4 @@ def test_refused_token_is_an_auth_error_naming_the_role(
 
 def test_open_store_table_without_a_location_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="CHECKPOINT_TABLE_URL: missing"):
-        open_store(Settings(checkpoint_store="table"), no_credential)
+        open_store(StoreSettings(kind="table"), no_credential)

@@ -221,7 +221,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_at_most_one_requ
             )
         else:
             env["CHECKPOINT_STORE"] = "file"
-        store = open_store(Settings.from_env(env), lambda: None)  # type: ignore[arg-type,return-value]
+        store = open_store(Settings.from_env(env).store, lambda: None)  # type: ignore[arg-type,return-value]
         soak = Soak(onepassword_sim, keeper, logs_ingestion_sim, env, rng)
 
         soak.add_activity(scale=2.0)  # a backlog for the first run

@@ -375,9 +375,9 @@ def test_open_sink_builds_the_data_collector_sink_from_settings(
         raise AssertionError("the direct key must not need a credential")
 
     sink = open_sink(
-        settings,
+        settings.sink,
         credential_factory=no_credential,
-        secrets=Secrets(settings, no_credential, redactor),
+        secrets=Secrets(settings.key_vault_url, no_credential, redactor),
         http=http,
         clock=still(fake_clock),
     )

@@ -156,7 +156,7 @@ def test_fifty_tenants_drained_by_worker_processes_exactly_once(
         "RUN_TIME_BUDGET": "1m",
     }
     settings = Settings.from_env(env)
-    registry = open_registry(settings, lambda: None)
+    registry = open_registry(settings.fanout, lambda: None)
     for name, account in accounts.items():
         registry.put(_tenant(name, account, enabled=name != "dormant"))
     queue = open_queue(work_queue_name, connection_string=azurite_queue_connection_string)

@@ -121,7 +121,7 @@ def test_keeper_failure_does_not_affect_onepassword(
     )
     op_events = pipeline.onepassword.generate("auditevents", 200, step=timedelta(seconds=5))
     env_settings = pipeline.settings("auditevents")
-    env = {"SOURCES": "keeper,onepassword", "ONEPASSWORD_TOKEN": env_settings.onepassword_token}
+    env = {"SOURCES": "keeper,onepassword", "ONEPASSWORD_TOKEN": env_settings.onepassword.token.value}
     settings = settings_for(
         keeper_env(
             keeper,
@@ -153,7 +153,7 @@ def test_keeper_failure_does_not_affect_onepassword(
 
     # Keeper recovers; now 1Password's token is revoked: Keeper is not affected
     keeper.faults.clear()
-    pipeline.onepassword.revoke(env_settings.onepassword_token)
+    pipeline.onepassword.revoke(env_settings.onepassword.token.value)
     pipeline.clock.advance(timedelta(minutes=5))
     report = pipeline.run(settings)
     by_stream = {r.stream: r for r in report.reports}

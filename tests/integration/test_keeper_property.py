@@ -129,9 +129,7 @@ def test_every_event_exactly_once_apart_from_crashed_pages(
     schedule = prepare(sim, behaviour, arrivals)
     clock = schedule.clock
     # a lookback that reaches the earliest event even when the first run crashed before any save
-    config = keeper_settings(
-        sim.url, keeper_lag=LAG, keeper_overlap=OVERLAP, initial_lookback=timedelta(days=3)
-    )
+    config = keeper_settings(sim.url, lag=LAG, overlap=OVERLAP, initial_lookback=timedelta(days=3))
     harness = KeeperHarness(sim, clock, config, max_attempts=1)
     crashed: Counter[str] = Counter()
 

@@ -27,7 +27,7 @@ from auditsync.sinks.file import FileSink
 from auditsync.tables import KEEPER_TABLE, TABLES
 from auditsync.tables.rows import shape_rows
 from simulators.keeper import KeeperSim
-from tests.fixtures.keeper import KEEPER_TOKEN, keeper_settings
+from tests.fixtures.keeper import KEEPER_TOKEN, keeper_run_settings
 from tests.fixtures.pipeline import still, ticking
 from tests.integration.test_keeper_property import (
     LAG,
@@ -129,12 +129,8 @@ def test_exactly_once_through_the_runner(
     data_dir: Path = tmp_path_factory.mktemp("keeper-runner")
     sink = RecordingSink(FileSink(data_dir / "tables"))
     store = CrashingStore(FileCheckpointStore(data_dir / "checkpoints"), sink)
-    base = keeper_settings(
-        sim.url,
-        keeper_lag=LAG,
-        keeper_overlap=OVERLAP,
-        initial_lookback=timedelta(days=3),
-        data_dir=data_dir,
+    base = keeper_run_settings(
+        sim.url, data_dir, lag=LAG, overlap=OVERLAP, initial_lookback=timedelta(days=3)
     )
 
     for gap, budget_ticks, crash_at in plan:

@@ -21,12 +21,16 @@ def vault_settings(url: str) -> Settings:
 
 
 def secrets_for(url: str) -> Secrets:
-    return Secrets(vault_settings(url), DefaultAzureCredential, Redactor(), retry_total=0)
+    return Secrets(vault_settings(url).key_vault_url, DefaultAzureCredential, Redactor(), retry_total=0)
+
+
+def onepassword_token(url: str) -> str:
+    return secrets_for(url).token("onepassword", vault_settings(url).onepassword.token)
 
 
 def test_missing_secret_is_a_config_error_naming_it(keyvault_sim: KeyVaultSim) -> None:
     with pytest.raises(ConfigError) as caught:
-        secrets_for(keyvault_sim.url).token("onepassword")
+        onepassword_token(keyvault_sim.url)
     assert "secret 'onepassword-api-token' does not exist" in str(caught.value)
     assert "ONEPASSWORD_TOKEN_SECRET" in caught.value.hint
 
@@ -35,7 +39,7 @@ def test_denied_vault_is_an_auth_error_naming_the_role(keyvault_sim: KeyVaultSim
     keyvault_sim.set_secret("onepassword-api-token", "eyJhbGciOiJFUzI1NiJ9.e30.c2ln")
     keyvault_sim.deny()
     with pytest.raises(AuthError) as caught:
-        secrets_for(keyvault_sim.url).token("onepassword")
+        onepassword_token(keyvault_sim.url)
     assert "denied" in str(caught.value) and "Key Vault Secrets User" in caught.value.hint
 
 
@@ -44,7 +48,7 @@ def test_unreachable_vault_is_a_credentials_error_naming_the_vault(identity_sim:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(RetryableError) as caught:
-        secrets_for(f"https://127.0.0.1:{port}").token("onepassword")
+        onepassword_token(f"https://127.0.0.1:{port}")
     assert caught.value.kind == "credentials", "not the vendor's failure: the run got no token"
     assert f"Key Vault https://127.0.0.1:{port} could not be reached: connection refused" in str(caught.value)
     assert "KEY_VAULT_URL" in caught.value.hint

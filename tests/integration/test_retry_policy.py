@@ -21,7 +21,7 @@ from azure.core.exceptions import AzureError
 from azure.identity import DefaultAzureCredential
 
 from auditsync.checkpoints.table import TableCheckpointStore
-from auditsync.config import Settings
+from auditsync.config import SecretRef
 from auditsync.errors import AuditSyncError, CheckpointError, CredentialsError, RetryableError, SinkError
 from auditsync.fanout.dispatch import queue_failure
 from auditsync.fanout.queue import open_queue
@@ -148,11 +148,10 @@ def queue_case(
 @pytest.fixture
 def key_vault_case(keyvault_sim: KeyVaultSim, fake_clock: FakeClock) -> Iterator[Case]:
     keyvault_sim.set_secret("workspace-key", "c2VjcmV0LWtleQ==")
-    settings = Settings(key_vault_url=keyvault_sim.url, workspace_key_secret="workspace-key")
+    ref = SecretRef("WORKSPACE_KEY", "WORKSPACE_KEY_SECRET", "workspace-key")
 
     def read(deadline: Deadline) -> str:
-        secrets = Secrets(settings, DefaultAzureCredential, Redactor(), deadline=deadline)
-        return secrets.workspace_key()
+        return Secrets(keyvault_sim.url, DefaultAzureCredential, Redactor(), deadline=deadline).read(ref)
 
     yield Case(
         "key_vault", keyvault_sim, AZURE_SERVICES, "Key Vault", CredentialsError, read, clean_requests=2

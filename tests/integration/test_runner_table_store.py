@@ -43,7 +43,7 @@ def test_second_runner_skips_a_stream_the_first_one_holds(
     assert health(pipeline.logs, second[0].run_id) == {}
     assert health(pipeline.logs, first.run_id)["onepassword/signinattempts"]["EventsIngested"] == 3_000
 
-    (saved,) = open_store(settings, lambda: None).list()
+    (saved,) = open_store(settings.store, lambda: None).list()
     assert (saved.stream, saved.total_events, saved.last_status, saved.lease_owner) == (
         "onepassword/signinattempts",
         3_000,
@@ -100,7 +100,7 @@ def test_an_idle_run_claims_and_releases_every_stream_in_one_transaction_each(
 
     assert {r.status for r in idle.reports} == {"idle"}, idle.reports
     assert store.calls == ["list", "save_all 3", "save_all 3"], "one list, one claim, one release"
-    saved = {c.stream: c for c in open_store(settings, lambda: None).list()}
+    saved = {c.stream: c for c in open_store(settings.store, lambda: None).list()}
     assert {(c.total_events, c.last_status, c.lease_owner) for c in saved.values()} == {(30, "idle", "")}
 
 
@@ -113,7 +113,7 @@ def test_streams_claimed_together_are_all_skipped_by_a_second_runner_and_release
         for e in pipeline.onepassword.generate(event_type, 2_500, step=timedelta(seconds=3))
     ]
     settings = table_settings(pipeline, azurite_connection_string, azurite_table_name)
-    pipeline.run(pipeline.settings(), store=open_store(settings, lambda: None))  # checkpoints exist
+    pipeline.run(pipeline.settings(), store=open_store(settings.store, lambda: None))  # checkpoints exist
     pipeline.onepassword.generate("auditevents", 2_500, step=timedelta(seconds=3))
     second: list[CycleReport] = []
 
@@ -129,5 +129,5 @@ def test_streams_claimed_together_are_all_skipped_by_a_second_runner_and_release
         for name in ("onepassword/auditevents", "onepassword/itemusages", "onepassword/signinattempts")
     }
     assert sum(pipeline.delivered().values()) == len(pipeline.delivered()) == len(sent) + 2_500
-    saved = open_store(settings, lambda: None).list()
+    saved = open_store(settings.store, lambda: None).list()
     assert {(c.last_status != "", c.lease_owner) for c in saved} == {(True, "")}, "all released"

@@ -103,7 +103,9 @@ def test_open_store_picks_the_file_store_under_the_data_dir(tmp_path: Path) -> N
     def no_credential() -> Any:
         raise AssertionError("the file store needs no credential")
 
-    store = open_store(Settings(checkpoint_store="file", data_dir=tmp_path), no_credential)
+    store = open_store(
+        Settings.from_env({"AUDITSYNC_DATA_DIR": str(tmp_path)}, require_tokens=False).store, no_credential
+    )
     saved = store.save(Checkpoint(STREAM, position={"cursor": "x"}))
 
     assert isinstance(store, FileCheckpointStore)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
-from auditsync.config import SETTINGS, Settings, parse_duration
+from auditsync.config import SETTINGS, Settings
+from auditsync.durations import parse_duration
 from auditsync.errors import ConfigError
 
 BASE = {"ONEPASSWORD_TOKEN": "op-token-value", "KEEPER_TOKEN": "keeper-token-value"}
@@ -21,14 +23,48 @@ def problems(env: dict[str, str]) -> list[str]:
 def test_defaults_are_the_documented_ones() -> None:
     settings = Settings.from_env(BASE)
     assert settings.sources == ("keeper", "onepassword")
-    assert settings.sink == "file" and settings.checkpoint_store == "file"
-    assert settings.initial_lookback == timedelta(days=1)
+    assert settings.sink.kind == "file" and settings.store.kind == "file"
+    assert settings.onepassword.initial_lookback == timedelta(days=1)
     assert settings.run_time_budget == timedelta(minutes=8)
-    assert settings.onepassword_event_types == ("auditevents", "itemusages", "signinattempts")
+    assert settings.onepassword.event_types == ("auditevents", "itemusages", "signinattempts")
     for name, (default, _) in SETTINGS.items():
         if name in BASE:
             continue
         assert Settings.from_env({**BASE, name: default}) == settings, name
+
+
+def test_the_parts_defaults_are_the_catalogs() -> None:
+    """Defaults are written once (auditsync.config.catalog): Settings built in code equals Settings read
+    from an empty environment."""
+    assert Settings.from_env({}, require_tokens=False) == Settings()
+
+
+def test_each_part_holds_only_its_own_settings() -> None:
+    settings = Settings.from_env(
+        {
+            **BASE,
+            "KEEPER_LAG": "2m",
+            "ONEPASSWORD_EVENT_TYPES": "itemusages",
+            "SINK": "logs_ingestion",
+            "LOGS_INGESTION_ENDPOINT": "https://x.westeurope-1.ingest.monitor.azure.com",
+            "LOGS_INGESTION_RULE_ID": "dcr-" + "a" * 32,
+            "CHECKPOINT_STORE": "table",
+            "CHECKPOINT_TABLE_URL": "https://acct.table.core.windows.net",
+            "TENANT_REGISTRY": "table",
+            "AUDITSYNC_DATA_DIR": "/data",
+        }
+    )
+    assert settings.keeper.lag == timedelta(minutes=2)
+    assert settings.onepassword.event_types == ("itemusages",)
+    assert (
+        settings.sink.kind == "logs_ingestion" and settings.sink.logs_ingestion.rule_id == "dcr-" + "a" * 32
+    )
+    assert settings.store.table_url == "https://acct.table.core.windows.net"
+    # The fan-out's registry table and queue live in the checkpoint account unless told otherwise.
+    assert settings.fanout.table_url == settings.store.table_url
+    assert settings.fanout.queue_url == "https://acct.queue.core.windows.net"
+    assert settings.store.directory == Path("/data/checkpoints")
+    assert settings.sink.directory == Path("/data/tables")
 
 
 def test_all_problems_are_reported_at_once() -> None:
@@ -69,12 +105,12 @@ def test_unresolved_key_vault_reference_is_named() -> None:
     ],
 )
 def test_known_onepassword_hosts_accepted(url: str) -> None:
-    assert Settings.from_env({**BASE, "ONEPASSWORD_BASE_URL": url + "/"}).onepassword_base_url == url
+    assert Settings.from_env({**BASE, "ONEPASSWORD_BASE_URL": url + "/"}).onepassword.base_url == url
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8080", "http://localhost:1234", "http://[::1]:99"])
 def test_loopback_stand_ins_may_use_http(url: str) -> None:
-    assert Settings.from_env({**BASE, "ONEPASSWORD_BASE_URL": url}).onepassword_base_url == url
+    assert Settings.from_env({**BASE, "ONEPASSWORD_BASE_URL": url}).onepassword.base_url == url
 
 
 def test_unknown_vendor_host_refused_unless_allowed() -> None:
@@ -83,7 +119,7 @@ def test_unknown_vendor_host_refused_unless_allowed() -> None:
     allowed = Settings.from_env(
         {**BASE, "KEEPER_BASE_URL": "https://keeper.example.org", "ALLOW_CUSTOM_VENDOR_HOSTS": "true"}
     )
-    assert allowed.keeper_base_url == "https://keeper.example.org"
+    assert allowed.keeper.base_url == "https://keeper.example.org"
 
 
 def test_http_to_a_real_host_is_refused_even_when_custom_hosts_allowed() -> None:

@@ -36,7 +36,7 @@ def test_sample_local_settings_cover_every_setting() -> None:
 
 
 def test_function_timeout_leaves_room_for_the_run_budget() -> None:
-    from auditsync.config import parse_duration
+    from auditsync.durations import parse_duration
 
     host = json.loads((ROOT / "host.json").read_text(encoding="utf-8"))
     hours, minutes, seconds = (int(p) for p in host["functionTimeout"].split(":"))

@@ -39,8 +39,10 @@ def test_a_pacer_spaces_requests_on_the_injected_clock_and_never_sleeps_past_the
 def test_a_worker_stream_holds_one_nth_of_its_tenants_account_budget(types: str, interval: float) -> None:
     tenant = Tenant("acme", {"SOURCES": "onepassword", "ONEPASSWORD_EVENT_TYPES": types})
     settings = stream_settings(tenant, ENV, "onepassword/itemusages")
-    assert settings.onepassword_event_types == ("itemusages",)
-    context = SourceContext(settings, "token", None, Clock(), datetime.now(UTC))  # type: ignore[arg-type]
+    assert settings.onepassword.event_types == ("itemusages",)
+    now = datetime.now(UTC)
+    deadline = Deadline.after(Clock(), timedelta(minutes=1))
+    context = SourceContext(settings.onepassword, "token", None, Clock(), now, deadline)  # type: ignore[arg-type]
     pacer = account_pacer(context)
     assert pacer is not None and pacer.interval == pytest.approx(interval)
     # N streams at 1/N each: together exactly the account's budget, whichever instances run them.
@@ -52,4 +54,6 @@ def test_a_single_tenant_run_is_not_paced() -> None:
     from auditsync.config import Settings
 
     settings = Settings.from_env({**ENV, "SOURCES": "onepassword"})
-    assert account_pacer(SourceContext(settings, "t", None, Clock(), datetime.now(UTC))) is None  # type: ignore[arg-type]
+    deadline = Deadline.after(Clock(), timedelta(minutes=1))
+    context = SourceContext(settings.onepassword, "t", None, Clock(), datetime.now(UTC), deadline)  # type: ignore[arg-type]
+    assert account_pacer(context) is None

@@ -30,12 +30,12 @@ def test_tenant_settings_override_the_deployment_and_keep_the_rest() -> None:
     )
     settings = settings_for(tenant, DEPLOYMENT)
     assert settings.sources == ("keeper",)
-    assert settings.keeper_base_url == "https://keepersecurity.eu"
-    assert settings.keeper_token_secret == "acme-keeper"
-    assert settings.logs_ingestion_rule_id == "dcr-" + "1" * 32
-    assert settings.checkpoint_table_url == DEPLOYMENT["CHECKPOINT_TABLE_URL"]
+    assert settings.keeper.base_url == "https://keepersecurity.eu"
+    assert settings.keeper.token.secret_name == "acme-keeper"
+    assert settings.sink.logs_ingestion.rule_id == "dcr-" + "1" * 32
+    assert settings.store.table_url == DEPLOYMENT["CHECKPOINT_TABLE_URL"]
     # the deployment's own token is never handed to a tenant: it reads its secret from Key Vault
-    assert settings.keeper_token == ""
+    assert settings.keeper.token.value == ""
 
 
 @pytest.mark.parametrize(
