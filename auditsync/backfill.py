@@ -150,7 +150,7 @@ def _run(
     owner = "backfill-" + uuid.uuid4().hex[:12]
     credential = functools.cache(credential_factory or default_credential)
     http = HttpClient(clock=clock, redactor=redactor)
-    secrets = Secrets(settings.key_vault_url, credential, redactor)
+    secrets = Secrets(settings.key_vault_url, credential, redactor, clock=clock, deadline=deadline)
     store = open_store(settings.store, credential, deadline)
     sink = open_sink(settings.sink, credential_factory=credential, secrets=secrets, http=http, clock=clock)
     source = backfill.stream.split("/", 1)[0]

@@ -51,6 +51,13 @@ class ThrottledError(RetryableError):
     kind = "throttled"
 
 
+class CredentialsError(RetryableError):
+    """Key Vault or the managed identity could not be reached or failed: the run got no credentials
+    (none was refused; that is AuthError)."""
+
+    kind = "credentials"
+
+
 class UpstreamError(AuditSyncError):
     """The vendor API answered with something we cannot use (400, malformed body, looping cursor)."""
 

@@ -1,7 +1,9 @@
 """StreamReport -> health rows: one AuditSyncHealth_CL row per stream per run, and for 1Password the
 ``log_source == "healthevents"`` row that 1Password's own Sentinel content expects every run.
 
-Message and hint are redacted here once more: a health row leaves the process, whatever built it."""
+ErrorKind is the failure's ``kind`` (``auditsync.errors``): config, auth, credentials (Key Vault or the
+managed identity could not be reached), throttled, upstream, sink or checkpoint. Message and hint are
+redacted here once more: a health row leaves the process, whatever built it."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from auditsync.tables.rows import format_time, shape_rows
 #: What 1Password's content reads from a health row: category and action_type.
 _ONEPASSWORD_HEALTH = {
     "auth": ("credentials_failed", "API Key Invalid"),
+    "credentials": ("credentials_unavailable", "Key Vault or Managed Identity Unavailable"),
     "config": ("configuration_failed", "Configuration Error"),
     "throttled": ("rate_limited", "Rate Limited"),
     "sink": ("ingestion_failed", "Log Analytics Error"),

@@ -1,165 +1,31 @@
-"""One HTTP client for the vendor APIs: timeouts, bounded retries that honour Retry-After, redaction.
+"""One HTTP client for the vendor APIs and the Data Collector: timeouts, retries, redaction.
 
-Retries come from tenacity (not a hand-written loop): connection errors, 429, 5xx and whatever the
-caller calls throttling are retried with exponential backoff and full jitter, waiting exactly
-``Retry-After`` when the server sends it, and never past the run's deadline. Everything that leaves
-this module (exceptions, log lines) carries the method, status and a redacted URL: scheme, host and
-path only, never headers, query strings or bodies.
+Every request goes through an azure-core pipeline on one ``requests.Session`` with the project's one
+retry policy (``auditsync.retry``): connection failures, 429, 5xx and whatever the caller calls
+throttling are retried by the same table and bound to the run's deadline, as for every Azure SDK
+client; a failure that outlives them is mapped by ``auditsync.failures``. Everything that leaves this
+module (exceptions, log lines) carries the method, status and a redacted URL: scheme, host and path
+only, never headers, query strings or bodies.
 """
 
 from __future__ import annotations
 
-import email.utils
 import itertools
-import logging
 import random
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from dataclasses import replace
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
-import tenacity
+from azure.core.exceptions import AzureError
+from azure.core.pipeline import Pipeline, PipelineRequest
+from azure.core.pipeline.policies import SansIOHTTPPolicy
+from azure.core.pipeline.transport import HttpRequest, RequestsTransport
 
-from auditsync.errors import RetryableError, ThrottledError
+from auditsync.failures import VENDOR_API, Component, gave_up, redact_url, transport_failure
 from auditsync.model import Clock, Deadline
 from auditsync.redaction import Redactor
-
-log = logging.getLogger(__name__)
-
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-CONNECT_TIMEOUT = 10.0
-READ_TIMEOUT = 60.0
-MAX_ATTEMPTS = 6
-BACKOFF_BASE = 1.0
-BACKOFF_CAP = 60.0
-#: Never start a wait that would end closer than this to the deadline: the page in hand must still be saved.
-DEADLINE_MARGIN = 5.0
-
-
-def backoff_seconds(
-    attempt: int, rng: random.Random, *, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP
-) -> float:
-    """Exponential backoff with jitter for the wait after ``attempt`` (1-based), when no Retry-After came."""
-    ceiling = min(cap, base * 2 ** (attempt - 1))
-    return rng.uniform(ceiling / 2, ceiling)
-
-
-def stop_within(max_attempts: int, deadline: Deadline) -> Callable[[tenacity.RetryCallState], bool]:
-    """A tenacity stop: out of attempts, or the next wait would end within DEADLINE_MARGIN of ``deadline``."""
-
-    def stop(state: tenacity.RetryCallState) -> bool:
-        if state.attempt_number >= max_attempts:
-            return True
-        return (state.upcoming_sleep or 0.0) > deadline.remaining() - DEADLINE_MARGIN
-
-    return stop
-
-
-#: What ``network_failure`` recognises in an exception chain, first match wins, and what to do about it.
-_NETWORK_FAILURES: tuple[tuple[tuple[str, ...], str, str], ...] = (
-    (
-        ("NameResolutionError", "gaierror", "Name or service not known", "getaddrinfo failed"),
-        "DNS lookup failed",
-        "Check the host name in the setting and the Function App's DNS (private endpoints need a private "
-        "DNS zone); the next run retries.",
-    ),
-    (
-        ("SSLError", "SSLCertVerificationError", "CERTIFICATE_VERIFY_FAILED", "SSLEOFError"),
-        "TLS handshake failed",
-        "Check that the URL points at the service itself (not a proxy or captive portal) and that its "
-        "certificate is trusted; the next run retries.",
-    ),
-    (
-        ("ReadTimeout", "ConnectTimeout", "TimeoutError", "timed out", "Timeout"),
-        "timed out",
-        "The service did not answer in time; the next run retries. If this repeats, check the network path.",
-    ),
-    (
-        ("ConnectionRefusedError", "Connection refused"),
-        "connection refused",
-        "Nothing listens at that address: check the URL and port; the next run retries.",
-    ),
-    (
-        (
-            "ConnectionResetError",
-            "Connection reset",
-            "RemoteDisconnected",
-            "ChunkedEncodingError",
-            "IncompleteRead",
-            "ProtocolError",
-            "Connection aborted",
-            "BrokenPipeError",
-        ),
-        "connection reset",
-        "The connection was dropped mid-request (a proxy, firewall or the service); the next run retries.",
-    ),
-)
-
-
-def network_failure(exc: BaseException) -> tuple[str, str]:
-    """``(reason, hint)`` for a transport failure of any client (requests, azure-core, urllib3).
-
-    Walks the exception chain (``__cause__``, ``__context__``, azure-core's ``inner_exception``) and
-    matches class names and message fragments, never returning the exception text itself: it may hold
-    URLs with query strings.
-    """
-    seen: list[str] = []
-    current: BaseException | None = exc
-    while current is not None and len(seen) < 12:
-        seen.append(" ".join(t.__name__ for t in type(current).__mro__) + " " + str(current)[:500])
-        inner = getattr(current, "inner_exception", None)
-        nxt = inner if isinstance(inner, BaseException) and inner is not current else None
-        current = nxt or current.__cause__ or current.__context__
-    text = " | ".join(seen)
-    for needles, reason, hint in _NETWORK_FAILURES:
-        if any(needle in text for needle in needles):
-            return reason, hint
-    return (
-        f"network error ({type(exc).__name__})",
-        "Check the URL and the outbound network; the next run retries.",
-    )
-
-
-#: requests' transport failures: connection (incl. DNS, TLS, reset), timeouts, a body cut short.
-TRANSPORT_ERRORS = (
-    requests.ConnectionError,
-    requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-    requests.exceptions.ContentDecodingError,
-)
-
-
-def redact_url(url: str) -> str:
-    """Scheme, host, port and path: enough to tell which call failed, nothing that could be a secret."""
-    parts = urlsplit(url)
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
-
-
-def retry_after_seconds(response: requests.Response | None, now: datetime) -> float | None:
-    """``Retry-After`` as seconds (delta-seconds or HTTP-date form), or None when absent or unreadable."""
-    if response is None:
-        return None
-    value = response.headers.get("Retry-After") or response.headers.get("retry-after-ms")
-    if not value:
-        return None
-    if "retry-after-ms" in response.headers and not response.headers.get("Retry-After"):
-        try:
-            return max(0.0, float(value) / 1000)
-        except ValueError:
-            return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
+from auditsync.retry import RETRY_STATUSES, VENDOR_APIS, DeadlineRetryPolicy, RetryRule
 
 
 def error_message(response: requests.Response, redactor: Redactor | None = None) -> str:
@@ -200,16 +66,20 @@ class HttpClient:
         clock: Clock | None = None,
         redactor: Redactor | None = None,
         session: requests.Session | None = None,
-        max_attempts: int = MAX_ATTEMPTS,
+        max_attempts: int | None = None,
         verify: str | bool | None = None,
+        rule: RetryRule = VENDOR_APIS,
     ) -> None:
         self.clock = clock or Clock()
         self.redactor = redactor or Redactor()
         self.session = session or requests.Session()
         self.session.headers["User-Agent"] = f"auditsync/{_version()}"
-        if verify is not None:
-            self.session.verify = verify
+        self.rule = rule
         self.max_attempts = max_attempts
+        # azure-core passes its own ``verify`` on every request, over the session's.
+        self._transport = RequestsTransport(
+            session=self.session, session_owner=False, connection_verify=True if verify is None else verify
+        )
         self._random = random.Random()
 
     def close(self) -> None:
@@ -227,120 +97,75 @@ class HttpClient:
         params: Mapping[str, Any] | None = None,
         throttled: Callable[[requests.Response], bool] | None = None,
         on_body_start: Callable[[bytes], None] | None = None,
-        throttle_backoff: float = BACKOFF_BASE,
+        throttle_backoff: float | None = None,
+        rule: RetryRule | None = None,
+        component: Component = VENDOR_API,
     ) -> requests.Response:
         """Send one logical request; retry transient failures within the deadline.
 
         ``headers`` may be a callable, evaluated before every attempt: a request signature that carries
         a timestamp (Data Collector ``x-ms-date``) must be fresh on each retry. ``data`` sends these
-        exact bytes (a signature may cover their length).
+        exact bytes (a signature may cover their length); ``json`` and ``params`` are encoded by
+        requests, as without the pipeline.
 
         Returns the final response for every status that is not retried (the caller decides what a
-        401 or 400 means for its API). Raises ThrottledError when throttling outlived the retries,
-        RetryableError for 5xx and connection failures that did.
+        401 or 400 means for its API). Raises, as ``auditsync.failures`` maps it for ``component``:
+        for the vendor APIs ThrottledError when throttling outlived the retries, RetryableError for 5xx
+        and connection failures that did.
 
         ``on_body_start`` is called with the first bytes of a 200 answer as soon as they arrive, before
         the rest of the body is read (in this thread, once per attempt): a caller can act on a field at
         the head of a large answer, as the 1Password source does with the next page's cursor. The body
         is still read whole before this returns, inside the retries, as without it.
 
-        ``throttle_backoff`` is the first wait (at most; jittered, doubling) after a throttling answer
-        that names no ``Retry-After``: an API whose limit frees a request every 100 ms (1Password) waits
-        a fifth of a second, not the second that suits a failing server.
+        ``rule`` is the row of the retry table for this call (the client's by default);
+        ``throttle_backoff`` replaces its first wait after a throttling answer that names no
+        ``Retry-After`` (``retry.ONEPASSWORD_EVENTS`` holds 1Password's). ``component`` names the service
+        in failures.
         """
-
-        def is_throttled(response: requests.Response) -> bool:
-            return response.status_code == 429 or (throttled is not None and throttled(response))
-
-        def should_retry(state: tenacity.RetryCallState) -> bool:
-            outcome = state.outcome
-            if outcome is None:
-                return False
-            if outcome.failed:
-                return isinstance(outcome.exception(), TRANSPORT_ERRORS)
-            response = outcome.result()
-            return response.status_code in RETRY_STATUSES or is_throttled(response)
-
-        def wait(state: tenacity.RetryCallState) -> float:
-            response = None
-            if state.outcome is not None and not state.outcome.failed:
-                response = state.outcome.result()
-            hinted = retry_after_seconds(response, self.clock.now())
-            if hinted is not None:
-                return hinted
-            if response is not None and is_throttled(response):
-                return backoff_seconds(state.attempt_number, self._random, base=throttle_backoff)
-            return backoff_seconds(state.attempt_number, self._random)
-
-        stop = stop_within(self.max_attempts, deadline)
-
-        def before_sleep(state: tenacity.RetryCallState) -> None:
-            outcome = state.outcome
-            error = outcome.exception() if outcome is not None and outcome.failed else None
-            if error is not None:
-                what = network_failure(error)[0]
-            else:
-                what = str(outcome.result().status_code) if outcome is not None else "?"
-            log.warning(
-                "%s %s failed (%s); retry %d in %.1fs",
-                method,
-                redact_url(url),
-                what,
-                state.attempt_number,
-                state.upcoming_sleep or 0.0,
-                extra={"status": what, "attempt": state.attempt_number},
-            )
-
-        def send() -> requests.Response:
-            remaining = max(1.0, deadline.remaining())
-            current = headers() if callable(headers) else headers
-            return self.session.request(
-                method,
-                url,
-                headers=dict(current or {}),
-                json=json,
-                data=data,
-                params=params,
-                timeout=(min(CONNECT_TIMEOUT, remaining), min(READ_TIMEOUT, remaining)),
-                hooks={"response": _body_start_hook(on_body_start)} if on_body_start else None,
-            )
-
-        retrying = tenacity.Retrying(
-            retry=should_retry,
-            wait=wait,
-            stop=stop,
-            sleep=self.clock.sleep,
-            before_sleep=before_sleep,
-            # The last outcome as is: a response to classify below, or the transport error re-raised.
-            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
-            reraise=False,
+        rule = rule or self.rule
+        if self.max_attempts is not None:
+            rule = replace(rule, attempts=self.max_attempts)
+        if throttle_backoff is not None:
+            rule = replace(rule, throttle_backoff=throttle_backoff)
+        retry = DeadlineRetryPolicy(
+            rule, clock=self.clock, deadline=deadline, throttled=throttled, rng=self._random
         )
+        fixed = None if callable(headers) else headers
+        policies: list[Any] = [retry]
+        if callable(headers):
+            policies.append(_FreshHeaders(headers))
+        options: dict[str, Any] = {}
+        if json is not None:
+            options["json"] = json
+        if params:
+            options["params"] = params
+        if on_body_start is not None:
+            options["hooks"] = {"response": _body_start_hook(on_body_start)}
+        # azure-core's legacy request: its transport hands back requests' own response, where the newer
+        # ``azure.core.rest`` one copies every body once more (a 1Password page is about a megabyte).
+        request = HttpRequest(method, url, headers=dict(fixed or {}))
+        if data is not None:
+            request.set_bytes_body(data)
         try:
-            response: requests.Response | None = retrying(send)
-        except TRANSPORT_ERRORS as exc:
-            reason, hint = network_failure(exc)
-            raise RetryableError(
-                f"{method} {redact_url(url)} could not be reached: {reason}", hint=hint
-            ) from None
-        except tenacity.RetryError as exc:  # pragma: no cover - retry_error_callback handles it
-            raise RetryableError(f"{method} {redact_url(url)} failed after retries") from exc
-        if response is None:
-            raise RetryableError(
-                f"{method} {redact_url(url)} could not be reached after {self.max_attempts} attempts",
-                hint="Check the host name and the outbound network; the next run retries.",
-            )
-        if is_throttled(response):
-            raise ThrottledError(
-                describe(response, self.redactor)
-                + " (throttled; retries exhausted within the run's deadline)",
-                hint="The vendor is rate limiting this account; the next run resumes from the checkpoint.",
-            )
-        if response.status_code in RETRY_STATUSES:
-            raise RetryableError(
-                describe(response, self.redactor) + f" (after {self.max_attempts} attempts or the deadline)",
-                hint="The vendor service is failing; the next run resumes from the checkpoint.",
-            )
+            answer = Pipeline(self._transport, policies=policies).run(request, **options)
+        except AzureError as exc:
+            raise transport_failure(component, exc, f"{method} {redact_url(url)}") from None
+        response: requests.Response = answer.http_response.internal_response
+        is_throttled = response.status_code == 429 or (throttled is not None and throttled(response))
+        if is_throttled or response.status_code in RETRY_STATUSES:
+            raise gave_up(component, describe(response, self.redactor), throttled=is_throttled)
         return response
+
+
+class _FreshHeaders(SansIOHTTPPolicy):
+    """Sets the caller's headers on every attempt (inside the retry policy), so a signature is fresh."""
+
+    def __init__(self, headers: Callable[[], Mapping[str, str]]) -> None:
+        self.headers = headers
+
+    def on_request(self, request: PipelineRequest[Any]) -> None:
+        request.http_request.headers.update(self.headers())
 
 
 #: How much of an answer ``on_body_start`` sees: small enough to arrive with the first packets.

@@ -167,7 +167,7 @@ def _run_cycle(
     deadline = Deadline.after(clock, settings.run_time_budget)
     credential = functools.cache(credential_factory or default_credential)
     http = http or HttpClient(clock=clock, redactor=redactor)
-    secrets = Secrets(settings.key_vault_url, credential, redactor)
+    secrets = Secrets(settings.key_vault_url, credential, redactor, clock=clock, deadline=deadline)
     names = enabled_streams(settings)
 
     def all_failed(error: AuditSyncError) -> list[StreamReport]:

@@ -4,9 +4,9 @@ A new ``Secrets`` is made for every run, so a rotated token is picked up by the 
 restart. Secret values are registered for redaction the moment they are read (before they are even
 checked), and never logged. Surrounding whitespace is stripped (``az keyvault secret set --file``
 stores the file's trailing newline); a value with a control character or whitespace inside is a
-config error that names the secret and its setting, never the value. The three ways a vault read
-fails (secret missing, access denied, vault unreachable) are three different errors, each telling the
-operator what to do.
+config error that names the secret and its setting, never the value. The ways a vault read fails
+(secret missing, access denied, vault unreachable) are different errors (``auditsync.failures``), each
+telling the operator what to do.
 """
 
 from __future__ import annotations
@@ -15,19 +15,15 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from azure.core.exceptions import (
-    AzureError,
-    ClientAuthenticationError,
-    HttpResponseError,
-    ResourceNotFoundError,
-)
+from azure.core.exceptions import AzureError
 from azure.keyvault.secrets import SecretClient
 
-from auditsync.azure_errors import credential_failure, key_vault_forbidden
 from auditsync.config import SecretRef
-from auditsync.errors import ConfigError, RetryableError
-from auditsync.http import network_failure, redact_url
+from auditsync.errors import ConfigError
+from auditsync.failures import KEY_VAULT, azure_failure, redact_url
+from auditsync.model import Clock, Deadline
 from auditsync.redaction import Redactor, register
+from auditsync.retry import AZURE_SERVICES, MANAGED_IDENTITY, DeadlineRetryPolicy
 from auditsync.secret_values import secret_value_problem
 from auditsync.token_shapes import check_token_shape
 from auditsync.urls import is_loopback_url
@@ -36,30 +32,21 @@ log = logging.getLogger(__name__)
 
 CredentialFactory = Callable[[], Any]
 
-#: A managed identity token request ends within about 10 s whatever the network does.
-IDENTITY_CLIENT_BOUNDS: dict[str, Any] = {"connection_timeout": 4, "read_timeout": 4, "retry_total": 1}
-#: A vault read ends within about 20 s whatever the network does (azure-core's defaults: 300 s read
-#: timeout, 10 retries backing off up to 2 minutes).
-VAULT_CLIENT_BOUNDS: dict[str, Any] = {
-    "connection_timeout": 5,
-    "read_timeout": 8,
-    "retry_total": 2,
-    "retry_backoff_factor": 0.5,
-    "retry_backoff_max": 2,
-    "timeout": 20,
-}
-
 
 def default_credential() -> Any:
     """The production credential: managed identity in Azure, developer sign-in locally."""
     from azure.identity import DefaultAzureCredential
 
-    # Bounded like every other client: a token request that hangs would otherwise wait 300 s per try.
-    return DefaultAzureCredential(exclude_interactive_browser_credential=True, **IDENTITY_CLIENT_BOUNDS)
+    # Bounded like every other client (a token request that hangs would otherwise wait 300 s per try), by
+    # the retry table's row as azure-core's settings: azure-identity takes no retry policy object.
+    return DefaultAzureCredential(
+        exclude_interactive_browser_credential=True, **MANAGED_IDENTITY.sdk_options()
+    )
 
 
 class Secrets:
-    """Reads each secret at most once per run: given directly in its setting, or from the Key Vault."""
+    """Reads each secret at most once per run: given directly in its setting, or from the Key Vault
+    within ``deadline`` (else the retry table's budget)."""
 
     def __init__(
         self,
@@ -68,11 +55,15 @@ class Secrets:
         redactor: Redactor,
         *,
         retry_total: int | None = None,
+        clock: Clock | None = None,
+        deadline: Deadline | None = None,
     ) -> None:
         self.key_vault_url = key_vault_url
         self.credential_factory = credential_factory
         self.redactor = redactor
         self.retry_total = retry_total
+        self.clock = clock
+        self.deadline = deadline
         self._client: SecretClient | None = None
         self._cache: dict[str, str] = {}
 
@@ -103,13 +94,16 @@ class Secrets:
     def _vault(self) -> SecretClient:
         if self._client is None:
             url = self.key_vault_url
-            kwargs: dict[str, Any] = dict(VAULT_CLIENT_BOUNDS)
-            if is_loopback_url(url):
-                # A loopback stand-in cannot be in the vault.azure.net domain the challenge names.
-                kwargs["verify_challenge_resource"] = False
-            if self.retry_total is not None:
-                kwargs["retry_total"] = self.retry_total
-            self._client = SecretClient(url, self.credential_factory(), **kwargs)
+            retry = DeadlineRetryPolicy(
+                AZURE_SERVICES, clock=self.clock, deadline=self.deadline, retry_total=self.retry_total
+            )
+            # A loopback stand-in cannot be in the vault.azure.net domain the challenge names.
+            self._client = SecretClient(
+                url,
+                self.credential_factory(),
+                retry_policy=retry,
+                verify_challenge_resource=not is_loopback_url(url),
+            )
         return self._client
 
     def _from_vault(self, name: str, setting: str) -> str:
@@ -118,34 +112,13 @@ class Secrets:
         vault = redact_url(self.key_vault_url)
         try:
             value = self._vault().get_secret(name).value
-        except ResourceNotFoundError:
-            raise ConfigError(
-                f"Key Vault secret '{name}' does not exist in {vault}",
-                hint=f"Create the secret '{name}' in the vault, or set {setting} to the name you used.",
-            ) from None
-        except ClientAuthenticationError as exc:
-            if getattr(exc, "status_code", None) in (401, 403):
-                raise key_vault_forbidden(exc, name, vault, setting) from None
-            raise credential_failure(
-                exc, f"Key Vault {vault}", role="Key Vault Secrets User", scope="vault"
-            ) from None
-        except HttpResponseError as exc:
-            if exc.status_code in (401, 403):
-                raise key_vault_forbidden(exc, name, vault, setting) from None
-            if exc.status_code is None:  # the answer was cut short: a network failure, not the vault's
-                raise RetryableError(
-                    f"Key Vault {vault} answer for secret '{name}' was cut short: {network_failure(exc)[0]}",
-                    hint="Check the Function App's outbound network (proxy, firewall); the next run retries.",
-                ) from None
-            raise RetryableError(
-                f"Key Vault {vault} answered {exc.status_code} reading secret '{name}'",
-                hint="A transient vault failure; the next run retries.",
-            ) from None
-        except AzureError as exc:  # ServiceRequestError/ServiceResponseError: DNS, TLS, reset, timeout
-            reason, _hint = network_failure(exc)
-            raise RetryableError(
-                f"Key Vault {vault} could not be reached: {reason}",
-                hint="Check KEY_VAULT_URL and the Function App's outbound network (VNet, private endpoint, DNS).",
+        except AzureError as exc:
+            raise azure_failure(
+                KEY_VAULT,
+                exc,
+                f"Key Vault {vault}",
+                action=f"reading secret '{name}'",
+                about={"secret": name, "setting": setting},
             ) from None
         register(value or "")
         value = (value or "").strip()

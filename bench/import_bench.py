@@ -51,7 +51,6 @@ RUNTIME_SDKS = {
     "croniter": "croniter",
     "orjson": "orjson",
     "requests": "requests",
-    "tenacity": "tenacity",
 }
 SDK_MODULES = tuple(RUNTIME_SDKS.values())
 #: Our modules the Function App's first invocations import: the timer's run (the runner and what it

@@ -36,7 +36,6 @@ CHILD = "bench.drain_child"
 DRAIN_SDKS = (
     "requests",
     "orjson",
-    "tenacity",
     "croniter",
     "azure.identity",
     "azure.monitor.ingestion",

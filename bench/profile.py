@@ -80,7 +80,7 @@ def classify(frames: list[str]) -> str:
     inner = frames[-1].split(" (", 1)[0]
     if any(word in inner for word in WAIT_FRAMES):
         joined = ";".join(frames)
-        if "(tenacity/" in joined and "sleep" in inner:
+        if "(auditsync/retry.py" in joined and "sleep" in inner:
             return "waiting: retry backoff (429/5xx)"
         if "_PassReader._run (" in joined and "acquire" in inner:
             return "waiting: Keeper fetch thread, one request ahead"

@@ -6,16 +6,16 @@ the stream name itself in ``Stream``, the source's position as compact JSON text
 ``Position2``, ..., and ``PositionParts`` says how many parts there are), datetimes as ``Edm.DateTime`` (UTC), ``TotalEvents`` as ``Edm.Int64``. The table is created on the
 first save that finds it missing, so a role scoped to an existing table is enough.
 
-Errors leave this module classified: a lost compare-and-swap is CheckpointConflict, refused
-credentials are AuthError (with the role to grant), anything else is CheckpointError. Messages carry
-the table, the account endpoint (no query) and the service's status/code, never the connection string,
-its key or a SAS token.
+Every call goes through the project's retry policy, bounded by the run's deadline (``auditsync.retry``).
+Errors leave this module classified: a lost compare-and-swap is CheckpointConflict here, every other
+failure is mapped by ``auditsync.failures`` (refused credentials AuthError with the role to grant,
+anything else CheckpointError). Messages carry the table, the account endpoint (no query) and the
+service's status/code, never the connection string, its key or a SAS token.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -25,24 +25,19 @@ from azure.core import MatchConditions
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
     AzureError,
-    ClientAuthenticationError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
 )
 from azure.data.tables import (
     EdmType,
     EntityProperty,
     TableClient,
     TableEntity,
-    TableServiceClient,
     TableTransactionError,
     UpdateMode,
 )
 
-from auditsync.azure_errors import ExplainedCredential, credential_failure
 from auditsync.checkpoints.codec import (
     CONFLICT_HINT,
     MAX_POSITION_PARTS,
@@ -53,43 +48,23 @@ from auditsync.checkpoints.codec import (
     stream_key,
     utc,
 )
-from auditsync.errors import AuditSyncError, AuthError, CheckpointConflict, CheckpointError, ConfigError
-from auditsync.http import Redactor, network_failure, redact_url
+from auditsync.config.parser import TABLE_NAME
+from auditsync.errors import AuditSyncError, CheckpointConflict, CheckpointError, ConfigError
+from auditsync.failures import CHECKPOINT_TABLE, ExplainedCredential, azure_failure, redact_url
 from auditsync.model import Checkpoint, Deadline
+from auditsync.redaction import Redactor
+from auditsync.retry import AZURE_SERVICES, DeadlineRetryPolicy, around_pipeline
+from auditsync.secret_values import connection_string_secrets
 
 log = logging.getLogger(__name__)
 
 PARTITION = "checkpoint"
 DEFAULT_TABLE = "auditsynccheckpoints"
-ROLE_HINT = (
-    "Give the Function App's managed identity the 'Storage Table Data Contributor' role on the storage "
-    "account (role assignments take a few minutes to apply) and check CHECKPOINT_TABLE_URL."
-)
 KEY_HINT = (
     "The storage account refused CHECKPOINT_CONNECTION_STRING: copy the connection string again from the "
     "account's Access keys page (keys may have been rotated), or use CHECKPOINT_TABLE_URL with the managed "
     "identity and the 'Storage Table Data Contributor' role."
 )
-UNREACHABLE_HINT = (
-    "Check CHECKPOINT_TABLE_URL / CHECKPOINT_CONNECTION_STRING and that the storage account's firewall "
-    "lets the Function App in; the next run retries."
-)
-#: Every checkpoint operation ends within about 20 s whatever the network does (azure-core's defaults
-#: are a 300 s read timeout and 10 retries backing off up to 2 minutes).
-CONNECT_TIMEOUT = 5.0
-READ_TIMEOUT = 8.0
-CLIENT_BOUNDS: dict[str, Any] = {
-    "connection_timeout": CONNECT_TIMEOUT,
-    "read_timeout": READ_TIMEOUT,
-    "retry_total": 2,
-    "retry_backoff_factor": 0.5,
-    "retry_backoff_max": 2,
-    "timeout": 20,  # the retry policy's total for one operation; it starts no attempt after it
-}
-#: Checkpoint calls also happen at and after the run's deadline (the page just sent is saved, the lease
-#: freed): near it, one operation gets what is left of the run, but at least this, and no retry.
-DEADLINE_GRACE = 5.0
-_TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
 _DATETIMES = {
     "last_success": "LastSuccess",
     "newest_event_time": "NewestEventTime",
@@ -110,24 +85,16 @@ class TableCheckpointStore:
 
     def __init__(
         self,
-        service: TableServiceClient,
-        table: str = DEFAULT_TABLE,
+        table: TableClient,
         *,
         secrets: tuple[str, ...] = (),
-        auth_hint: str = ROLE_HINT,
-        deadline: Deadline | None = None,
+        refused: str = "",
     ) -> None:
-        if not _TABLE_NAME.match(table):
-            raise ConfigError(
-                f"CHECKPOINT_TABLE: '{table}' must be 3-63 letters and digits, starting with a letter."
-            )
-        self.service = service
-        self.table_name = table
-        self.location = redact_url(service.url)
-        self._table: TableClient = service.get_table_client(table)
+        self.table_name = table.table_name
+        self.location = redact_url(table.url)
+        self._table = table
         self._redact = Redactor(secrets)
-        self._auth_hint = auth_hint
-        self.deadline = deadline
+        self._refused = refused
 
     @classmethod
     def from_url(
@@ -137,21 +104,19 @@ class TableCheckpointStore:
         table: str = DEFAULT_TABLE,
         *,
         deadline: Deadline | None = None,
+        retry_total: int | None = None,
         **client_kwargs: Any,
     ) -> TableCheckpointStore:
         """The production path: ``https://<account>.table.core.windows.net`` and the managed identity.
 
-        ``client_kwargs`` go to the SDK client over CLIENT_BOUNDS (e.g. ``retry_total=0`` in tests).
+        ``deadline`` bounds every call (``auditsync.retry``); ``retry_total`` limits its retries (0 in
+        error-path tests); ``client_kwargs`` go to the SDK client (``connection_verify``...).
         """
-        explained = ExplainedCredential(
-            credential,
-            f"checkpoint table {table}",
-            role="Storage Table Data Contributor",
-            scope="storage account",
-        )
+        _check_name(table)
+        explained = ExplainedCredential(credential, f"checkpoint table {table}", CHECKPOINT_TABLE)
         try:
-            service = TableServiceClient(
-                endpoint=url, credential=explained, **{**CLIENT_BOUNDS, **client_kwargs}
+            client = TableClient(
+                url, table, credential=explained, **_bounded(deadline, retry_total), **client_kwargs
             )
         except ValueError as exc:
             https = "HTTPS" in str(exc)
@@ -164,7 +129,7 @@ class TableCheckpointStore:
                 ),
                 hint="Set it to the account's Table endpoint, https://<account>.table.core.windows.net.",
             ) from None
-        return cls(service, table, deadline=deadline)
+        return cls(client)
 
     @classmethod
     def from_connection_string(
@@ -173,20 +138,22 @@ class TableCheckpointStore:
         table: str = DEFAULT_TABLE,
         *,
         deadline: Deadline | None = None,
+        retry_total: int | None = None,
         **client_kwargs: Any,
     ) -> TableCheckpointStore:
         """Local runs and tests (Azurite), or an account key where managed identity is not available."""
+        _check_name(table)
         secrets = connection_string_secrets(connection_string)
         try:
-            service = TableServiceClient.from_connection_string(
-                connection_string, **{**CLIENT_BOUNDS, **client_kwargs}
+            client = TableClient.from_connection_string(
+                connection_string, table, **_bounded(deadline, retry_total), **client_kwargs
             )
         except (ValueError, AzureError):
             raise ConfigError(
                 "CHECKPOINT_CONNECTION_STRING: not a valid storage connection string.",
                 hint="Copy it again from the storage account's Access keys page (or use the Azurite one).",
             ) from None
-        return cls(service, table, secrets=secrets, auth_hint=KEY_HINT, deadline=deadline)
+        return cls(client, secrets=secrets, refused=KEY_HINT)
 
     def __repr__(self) -> str:
         return f"TableCheckpointStore({self.location!r}, {self.table_name!r})"
@@ -194,11 +161,11 @@ class TableCheckpointStore:
     def load(self, stream: str) -> Checkpoint:
         key = stream_key(stream)
         try:
-            entity = self._table.get_entity(PARTITION, key, **self._bounds())
+            entity = self._table.get_entity(PARTITION, key)
         except ResourceNotFoundError:
             return Checkpoint(stream)  # no entity, or no table yet: the stream never ran
         except AzureError as exc:
-            raise self._error(exc, f"Loading the checkpoint of {stream}") from None
+            raise self._error(exc, f"loading the checkpoint of {stream}") from None
         return self._checkpoint(entity, stream)
 
     def save(self, checkpoint: Checkpoint) -> Checkpoint:
@@ -214,7 +181,6 @@ class TableCheckpointStore:
                     mode=UpdateMode.REPLACE,
                     etag=checkpoint.etag,
                     match_condition=MatchConditions.IfNotModified,
-                    **self._bounds(),
                 )
         except ResourceExistsError:
             raise CheckpointConflict(
@@ -232,7 +198,7 @@ class TableCheckpointStore:
                 hint=CONFLICT_HINT,
             ) from None
         except AzureError as exc:
-            raise self._error(exc, f"Saving the checkpoint of {stream}") from None
+            raise self._error(exc, f"saving the checkpoint of {stream}") from None
         log.debug("saved checkpoint of %s to table %s", stream, self.table_name)
         return _with_etag(prepared, metadata)
 
@@ -267,7 +233,7 @@ class TableCheckpointStore:
             prepared_all.append(prepared)
         streams = ", ".join(c.stream for c in checkpoints)
         try:
-            results = self._table.submit_transaction(operations, **self._bounds())
+            results = self._table.submit_transaction(operations)
         except TableTransactionError as exc:
             if exc.status_code in (404, 409, 412):
                 raise CheckpointConflict(
@@ -275,11 +241,11 @@ class TableCheckpointStore:
                     f"it was loaded (HTTP {exc.status_code}).",
                     hint=CONFLICT_HINT,
                 ) from None
-            raise self._error(exc, f"Saving the checkpoints of {streams}") from None
+            raise self._error(exc, f"saving the checkpoints of {streams}") from None
         except ResourceNotFoundError:
             raise CheckpointConflict(f"Checkpoints of {streams}: the table does not exist yet.") from None
         except AzureError as exc:
-            raise self._error(exc, f"Saving the checkpoints of {streams}") from None
+            raise self._error(exc, f"saving the checkpoints of {streams}") from None
         if len(results) != len(prepared_all):
             raise CheckpointError(
                 f"Checkpoints of {streams}: the transaction answered {len(results)} results."
@@ -296,7 +262,6 @@ class TableCheckpointStore:
                 stream_key(checkpoint.stream),
                 etag=checkpoint.etag,
                 match_condition=MatchConditions.IfNotModified,
-                **self._bounds(),
             )
         except ResourceModifiedError:
             raise CheckpointConflict(
@@ -304,7 +269,7 @@ class TableCheckpointStore:
                 hint=CONFLICT_HINT,
             ) from None
         except AzureError as exc:
-            raise self._error(exc, f"Deleting the checkpoint of {checkpoint.stream}") from None
+            raise self._error(exc, f"deleting the checkpoint of {checkpoint.stream}") from None
 
     def list(self, prefix: str = "") -> list[Checkpoint]:
         """A range query on RowKey: keys map stream names character by character, so the streams under
@@ -315,38 +280,25 @@ class TableCheckpointStore:
             query += " and RowKey ge @low and RowKey lt @high"
             parameters |= {"low": low, "high": low[:-1] + chr(ord(low[-1]) + 1)}
         try:
-            entities = list(self._table.query_entities(query, parameters=parameters, **self._bounds()))
+            entities = list(self._table.query_entities(query, parameters=parameters))
         except ResourceNotFoundError:
             return []
         except AzureError as exc:
-            raise self._error(exc, "Listing checkpoints") from None
+            raise self._error(exc, "listing checkpoints") from None
         return sorted((self._checkpoint(e, None) for e in entities), key=lambda c: c.stream)
 
     def _create(self, entity: dict[str, Any]) -> dict[str, Any]:
         """Create the entity; on a missing table create the table (another runner may race us) and retry."""
         try:
-            return self._table.create_entity(entity, **self._bounds())
+            return self._table.create_entity(entity)
         except ResourceNotFoundError:
             pass
         try:
-            self.service.create_table(self.table_name, **self._bounds())
+            self._table.create_table()
             log.info("created checkpoint table %s at %s", self.table_name, self.location)
         except ResourceExistsError:
             pass
-        return self._table.create_entity(entity, **self._bounds())
-
-    def _bounds(self) -> dict[str, Any]:
-        """Per-operation transport options: the client's bounds, cut short near the run's deadline."""
-        if self.deadline is None:
-            return {}
-        budget = max(self.deadline.remaining(), DEADLINE_GRACE)
-        if budget >= CLIENT_BOUNDS["timeout"]:
-            return {}
-        return {
-            "connection_timeout": min(CONNECT_TIMEOUT, budget),
-            "read_timeout": min(READ_TIMEOUT, budget),
-            "retry_total": 1 if budget >= 2 * READ_TIMEOUT else 0,
-        }
+        return self._table.create_entity(entity)
 
     def _checkpoint(self, entity: TableEntity, stream: str | None) -> Checkpoint:
         name = str(entity.get("Stream") or stream or entity.get("RowKey"))
@@ -366,56 +318,25 @@ class TableCheckpointStore:
         )
 
     def _error(self, exc: AzureError, action: str) -> AuditSyncError:
-        """Classify an SDK failure; the message names the table and status, nothing that could be a secret."""
-        where = f"{action} in checkpoint table {self.table_name} at {self.location}"
-        status = getattr(exc, "status_code", None)
-        detail = f"HTTP {status} {_service_code(exc)}".rstrip() if status else type(exc).__name__
-        reason = self._first_line(exc)
-        if not reason.startswith("Operation returned an invalid status"):  # adds nothing to the status
-            detail = f"{detail}: {reason}"
-        if isinstance(exc, ClientAuthenticationError) and status is None:
-            return credential_failure(
-                exc,
-                f"checkpoint table {self.table_name}",
-                role="Storage Table Data Contributor",
-                scope="storage account",
-            )
-        if isinstance(exc, ClientAuthenticationError) or status in (401, 403):
-            return AuthError(f"{where} was refused ({detail}).", hint=self._auth_hint)
-        if isinstance(exc, ServiceRequestError | ServiceResponseError):
-            failure, _hint = network_failure(exc)
-            return CheckpointError(
-                f"{where} failed: the service is unreachable ({failure}: {reason}).", hint=UNREACHABLE_HINT
-            )
-        return CheckpointError(f"{where} failed ({detail}).", hint=UNREACHABLE_HINT)
-
-    def _first_line(self, exc: BaseException) -> str:
-        """The SDK's own reason, first line only, cut short, URLs reduced and known secrets removed."""
-        lines = str(getattr(exc, "message", None) or exc).strip().splitlines()
-        line = lines[0] if lines else type(exc).__name__
-        line = re.sub(r"https?://\S+", lambda m: redact_url(m.group(0)), line)
-        # urllib3 names the path it failed on: 'Max retries exceeded with url: /path?sig=...'
-        line = re.sub(r"(url: [^\s?]*)\?\S*", r"\1", line)
-        return self._redact(line)[:300]
+        return azure_failure(
+            CHECKPOINT_TABLE,
+            exc,
+            f"checkpoint table {self.table_name} at {self.location}",
+            action=action,
+            redactor=self._redact,
+            refused=self._refused,
+        )
 
 
-def _service_code(exc: AzureError) -> str:
-    """The storage error code (``AuthorizationFailure``, ...): decoded by the SDK, or its response header."""
-    code = getattr(exc, "error_code", None)
-    if code is None:
-        response = getattr(exc, "response", None)
-        code = response.headers.get("x-ms-error-code") if response is not None else None
-    return str(getattr(code, "value", code) or "")
+def _check_name(table: str) -> None:
+    if not TABLE_NAME.match(table):
+        raise ConfigError(
+            f"CHECKPOINT_TABLE: '{table}' must be 3-63 letters and digits, starting with a letter."
+        )
 
 
-def connection_string_secrets(connection_string: str) -> tuple[str, ...]:
-    """The parts of a storage connection string that must never be shown (account key, SAS token)."""
-    secrets = []
-    for part in connection_string.split(";"):
-        name, _, value = part.partition("=")
-        if name.strip().lower() in ("accountkey", "sharedaccesssignature") and value.strip():
-            secrets.append(value.strip())
-    return tuple(secrets)
+def _bounded(deadline: Deadline | None, retry_total: int | None) -> dict[str, Any]:
+    return around_pipeline(DeadlineRetryPolicy(AZURE_SERVICES, deadline=deadline, retry_total=retry_total))
 
 
 def _entity(checkpoint: Checkpoint, position: str | None) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from azure.storage.queue import QueueClient
 from auditsync.checkpoints import open_store
 from auditsync.config import FanoutSettings, Settings
 from auditsync.errors import AuditSyncError, ConfigError, SinkError
-from auditsync.fanout.dispatch import DispatchReport, dispatch
+from auditsync.fanout.dispatch import DispatchReport, dispatch, queue_failure
 from auditsync.fanout.queue import open_queue, poison_queue_name
 from auditsync.fanout.scoped_store import TenantScopedStore
 from auditsync.fanout.work_item import WorkItem
@@ -44,13 +44,11 @@ def open_registry(settings: FanoutSettings, credential_factory: CredentialFactor
             "TENANT_REGISTRY: this deployment has no tenant registry (single tenant).",
             hint="Set TENANT_REGISTRY=table (Function App) or file (local runs) to serve several tenants.",
         )
-    from azure.data.tables import TableServiceClient
-
     if settings.table_connection_string:
-        service = TableServiceClient.from_connection_string(settings.table_connection_string)
-    else:
-        service = TableServiceClient(endpoint=settings.table_url, credential=credential_factory())
-    return TableTenantRegistry(service, settings.tenant_table)
+        return TableTenantRegistry.from_connection_string(
+            settings.table_connection_string, settings.tenant_table
+        )
+    return TableTenantRegistry.from_url(settings.table_url, credential_factory(), settings.tenant_table)
 
 
 def open_work_queues(
@@ -68,18 +66,9 @@ def open_work_queues(
                 with contextlib.suppress(ResourceExistsError):
                     queue.create_queue()
             except AzureError as exc:
-                raise _queue_error(exc, f"creating queue {name}") from None
+                raise queue_failure(exc, queue, "creating the queue") from None
         queues.append(queue)
     return queues[0], queues[1]
-
-
-def _queue_error(exc: AzureError, action: str) -> SinkError:
-    status = getattr(exc, "status_code", None)
-    return SinkError(
-        f"{action} failed ({f'HTTP {status}' if status else type(exc).__name__})",
-        hint="Give the Function App's identity 'Storage Queue Data Contributor' on the storage account "
-        "and check WORK_QUEUE_URL (or CHECKPOINT_TABLE_URL, whose account is used).",
-    )
 
 
 def dispatch_tick(
@@ -190,9 +179,9 @@ def _send_health(
 ) -> None:
     redactor = Redactor(settings.secret_values())
     http = HttpClient(clock=clock, redactor=redactor)
-    secrets = Secrets(settings.key_vault_url, credential, redactor)
-    sink = open_sink(settings.sink, credential_factory=credential, secrets=secrets, http=http, clock=clock)
     deadline = Deadline.after(clock, HEARTBEAT_GRACE)
+    secrets = Secrets(settings.key_vault_url, credential, redactor, clock=clock, deadline=deadline)
+    sink = open_sink(settings.sink, credential_factory=credential, secrets=secrets, http=http, clock=clock)
     now = clock.now()
     for table, rows in heartbeat_batches([report], now=now, run_id=item.run_id, tenant=item.tenant):
         sink.send(table, rows, deadline)

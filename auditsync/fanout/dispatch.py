@@ -16,7 +16,8 @@ from datetime import datetime
 from azure.core.exceptions import AzureError
 from azure.storage.queue import QueueClient
 
-from auditsync.errors import AuditSyncError, ConfigError, SinkError
+from auditsync.errors import AuditSyncError, ConfigError
+from auditsync.failures import WORK_QUEUE, azure_failure, redact_url
 from auditsync.fanout.work_item import WorkItem
 from auditsync.sources import enabled_streams
 from auditsync.tenants import Tenant, TenantRegistry, settings_for
@@ -63,13 +64,7 @@ def dispatch(
             try:
                 queue.send_message(item.to_json())
             except AzureError as exc:
-                status = getattr(exc, "status_code", None)
-                enqueue_error = SinkError(
-                    f"could not enqueue {item.stream} of tenant {item.tenant} "
-                    f"({f'HTTP {status}' if status else type(exc).__name__})",
-                    hint="Give the Function App's identity 'Storage Queue Data Contributor' on the storage "
-                    "account and check the work queue's account URL; the next tick dispatches again.",
-                )
+                enqueue_error = queue_failure(exc, queue, f"enqueueing {item.stream} of tenant {item.tenant}")
                 log.error("%s", enqueue_error, extra={"tenant": item.tenant, "stream": item.stream})
                 report.failed[tenant.name] = enqueue_error
                 break
@@ -82,3 +77,8 @@ def dispatch(
         len(report.failed),
     )
     return report
+
+
+def queue_failure(exc: AzureError, queue: QueueClient, action: str) -> AuditSyncError:
+    """A failed call on the work queue, as ``auditsync.failures`` maps it."""
+    return azure_failure(WORK_QUEUE, exc, f"work queue {redact_url(queue.url)}", action=action)

@@ -3,6 +3,7 @@
 Messages are base64 text, the encoding the Functions queue trigger expects by default
 (``extensions.queues.messageEncoding``), so the dispatcher's messages bind in Azure exactly as they do
 against Azurite. The host moves a message that failed ``maxDequeueCount`` times to ``<queue>-poison``.
+Every call goes through the project's retry policy (``auditsync.retry``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # azure-storage-queue is imported by the first ``open_queue``, not by function indexing
     from azure.core.credentials import TokenCredential
     from azure.storage.queue import QueueClient
+
+    from auditsync.model import Clock
 
 DEFAULT_QUEUE = "auditsync-work"
 #: host.json ``extensions.queues.maxDequeueCount``; the local worker applies the same limit.
@@ -31,25 +34,24 @@ def open_queue(
     connection_string: str = "",
     account_url: str = "",
     credential: TokenCredential | None = None,
+    retry_total: int | None = None,
+    clock: Clock | None = None,
     **client_kwargs: Any,
 ) -> QueueClient:
-    """A client for queue ``name``: by connection string (Azurite, local) or account URL + managed identity."""
+    """A client for queue ``name``: by connection string (Azurite, local) or account URL + managed identity.
+
+    ``retry_total`` limits the retry policy's retries (0 in error-path tests); its waits go through ``clock``.
+    """
     from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
-    encode, decode = TextBase64EncodePolicy(), TextBase64DecodePolicy()
-    if connection_string:
-        return QueueClient.from_connection_string(
-            connection_string,
-            name,
-            message_encode_policy=encode,
-            message_decode_policy=decode,
-            **client_kwargs,
-        )
-    return QueueClient(
-        account_url,
-        name,
-        credential=credential,
-        message_encode_policy=encode,
-        message_decode_policy=decode,
+    from auditsync.retry import AZURE_SERVICES, DeadlineRetryPolicy
+
+    options: dict[str, Any] = {
+        "message_encode_policy": TextBase64EncodePolicy(),
+        "message_decode_policy": TextBase64DecodePolicy(),
+        "retry_policy": DeadlineRetryPolicy(AZURE_SERVICES, clock=clock, retry_total=retry_total),
         **client_kwargs,
-    )
+    }
+    if connection_string:
+        return QueueClient.from_connection_string(connection_string, name, **options)
+    return QueueClient(account_url, name, credential=credential, **options)

@@ -24,9 +24,11 @@ from urllib.parse import urlsplit
 
 import requests
 
-from auditsync.errors import AuthError, ConfigError, RetryableError, SinkError
-from auditsync.http import HttpClient, Redactor, redact_url
+from auditsync.errors import AuthError, ConfigError, SinkError
+from auditsync.failures import DATA_COLLECTOR, redact_url
+from auditsync.http import HttpClient, Redactor
 from auditsync.model import JSON, AcceptedCallback, Clock, Deadline, SendResult
+from auditsync.retry import LOG_ANALYTICS
 from auditsync.sinks.legacy_rows import FIELD_LIMIT_BYTES, LegacyShaper
 from auditsync.sinks.limits import fit_row
 from auditsync.tables import TABLES, TableDef
@@ -273,14 +275,13 @@ class DataCollectorSink:
                 deadline=deadline,
                 headers=headers,
                 data=body,
+                rule=LOG_ANALYTICS,
+                component=DATA_COLLECTOR,
             )
-        except RetryableError as exc:
-            # Throttling and 5xx that outlived the retries: the page is not stored (or only in part).
-            raise SinkError(
-                f"{where} failed: {exc.message}",
-                hint="Log Analytics did not accept the data in time; the next run sends the page again "
-                "from the checkpoint.",
-            ) from None
+        except SinkError as exc:
+            # No answer, or throttling and 5xx that outlived the retries: the page is not stored (or only
+            # in part).
+            raise SinkError(f"{where} failed: {exc.message}", hint=exc.hint) from None
         if response.status_code == 200:
             return
         detail = _service_message(response, self.http.redactor)

@@ -1,15 +1,12 @@
 """The Logs Ingestion API sink (DCR-based), through azure-monitor-ingestion.
 
-The SDK uploads; the retries are ours, bound to the run's deadline. azure-core's RetryPolicy cannot
-be bound to it: it sleeps a server's whole ``Retry-After`` whatever its ``timeout`` says (a 429 with
-``Retry-After: 25`` waits 25 s), its ``timeout`` caps only the connection timeout, not the read timeout
-(300 s by default), and it never retries a POST whose connection dropped after sending
-(``ServiceResponseError``). So the client is built with ``retry_total=0`` and each upload is one
-attempt whose connection and read timeouts come from the time left; 408/429/5xx and transport failures
-are retried with backoff (exactly ``Retry-After`` when sent) only while the wait ends before the
-deadline's margin. A page counts as sent only when every chunk was accepted, and nothing after a failed
-chunk is sent, which keeps the re-delivered part small. Retrying a POST whose answer was lost can store
-its rows twice; the alternative, failing the page, resends them on the next run anyway.
+The SDK uploads with the project's retry policy (``auditsync.retry``) bound to the run's deadline:
+408/429/5xx and transport failures are retried with backoff (exactly ``Retry-After`` when sent, and
+only while the wait ends before the deadline's margin), each attempt's connection and read timeouts
+come from the time left, and a POST whose connection dropped after sending is sent again. A page counts
+as sent only when every chunk was accepted, and nothing after a failed chunk is sent, which keeps the
+re-delivered part small. Retrying a POST whose answer was lost can store its rows twice; the
+alternative, failing the page, resends them on the next run anyway.
 
 We cut and gzip the batches ourselves, though: azure-monitor-ingestion 1.1.0 sizes its 1 MiB chunks by
 adding up the rows' JSON without the separators and brackets, so a chunk of many small rows comes out
@@ -20,68 +17,33 @@ batches count every byte and stay under 1,000,000; the SDK uploads each gzip bod
 from __future__ import annotations
 
 import io
-import logging
-import random
 import threading
 import zlib
 from collections import Counter
 from collections.abc import Iterator
-from datetime import timedelta
+from dataclasses import replace
 from typing import Any
 
-import tenacity
 from azure.core.credentials import AccessToken, AccessTokenInfo
-from azure.core.exceptions import (
-    AzureError,
-    ClientAuthenticationError,
-    HttpResponseError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
+from azure.core.exceptions import AzureError
 from azure.monitor.ingestion import LogsIngestionClient
 
-from auditsync.azure_errors import credential_failure
-from auditsync.errors import AuthError, SinkError
+from auditsync.failures import LOGS_INGESTION, azure_failure, redact_url
 from auditsync.fastjson import compact_bytes
-from auditsync.http import (
-    CONNECT_TIMEOUT,
-    READ_TIMEOUT,
-    backoff_seconds,
-    network_failure,
-    redact_url,
-    retry_after_seconds,
-    stop_within,
-)
 from auditsync.model import AcceptedCallback, Clock, Deadline, SendResult
+from auditsync.retry import LOG_ANALYTICS, DeadlineRetryPolicy
 from auditsync.sinks.limits import fit_row
 from auditsync.tables import TABLES
 from auditsync.urls import is_loopback_url
 
-log = logging.getLogger(__name__)
-
 #: Log Analytics truncates field values over 64 KB; we cut a little below, visibly.
 MAX_FIELD_BYTES = 64_000
-ROLE_HINT = (
-    "Grant the Function App's managed identity the 'Monitoring Metrics Publisher' role on the data "
-    "collection rule; new role assignments can take up to 30 minutes to apply."
-)
 #: The service refuses bodies over 1 MiB (uncompressed); stay clearly below it, counting every byte.
 MAX_BATCH_BYTES = 1_000_000
 #: Chosen by measurement (docs/benchmarks.md, "gzip level"): level 3 costs half of zlib's default 6 in CPU
 #: per row and makes bodies about 15 % bigger; the 1 MiB limit counts uncompressed bytes, so only the
 #: bytes on the wire grow, by a few KB a request.
 GZIP_LEVEL = 3
-#: Statuses worth another attempt (Azure Monitor documents 429 and 503 with Retry-After).
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-MAX_ATTEMPTS = 6
-BACKOFF_CAP = 30.0
-#: Without a run deadline (``auditsync check``, tests) one send may take this long.
-DEFAULT_SEND_BUDGET = timedelta(minutes=3)
-
-
-def encode_batches(rows: list[dict[str, Any]], limit: int = MAX_BATCH_BYTES) -> Iterator[tuple[bytes, int]]:
-    """Gzipped JSON arrays of at most ``limit`` uncompressed bytes, and the row count of each."""
-    return batch_encoded([compact_bytes(row) for row in rows], limit)
 
 
 def encode_rows(
@@ -171,7 +133,7 @@ class LogsIngestionSink:
         *,
         audience: str = "https://monitor.azure.com",
         clock: Clock | None = None,
-        max_attempts: int = MAX_ATTEMPTS,
+        max_attempts: int | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.rule_id = rule_id
@@ -180,11 +142,12 @@ class LogsIngestionSink:
         self.credential = OneTokenAtATime(credential)
         self.scope = audience.rstrip("/") + "/.default"
         self.clock = clock or Clock()
-        self.max_attempts = max_attempts
-        self._random = random.Random()
-        # retry_total=0: every retry is ours (see the module docstring).
+        rule = LOG_ANALYTICS if max_attempts is None else replace(LOG_ANALYTICS, attempts=max_attempts)
         self.client = LogsIngestionClient(
-            endpoint, self.credential, credential_scopes=[self.scope], retry_total=0
+            endpoint,
+            self.credential,
+            credential_scopes=[self.scope],
+            retry_policy=DeadlineRetryPolicy(rule, clock=self.clock),
         )
 
     def send(
@@ -198,124 +161,32 @@ class LogsIngestionSink:
             return SendResult(0)
         definition = TABLES[table]
         encoded, counters = encode_rows(rows, MAX_FIELD_BYTES)
-        where = f"stream {definition.stream} of DCR {self.rule_id} at {redact_url(self.endpoint)}"
-        deadline = deadline or Deadline.after(self.clock, DEFAULT_SEND_BUDGET)
         accepted = 0
         try:
             for body, count in batch_encoded(encoded):
                 if accepted and on_accepted is not None:
                     # The previous request is stored: let the runner record that before this one goes.
                     on_accepted(accepted)
-                self._upload(definition.stream, body, deadline)
+                # A gzip stream is uploaded as-is: one request per batch, nothing re-serialised.
+                self.client.upload(
+                    self.rule_id,
+                    definition.stream,
+                    io.BytesIO(body),
+                    enforce_https=self.enforce_https,
+                    retry_deadline=deadline,
+                )
                 accepted += count
-        except ClientAuthenticationError as exc:
-            status = getattr(exc, "status_code", None)
-            if status in (401, 403):
-                raise AuthError(f"Logs Ingestion refused {where} ({status})", hint=ROLE_HINT) from None
-            raise credential_failure(
-                exc, "Logs Ingestion", role="Monitoring Metrics Publisher", scope="data collection rule"
-            ) from None
-        except HttpResponseError as exc:
-            if exc.status_code is not None:
-                raise _classify(exc.status_code, where, definition.stream) from None
-            reason, _hint = network_failure(exc)
-            raise SinkError(
-                f"Logs Ingestion answer for {where} was cut short: {reason} (retries ended within the run's "
-                "deadline)",
-                hint="The connection dropped mid-answer (proxy, firewall or service); the next run resends "
-                "the page.",
-            ) from None
-        except AzureError as exc:  # ServiceRequestError/ServiceResponseError: DNS, TLS, reset, timeout
-            reason, _hint = network_failure(exc)
-            raise SinkError(
-                f"Logs Ingestion endpoint {redact_url(self.endpoint)} could not be reached: {reason}"
-                " (retries ended within the run's deadline)",
-                hint="Check LOGS_INGESTION_ENDPOINT and the outbound network; the next run resends the page.",
+        except AzureError as exc:
+            raise azure_failure(
+                LOGS_INGESTION,
+                exc,
+                f"Logs Ingestion endpoint {redact_url(self.endpoint)}",
+                action=f"sending to stream {definition.stream} of DCR {self.rule_id}",
+                about={"stream": definition.stream, "rule": self.rule_id},
             ) from None
         return SendResult(len(rows), dict(counters))
-
-    def _upload(self, stream: str, body: bytes, deadline: Deadline) -> None:
-        """One gzip body as one request, retried within ``deadline``; raises the last failure."""
-
-        def retryable(exc: BaseException) -> bool:
-            if isinstance(exc, ClientAuthenticationError):
-                return False  # no token, or 401/403: another attempt gets the same answer
-            if isinstance(exc, HttpResponseError) and exc.status_code is not None:
-                return exc.status_code in RETRY_STATUSES
-            # DNS, TLS, refused, reset, timeout; or an answer cut short (IncompleteReadError, no status)
-            return isinstance(exc, ServiceRequestError | ServiceResponseError | HttpResponseError)
-
-        def wait(state: tenacity.RetryCallState) -> float:
-            error = state.outcome.exception() if state.outcome is not None else None
-            response = getattr(error, "response", None)
-            if response is not None:
-                hinted = retry_after_seconds(response, self.clock.now())
-                if hinted is not None:
-                    return hinted
-            return backoff_seconds(state.attempt_number, self._random, cap=BACKOFF_CAP)
-
-        stop = stop_within(self.max_attempts, deadline)
-
-        def before_sleep(state: tenacity.RetryCallState) -> None:
-            error = state.outcome.exception() if state.outcome is not None else None
-            status = getattr(error, "status_code", None)
-            what = str(status) if status else network_failure(error)[0] if error else "?"
-            log.warning(
-                "Logs Ingestion upload to %s failed (%s); retry %d in %.1fs",
-                stream,
-                what,
-                state.attempt_number,
-                state.upcoming_sleep or 0.0,
-                extra={"sink": self.name, "status": what, "attempt": state.attempt_number},
-            )
-
-        def attempt() -> None:
-            remaining = max(1.0, deadline.remaining())
-            # A gzip stream is uploaded as-is: one request per batch, nothing re-serialised.
-            self.client.upload(
-                self.rule_id,
-                stream,
-                io.BytesIO(body),
-                enforce_https=self.enforce_https,
-                connection_timeout=min(CONNECT_TIMEOUT, remaining),
-                read_timeout=min(READ_TIMEOUT, remaining),
-            )
-
-        tenacity.Retrying(
-            retry=tenacity.retry_if_exception(retryable),
-            wait=wait,
-            stop=stop,
-            sleep=self.clock.sleep,
-            before_sleep=before_sleep,
-            reraise=True,
-        )(attempt)
 
     def probe(self) -> str:
         """Get a token for the ingestion audience with the uploads' credential; nothing is uploaded."""
         self.credential.get_token(self.scope)
         return f"logs ingestion to DCR {self.rule_id} at {redact_url(self.endpoint)} (token acquired)"
-
-
-def _classify(status: int | None, where: str, stream: str) -> Exception:
-    if status in (401, 403):
-        return AuthError(f"Logs Ingestion refused {where} ({status})", hint=ROLE_HINT)
-    if status == 404:
-        return SinkError(
-            f"Logs Ingestion does not know {where} (404)",
-            hint=f"Check LOGS_INGESTION_RULE_ID (the DCR immutableId) and that the DCR declares {stream}; "
-            "redeploy the template if the DCR is older than this version.",
-        )
-    if status == 413:
-        return SinkError(
-            f"Logs Ingestion rejected a chunk for {where} as too large (413)",
-            hint="An event is larger than 1 MiB even after field truncation; report it to the maintainers.",
-        )
-    if status == 429:
-        return SinkError(
-            f"Logs Ingestion kept throttling {where} (429) after retries",
-            hint="The DCR is over 12,000 requests or 2 GB per minute; the next run resends the page.",
-        )
-    return SinkError(
-        f"Logs Ingestion failed for {where} ({status}) after retries",
-        hint="A transient Azure Monitor failure; the next run resends the page.",
-    )

@@ -28,6 +28,7 @@ from auditsync.errors import AuthError, CheckpointError, ConfigError, UpstreamEr
 from auditsync.fastjson import response_json
 from auditsync.http import HttpClient, describe
 from auditsync.model import JSON, Deadline, Page, Stream
+from auditsync.retry import ONEPASSWORD_EVENTS
 from auditsync.sources import SourceContext
 from auditsync.sources.pacing import ONEPASSWORD_ACCOUNT_INTERVAL, Pacer
 from auditsync.sources.prefetch import CursorPrefetch
@@ -39,10 +40,8 @@ log = logging.getLogger(__name__)
 
 PAGE_LIMIT = 1000
 HORIZON = timedelta(days=120)
-#: First wait after a 429 (the API sends no Retry-After): its 600 requests a minute free one every 100 ms,
-#: so a fifth of a second, doubling, finds room; the generic one second would idle a stream five times
-#: longer than the window needs.
-THROTTLE_BACKOFF = 0.2
+#: First wait after a 429 (the API sends no Retry-After): the retry table's 1Password row says why.
+THROTTLE_BACKOFF = ONEPASSWORD_EVENTS.throttle_backoff
 #: Keep the uuids of the last events delivered, to drop them if the API repeats them at the resume point.
 RESUME_GUARD_SIZE = 100
 AUTH_HINT = (

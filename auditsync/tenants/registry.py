@@ -14,24 +14,17 @@ import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
-from azure.core.exceptions import (
-    AzureError,
-    ClientAuthenticationError,
-    ResourceExistsError,
-    ResourceNotFoundError,
-)
-from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
 
-from auditsync.errors import AuditSyncError, AuthError, CheckpointError, ConfigError
-from auditsync.http import redact_url
+from auditsync.errors import AuditSyncError, ConfigError
+from auditsync.failures import TENANT_TABLE, azure_failure, redact_url
+from auditsync.retry import AZURE_SERVICES, DeadlineRetryPolicy, around_pipeline
 from auditsync.tenants.model import Tenant
 
 PARTITION = "tenant"
 DEFAULT_TABLE = "auditsynctenants"
-_ROLE_HINT = (
-    "Give the identity the 'Storage Table Data Contributor' role on the storage account (role "
-    "assignments take a few minutes to apply) and check the tenant table's account URL."
-)
 
 
 class TenantRegistry(Protocol):
@@ -117,11 +110,24 @@ class FileTenantRegistry:
 class TableTenantRegistry:
     """The registry in an Azure table (same storage account as the checkpoints, its own table)."""
 
-    def __init__(self, service: TableServiceClient, table: str = DEFAULT_TABLE) -> None:
-        self.service = service
-        self.table_name = table
-        self.location = redact_url(service.url)
-        self._table: TableClient = service.get_table_client(table)
+    def __init__(self, table: TableClient) -> None:
+        self.table_name = table.table_name
+        self.location = redact_url(table.url)
+        self._table = table
+
+    @classmethod
+    def from_url(
+        cls, url: str, credential: TokenCredential, table: str = DEFAULT_TABLE
+    ) -> TableTenantRegistry:
+        """The Function App's registry: the account's table endpoint and the managed identity."""
+        return cls(TableClient(url, table, credential=credential, **_retries()))
+
+    @classmethod
+    def from_connection_string(
+        cls, connection_string: str, table: str = DEFAULT_TABLE
+    ) -> TableTenantRegistry:
+        """Local runs and tests (Azurite)."""
+        return cls(TableClient.from_connection_string(connection_string, table, **_retries()))
 
     def __repr__(self) -> str:
         return f"TableTenantRegistry({self.location!r}, {self.table_name!r})"
@@ -132,7 +138,7 @@ class TableTenantRegistry:
         except ResourceNotFoundError:
             return []
         except AzureError as exc:
-            raise self._error(exc, "Listing tenants") from None
+            raise self._error(exc, "listing tenants") from None
         return sorted((self._from_entity(e) for e in entities), key=lambda t: t.name)
 
     def get(self, name: str) -> Tenant | None:
@@ -141,7 +147,7 @@ class TableTenantRegistry:
         except ResourceNotFoundError:
             return None
         except AzureError as exc:
-            raise self._error(exc, f"Reading tenant {name}") from None
+            raise self._error(exc, f"reading tenant {name}") from None
         return self._from_entity(entity)
 
     def put(self, tenant: Tenant) -> None:
@@ -156,10 +162,10 @@ class TableTenantRegistry:
                 self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
             except ResourceNotFoundError:
                 with contextlib.suppress(ResourceExistsError):  # another writer created it first
-                    self.service.create_table(self.table_name)
+                    self._table.create_table()
                 self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
         except AzureError as exc:
-            raise self._error(exc, f"Saving tenant {tenant.name}") from None
+            raise self._error(exc, f"saving tenant {tenant.name}") from None
 
     def remove(self, name: str) -> bool:
         if self.get(name) is None:
@@ -167,7 +173,7 @@ class TableTenantRegistry:
         try:
             self._table.delete_entity(PARTITION, name)
         except AzureError as exc:
-            raise self._error(exc, f"Removing tenant {name}") from None
+            raise self._error(exc, f"removing tenant {name}") from None
         return True
 
     def _from_entity(self, entity: Any) -> Tenant:
@@ -183,12 +189,10 @@ class TableTenantRegistry:
         return _tenant(record, where)
 
     def _error(self, exc: AzureError, action: str) -> AuditSyncError:
-        where = f"{action} in tenant table {self.table_name} at {self.location}"
-        status = getattr(exc, "status_code", None)
-        if isinstance(exc, ClientAuthenticationError) or status in (401, 403):
-            return AuthError(f"{where} was refused (HTTP {status}).", hint=_ROLE_HINT)
-        detail = f"HTTP {status}" if status else type(exc).__name__
-        return CheckpointError(
-            f"{where} failed ({detail}).",
-            hint="Check the storage account and that its firewall lets the app in; the next run retries.",
+        return azure_failure(
+            TENANT_TABLE, exc, f"tenant table {self.table_name} at {self.location}", action=action
         )
+
+
+def _retries() -> dict[str, Any]:
+    return around_pipeline(DeadlineRetryPolicy(AZURE_SERVICES))

@@ -173,7 +173,7 @@ def test_profile_samples_are_sorted_into_areas_by_their_stack(tmp_path: Path) ->
         f"{stream};OnePasswordStream.pages (auditsync/sources/onepassword.py:190);SocketIO.readinto (socket.py:706) 6\n"
         f"{stream};LogsIngestionSink.send (auditsync/sinks/logs_ingestion.py:128);encode_rows "
         "(auditsync/sinks/logs_ingestion.py:61);JSONEncoder.iterencode (json/encoder.py:258) 3\n"
-        f"{stream};HttpClient.request (auditsync/http.py:1);Retrying.__call__ (tenacity/__init__.py:1);sleep (time:1) 1\n"
+        f"{stream};HttpClient.request (auditsync/http.py:1);DeadlineRetryPolicy.sleep (auditsync/retry.py:1);sleep (time:1) 1\n"
         "thread (2): MainThread;<module> (function_app.py:1);_find_and_load (<frozen importlib._bootstrap>:1) 50\n",
         encoding="utf-8",
     )

@@ -90,7 +90,7 @@ def test_check_names_a_wrong_dcr(azure_env: dict[str, str]) -> None:
     code, out = run(["check"], {**azure_env, "LOGS_INGESTION_RULE_ID": "dcr-" + "0" * 32})
     assert code == 1
     line, hint = failed_line(out, "sink logs_ingestion")
-    assert "(404)" in line and "dcr-" + "0" * 32 in line
+    assert "HTTP 404" in line and "dcr-" + "0" * 32 in line
     assert "LOGS_INGESTION_RULE_ID" in hint
     assert out.rstrip().endswith("1 check(s) failed")
 
@@ -100,7 +100,7 @@ def test_check_names_a_missing_role(azure_env: dict[str, str], logs_ingestion_si
     code, out = run(["check"], azure_env)
     assert code == 1
     line, hint = failed_line(out, "sink logs_ingestion")
-    assert "(403)" in line and "Monitoring Metrics Publisher" in hint
+    assert "HTTP 403" in line and "Monitoring Metrics Publisher" in hint
 
 
 def test_check_names_an_unreachable_endpoint(azure_env: dict[str, str]) -> None:
@@ -301,7 +301,7 @@ def test_check_names_a_table_store_that_refuses_the_key(
     )
     assert code == 1
     line, hint = failed_line(out, "checkpoint store")
-    assert "was refused (HTTP 403" in line and "connection string" in hint
+    assert "refused" in line and "(HTTP 403" in line and "connection string" in hint
     assert wrong_key not in out
 
     code, out = run(

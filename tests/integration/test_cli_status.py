@@ -111,7 +111,10 @@ def test_a_sink_error_carries_its_hint_into_the_cli_and_the_health_row(
         )
         code, out = run(["run"], env)
         assert code == 1
-        assert "sink: Logs Ingestion does not know stream Custom-OnePasswordEventLogs" in out
+        assert (
+            "sink: Logs Ingestion endpoint" in out
+            and "does not know stream Custom-OnePasswordEventLogs" in out
+        )
         assert "what to do: Check LOGS_INGESTION_RULE_ID" in out
         (row,) = dcr.rows("AuditSyncHealth_CL")
         assert row["Status"] == "error" and row["ErrorKind"] == "sink"

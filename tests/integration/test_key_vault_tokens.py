@@ -43,13 +43,15 @@ def test_denied_vault_is_an_auth_error_naming_the_role(keyvault_sim: KeyVaultSim
     assert "denied" in str(caught.value) and "Key Vault Secrets User" in caught.value.hint
 
 
-def test_unreachable_vault_is_a_retryable_error(identity_sim: object) -> None:
+def test_unreachable_vault_is_a_credentials_error_naming_the_vault(identity_sim: object) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(RetryableError) as caught:
         onepassword_token(f"https://127.0.0.1:{port}")
-    assert "could not be reached" in str(caught.value) and "KEY_VAULT_URL" in caught.value.hint
+    assert caught.value.kind == "credentials", "not the vendor's failure: the run got no token"
+    assert f"Key Vault https://127.0.0.1:{port} could not be reached: connection refused" in str(caught.value)
+    assert "KEY_VAULT_URL" in caught.value.hint
 
 
 def test_rotated_token_is_used_by_the_next_run(pipeline: Pipeline, keyvault_sim: KeyVaultSim) -> None:

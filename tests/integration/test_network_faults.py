@@ -34,7 +34,12 @@ def fetch(url: str, clock: FakeClock, seconds: float = 30.0) -> None:
 
 
 @pytest.mark.parametrize(
-    ("fault", "reason"), [("reset", "connection reset"), ("cut", "connection reset"), ("hang", "timed out")]
+    ("fault", "reason"),
+    [
+        ("reset", "could not be reached: connection reset"),
+        ("cut", "answer was cut short: connection reset"),
+        ("hang", "could not be reached: timed out"),
+    ],
 )
 def test_each_network_fault_is_a_named_retryable_error(
     fault: str, reason: str, fake_clock: FakeClock
@@ -46,7 +51,7 @@ def test_each_network_fault_is_a_named_retryable_error(
         with pytest.raises(RetryableError) as caught:
             fetch(server.url + "/x", fake_clock, seconds=2.0)
         assert time.monotonic() - started < 5
-        assert f"could not be reached: {reason}" in str(caught.value) and caught.value.hint
+        assert reason in str(caught.value) and caught.value.hint
         server.faults.clear()
         fetch(server.url + "/x", fake_clock)  # the same client code, answered once the network behaves
 
@@ -119,7 +124,7 @@ def test_sink_waits_retry_after_only_when_it_ends_before_the_deadline(
     logs_ingestion_sim.inject(429, headers={"Retry-After": "25"}, times=1)
     with pytest.raises(SinkError) as caught:
         sink.send(HEALTH_TABLE, [ROW], Deadline.after(still, timedelta(seconds=20)))
-    assert "(429)" in str(caught.value) and fake_clock.sleeps == [3.0], "no wait past the deadline"
+    assert "HTTP 429" in str(caught.value) and fake_clock.sleeps == [3.0], "no wait past the deadline"
 
 
 def test_sink_reset_after_the_request_is_retried_not_a_crash(

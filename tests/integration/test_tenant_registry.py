@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from azure.data.tables import TableServiceClient
 
 from auditsync.errors import ConfigError
 from auditsync.tenants import FileTenantRegistry, TableTenantRegistry, Tenant, TenantRegistry
@@ -19,8 +18,7 @@ def registry(
     if request.param == "file":
         yield FileTenantRegistry(tmp_path / "tenants.json")
     else:
-        service = TableServiceClient.from_connection_string(azurite_connection_string)
-        yield TableTenantRegistry(service, azurite_table_name)
+        yield TableTenantRegistry.from_connection_string(azurite_connection_string, azurite_table_name)
 
 
 ACME = Tenant(

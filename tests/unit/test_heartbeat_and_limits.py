@@ -51,6 +51,9 @@ def test_onepassword_health_event_shape() -> None:
     reports = [
         StreamReport("onepassword", "onepassword/signinattempts", "error", error_kind="auth", message="401"),
         StreamReport("onepassword", "onepassword/itemusages", "idle"),
+        StreamReport(
+            "onepassword", "onepassword/auditevents", "error", error_kind="credentials", message="kv"
+        ),
         StreamReport("keeper", "keeper/events", "ok", 3),
     ]
     events = onepassword_health_events(reports, now=NOW, run_id="r1")
@@ -58,6 +61,8 @@ def test_onepassword_health_event_shape() -> None:
     assert [(r["log_source"], r["category"], r["action_type"]) for r in rows] == [
         ("healthevents", "credentials_failed", "API Key Invalid"),
         ("healthevents", "success", "Events Collected"),
+        # A Key Vault outage is not a bad API key, nor the vendor's failure.
+        ("healthevents", "credentials_unavailable", "Key Vault or Managed Identity Unavailable"),
     ]
 
 

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from auditsync.errors import RetryableError, ThrottledError
-from auditsync.http import HttpClient, Redactor, redact_url, retry_after_seconds
+from auditsync.failures import redact_url
+from auditsync.http import HttpClient, Redactor
 from auditsync.model import Deadline
 from simulators.base import Request, Response, SimServer
 from simulators.clock import FakeClock
@@ -111,14 +112,6 @@ def test_secret_echoed_by_a_server_is_redacted(server: Echo) -> None:
             "GET", server.url, deadline=Deadline.after(still(time), timedelta(minutes=30))
         )
     assert secret not in str(caught.value) and "***" in str(caught.value)
-
-
-def test_retry_after_date_form() -> None:
-    import requests
-
-    response = requests.Response()
-    response.headers["Retry-After"] = "Sun, 22 Nov 2026 12:00:30 GMT"
-    assert retry_after_seconds(response, datetime(2026, 11, 22, 12, 0, tzinfo=UTC)) == 30.0
 
 
 def test_redact_url_keeps_only_where() -> None:
