@@ -152,7 +152,9 @@ def _command(args: argparse.Namespace, environ: dict[str, str], out: TextIO) -> 
         return run_demo(
             out, events_per_stream=args.events, data_dir=environ.get("AUDITSYNC_DATA_DIR", ".auditsync")
         )
-    if args.command == sentinel_commands.COMMAND:  # works on a workspace, needs none of the collector's settings
+    if (
+        args.command == sentinel_commands.COMMAND
+    ):  # works on a workspace, needs none of the collector's settings
         return sentinel_commands.run(args, environ, out)
     try:
         # status only reads checkpoints, and the tenant registry is edited without calling a vendor:

@@ -67,6 +67,8 @@ class SecurityInsights:
         self.settings = settings
         bounds = {**DEFAULT_OPTIONS, **options}
         self._timeouts = {k: bounds.pop(k) for k in ("connection_timeout", "read_timeout")}
+        # A plain-http endpoint is a loopback stand-in (the settings refuse any other): let the token go there.
+        self._https = {"enforce_https": False} if settings.arm_endpoint.startswith("http://") else {}
         explained = ExplainedCredential(
             credential, "the SecurityInsights API", role=CONTRIBUTOR, scope="workspace"
         )
@@ -139,8 +141,9 @@ class SecurityInsights:
         return (mine.scheme, mine.netloc.lower()) == (theirs.scheme, theirs.netloc.lower())
 
     def _send(self, request: HttpRequest, doing: str, action: str) -> JSON:
+        request.url = self._client.format_url(request.url)
         try:
-            response = self._client.send_request(request, **self._timeouts)
+            response = self._client.send_request(request, **self._timeouts, **self._https)
         except AuditSyncError:
             raise  # the credential's own, already explained
         except (ServiceRequestError, ServiceResponseError) as exc:
