@@ -1147,7 +1147,6 @@ def sentinel_deployment() -> JSON:
                         "apiVersion": si,
                         "name": f"[{rule}.id]",
                         "kind": f"[{rule}.kind]",
-                        "location": "[parameters('location')]",
                         "properties": f"[{rule}.properties]",
                     },
                     _inner_metadata(
@@ -1211,7 +1210,6 @@ def sentinel_deployment() -> JSON:
                         "type": "Microsoft.OperationalInsights/workspaces/providers/dataConnectorDefinitions",
                         "apiVersion": si,
                         "name": f"[format('{{0}}/Microsoft.SecurityInsights/{{1}}', parameters('workspaceName'), {connector}.id)]",
-                        "location": "[parameters('location')]",
                         "kind": "Customizable",
                         "properties": {"connectorUiConfig": f"[{connector}.connectorUiConfig]"},
                     },

@@ -284,7 +284,6 @@ resource ruleTemplates 'Microsoft.SecurityInsights/contentTemplates@2024-03-01' 
           apiVersion: siApiVersion
           name: rule.id
           kind: rule.kind
-          location: location
           properties: rule.properties
         }
         {
@@ -411,7 +410,6 @@ resource connectorTemplate 'Microsoft.SecurityInsights/contentTemplates@2024-03-
           type: 'Microsoft.OperationalInsights/workspaces/providers/dataConnectorDefinitions'
           apiVersion: siApiVersion
           name: '${workspaceName}/Microsoft.SecurityInsights/${content.dataConnector.id}'
-          location: location
           kind: 'Customizable'
           properties: {
             connectorUiConfig: content.dataConnector.connectorUiConfig
