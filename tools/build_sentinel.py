@@ -35,7 +35,6 @@ CLI_OUTPUT = ROOT / "auditsync" / "content" / "solution.json"
 
 sys.path.insert(0, str(ROOT))
 from tools.package import version as auditsync_version  # noqa: E402
-from tools.release import repository  # noqa: E402
 
 JSON = dict[str, Any]
 
@@ -118,7 +117,7 @@ KIND_CODES = {
 
 
 def load_solution() -> JSON:
-    """``sentinel/solution.yaml`` plus the package version (auditsync's) and the repository links."""
+    """``sentinel/solution.yaml`` plus the package version (auditsync's)."""
     path = SENTINEL / "solution.yaml"
     doc = _load_yaml(path)
     where = _rel(path)
@@ -127,7 +126,6 @@ def load_solution() -> JSON:
         ("id", "name", "publisher", "description", "firstPublishDate", "lastPublishDate", "versions"),
         where,
     )
-    link = f"https://github.com/{repository(ROOT)}"
     solution_id, name = str(doc["id"]), str(doc["name"])
     version = auditsync_version(ROOT)
     return {
@@ -143,8 +141,10 @@ def load_solution() -> JSON:
         "providers": list(doc.get("providers", [])),
         "categories": dict(doc.get("categories", {})),
         "source": {"kind": "Solution", "name": name, "sourceId": solution_id},
-        "author": {**doc.get("author", {}), "link": link},
-        "support": {**doc.get("support", {}), "link": f"{link}/issues"},
+        # No repository links: the content is built once, while a fork's templates are rewritten from
+        # pyproject.toml (tools/release.py), which would leave the links pointing at the original.
+        "author": dict(doc.get("author", {})),
+        "support": dict(doc.get("support", {})),
         "versions": {k: str(v) for k, v in doc["versions"].items()},
         "workbook": dict(doc.get("workbook", {})),
     }
