@@ -29,6 +29,7 @@ from typing import Any, TextIO, cast
 
 from auditsync import __version__
 from auditsync.config import Settings
+from auditsync.content import commands as sentinel_commands
 from auditsync.errors import AuditSyncError, ConfigError
 from auditsync.fanout import commands as fanout_commands
 from auditsync.model import STATUS_ERROR, Clock, StreamReport
@@ -81,6 +82,7 @@ def main(
     demo.add_argument("--events", type=int, default=300, help="sample events per stream")
     demo.add_argument("--tenants", type=int, default=0, help="multi-tenant demo with this many tenants")
     fanout_commands.register(sub)
+    sentinel_commands.register(sub)
     args = parser.parse_args(argv)
     install_log_redaction()
     stream = cast(TextIO, RedactingWriter(out or sys.stdout))
@@ -150,6 +152,10 @@ def _command(args: argparse.Namespace, environ: dict[str, str], out: TextIO) -> 
         return run_demo(
             out, events_per_stream=args.events, data_dir=environ.get("AUDITSYNC_DATA_DIR", ".auditsync")
         )
+    if (
+        args.command == sentinel_commands.COMMAND
+    ):  # works on a workspace, needs none of the collector's settings
+        return sentinel_commands.run(args, environ, out)
     try:
         # status only reads checkpoints, and the tenant registry is edited without calling a vendor:
         # neither needs the deployment's own tokens.

@@ -87,7 +87,7 @@ param lagThresholdMinutes int = 60
 @description('Email address for connector health alerts; empty = alerts without notification.')
 param alertEmail string = ''
 
-@description('Deploy the Sentinel content: parsers, hunting queries, analytics rules, workbook, data connector card. Needs Microsoft Sentinel on the workspace (already enabled, or onboardSentinel).')
+@description('Install the auditsync Sentinel solution: connector page, parsers, hunting queries, and analytics rule and workbook templates (no rule is turned on). Needs Microsoft Sentinel on the workspace (already enabled, or onboardSentinel).')
 param deploySentinelContent bool = false
 
 @description('Enable Microsoft Sentinel on the workspace (leave off if it is already enabled).')

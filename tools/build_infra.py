@@ -67,11 +67,10 @@ API = {
     "actionGroups": "2023-01-01",
     "scheduledQueryRules": "2023-12-01",
     "deployments": "2022-09-01",
-    "onboarding": "2024-03-01",
+    # SecurityInsights: every resource of the Sentinel solution (tools/build_sentinel.py says why this one).
+    "securityInsights": "2024-03-01",
     "savedSearches": "2020-08-01",
-    "alertRules": "2024-03-01",
     "workbooks": "2023-06-01",
-    "dataConnectors": "2021-03-01-preview",
     "diagnosticSettings": "2021-05-01-preview",
 }
 
@@ -236,8 +235,9 @@ def parameters() -> JSON:
         ),
         "deploySentinelContent": _param(
             "bool",
-            "Deploy the Sentinel content: parsers, hunting queries, analytics rules, workbook, data connector card. "
-            "Needs Microsoft Sentinel on the workspace (already enabled, or onboardSentinel).",
+            "Install the auditsync Sentinel solution: connector page, parsers, hunting queries, and analytics "
+            "rule and workbook templates (no rule is turned on). Needs Microsoft Sentinel on the workspace "
+            "(already enabled, or onboardSentinel).",
             False,
         ),
         "onboardSentinel": _param(
@@ -904,12 +904,128 @@ def _joined(expr: str) -> str:
     return f"[replace(replace(replace(string({expr}), '[\"', ''), '\"]', ''), '\",\"', ',')]"
 
 
+_SI_SCOPE = "[format('Microsoft.OperationalInsights/workspaces/{0}', parameters('workspaceName'))]"
+_WORKSPACE_ID = "resourceId('Microsoft.OperationalInsights/workspaces', parameters('workspaceName'))"
+_PACKAGE_ID = (
+    f"extensionResourceId({_WORKSPACE_ID}, 'Microsoft.SecurityInsights/contentPackages', "
+    "variables('content').solution.id)"
+)
+_TEMPLATE_SCHEMA = "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#"
+_METADATA_TYPE = "Microsoft.OperationalInsights/workspaces/providers/metadata"
+_FILL_PARSER = (
+    "replace(replace({query}, '__AUDITSYNC_KEY_VAULT_NAME__', parameters('keyVaultName')), "
+    "'__AUDITSYNC_FUNCTION_APP_PRINCIPAL_ID__', parameters('functionAppPrincipalId'))"
+)
+
+
+def _by_solution() -> JSON:
+    """Who made a piece of content, as every metadata and template of the solution says it."""
+    return {
+        "source": "[variables('content').solution.source]",
+        "author": "[variables('content').solution.author]",
+        "support": "[variables('content').solution.support]",
+    }
+
+
+def _metadata(kind: str, item: str, parent_id: str) -> JSON:
+    """The properties of a metadata resource linking one item (``item`` an ARM expression) to the solution."""
+    return {
+        "parentId": f"[{parent_id}]",
+        "contentId": f"[{item}.contentId]",
+        "kind": kind,
+        "version": f"[{item}.version]",
+        **_by_solution(),
+    }
+
+
+def _inner_metadata(kind: str, name: str, item: str, parent_id: str) -> JSON:
+    """A metadata resource inside a content template (the shape Microsoft's packages write there)."""
+    return {
+        "type": _METADATA_TYPE,
+        "apiVersion": API["securityInsights"],
+        "name": f"[format('{{0}}/Microsoft.SecurityInsights/{kind}-{{1}}', parameters('workspaceName'), {name})]",
+        "properties": _metadata(kind, item, parent_id),
+    }
+
+
+def _content_template(
+    kind: str, item: str, display_name: str, resources: list[JSON], loop: tuple[str, str] | None = None
+) -> JSON:
+    """A ``contentTemplates`` resource: one piece of content, its ARM template and its package."""
+    resource: JSON = {
+        "type": "Microsoft.SecurityInsights/contentTemplates",
+        "apiVersion": API["securityInsights"],
+        "scope": _SI_SCOPE,
+        "name": f"[{item}.templateName]",
+        "properties": {
+            "packageId": "[variables('content').solution.id]",
+            "packageKind": "Solution",
+            "packageName": "[variables('content').solution.name]",
+            "packageVersion": "[variables('content').solution.version]",
+            "contentSchemaVersion": "[variables('content').solution.contentSchemaVersion]",
+            **_by_solution(),
+            "contentId": f"[{item}.contentId]",
+            "contentProductId": f"[{item}.contentProductId]",
+            "contentKind": kind,
+            "displayName": f"[{display_name}]",
+            "version": f"[{item}.version]",
+            "mainTemplate": {
+                "$schema": _TEMPLATE_SCHEMA,
+                "contentVersion": f"[{item}.version]",
+                "parameters": {},
+                "variables": {},
+                "resources": resources,
+            },
+        },
+        "dependsOn": [f"[{_PACKAGE_ID}]"],
+    }
+    if loop:
+        name, array = loop
+        resource = {"copy": {"name": name, "count": f"[length(variables('content').{array})]"}, **resource}
+    return resource
+
+
+def _hunting_tags(hunt: str) -> list[JSON]:
+    return [
+        {"name": "description", "value": f"[{hunt}.description]"},
+        {"name": "tactics", "value": _joined(f"{hunt}.tactics")},
+        {"name": "techniques", "value": _joined(f"{hunt}.techniques")},
+    ]
+
+
 def sentinel_deployment() -> JSON:
-    workspace_id = "resourceId('Microsoft.OperationalInsights/workspaces', parameters('workspaceName'))"
+    """The Sentinel solution, as infra/modules/sentinelContent.bicep deploys it (see its header)."""
+    workspace_id = _WORKSPACE_ID
     onboarding_id = (
         f"extensionResourceId({workspace_id}, 'Microsoft.SecurityInsights/onboardingStates', 'default')"
     )
-    parser_ids = "parsers"
+    si = API["securityInsights"]
+    parser = "variables('content').parsers[copyIndex()]"
+    hunt = "variables('content').huntingQueries[copyIndex()]"
+    rule = "variables('content').alertRules[copyIndex()]"
+    workbook = "variables('content').workbook"
+    connector = "variables('content').dataConnector"
+    workbook_name = f"guid({workspace_id}, 'auditsync-workbook')"
+
+    def saved_search_id(name: str) -> str:
+        return f"resourceId('Microsoft.OperationalInsights/workspaces/savedSearches', parameters('workspaceName'), {name})"
+
+    parser_body = {
+        "category": f"[{parser}.category]",
+        "displayName": f"[{parser}.displayName]",
+        "query": "[" + _FILL_PARSER.format(query=f"{parser}.query") + "]",
+        "functionAlias": f"[{parser}.name]",
+        "version": 2,
+    }
+    hunting_body = {
+        "category": "Hunting Queries",
+        "displayName": f"[{hunt}.displayName]",
+        "query": f"[{hunt}.query]",
+        "version": 2,
+        "tags": _hunting_tags(hunt),
+    }
+    connector_id = f"extensionResourceId({workspace_id}, 'Microsoft.SecurityInsights/dataConnectorDefinitions', {connector}.id)"
+    solution = "variables('content').solution"
     template = {
         "$schema": SCHEMA,
         "contentVersion": "1.0.0.0",
@@ -925,10 +1041,33 @@ def sentinel_deployment() -> JSON:
             {
                 "condition": "[parameters('onboardSentinel')]",
                 "type": "Microsoft.SecurityInsights/onboardingStates",
-                "apiVersion": API["onboarding"],
-                "scope": "[format('Microsoft.OperationalInsights/workspaces/{0}', parameters('workspaceName'))]",
+                "apiVersion": si,
+                "scope": _SI_SCOPE,
                 "name": "default",
                 "properties": {},
+            },
+            {
+                "type": "Microsoft.SecurityInsights/contentPackages",
+                "apiVersion": si,
+                "scope": _SI_SCOPE,
+                "name": f"[{solution}.id]",
+                "properties": {
+                    "contentId": f"[{solution}.id]",
+                    "contentProductId": f"[{solution}.contentProductId]",
+                    "contentKind": "Solution",
+                    "contentSchemaVersion": f"[{solution}.contentSchemaVersion]",
+                    "displayName": f"[{solution}.name]",
+                    "version": f"[{solution}.version]",
+                    "publisherDisplayName": f"[{solution}.publisher]",
+                    "description": f"[{solution}.description]",
+                    **_by_solution(),
+                    "dependencies": f"[{solution}.dependencies]",
+                    "categories": f"[{solution}.categories]",
+                    "providers": f"[{solution}.providers]",
+                    "firstPublishDate": f"[{solution}.firstPublishDate]",
+                    "lastPublishDate": f"[{solution}.lastPublishDate]",
+                },
+                "dependsOn": [f"[{onboarding_id}]"],
             },
             {
                 "copy": {
@@ -939,81 +1078,144 @@ def sentinel_deployment() -> JSON:
                 },
                 "type": "Microsoft.OperationalInsights/workspaces/savedSearches",
                 "apiVersion": API["savedSearches"],
-                "name": "[format('{0}/{1}', parameters('workspaceName'), "
-                "variables('content').parsers[copyIndex()].name)]",
-                "properties": {
-                    "category": "[variables('content').parsers[copyIndex()].category]",
-                    "displayName": "[variables('content').parsers[copyIndex()].displayName]",
-                    "query": "[replace(replace(variables('content').parsers[copyIndex()].query, "
-                    "'__AUDITSYNC_KEY_VAULT_NAME__', parameters('keyVaultName')), "
-                    "'__AUDITSYNC_FUNCTION_APP_PRINCIPAL_ID__', parameters('functionAppPrincipalId'))]",
-                    "functionAlias": "[variables('content').parsers[copyIndex()].name]",
-                    "version": 2,
-                },
+                "name": f"[format('{{0}}/{{1}}', parameters('workspaceName'), {parser}.name)]",
+                "properties": parser_body,
             },
+            {
+                "copy": {"name": "parserMetadata", "count": "[length(variables('content').parsers)]"},
+                "type": "Microsoft.SecurityInsights/metadata",
+                "apiVersion": si,
+                "scope": _SI_SCOPE,
+                "name": f"[format('Parser-{{0}}', {parser}.name)]",
+                "properties": _metadata("Parser", parser, saved_search_id(f"{parser}.name")),
+                "dependsOn": [f"[{saved_search_id(f'{parser}.name')}]", f"[{_PACKAGE_ID}]"],
+            },
+            _content_template(
+                "Parser",
+                parser,
+                f"{parser}.displayName",
+                [
+                    {
+                        "type": "Microsoft.OperationalInsights/workspaces/savedSearches",
+                        "apiVersion": API["savedSearches"],
+                        "name": f"[format('{{0}}/{{1}}', parameters('workspaceName'), {parser}.name)]",
+                        "properties": parser_body,
+                    },
+                    _inner_metadata("Parser", f"{parser}.name", parser, saved_search_id(f"{parser}.name")),
+                ],
+                loop=("parserTemplates", "parsers"),
+            ),
             {
                 "copy": {"name": "huntingQueries", "count": "[length(variables('content').huntingQueries)]"},
                 "type": "Microsoft.OperationalInsights/workspaces/savedSearches",
                 "apiVersion": API["savedSearches"],
-                "name": "[format('{0}/{1}', parameters('workspaceName'), "
-                "variables('content').huntingQueries[copyIndex()].name)]",
-                "properties": {
-                    "category": "Hunting Queries",
-                    "displayName": "[variables('content').huntingQueries[copyIndex()].displayName]",
-                    "query": "[variables('content').huntingQueries[copyIndex()].query]",
-                    "version": 2,
-                    "tags": [
-                        {
-                            "name": "description",
-                            "value": "[variables('content').huntingQueries[copyIndex()].description]",
-                        },
-                        {
-                            "name": "tactics",
-                            "value": _joined("variables('content').huntingQueries[copyIndex()].tactics"),
-                        },
-                        {
-                            "name": "techniques",
-                            "value": _joined("variables('content').huntingQueries[copyIndex()].techniques"),
-                        },
-                    ],
-                },
-                "dependsOn": [parser_ids],
+                "name": f"[format('{{0}}/{{1}}', parameters('workspaceName'), {hunt}.name)]",
+                "properties": hunting_body,
+                "dependsOn": ["parsers"],
             },
             {
-                "copy": {"name": "analyticsRules", "count": "[length(variables('content').alertRules)]"},
-                "type": "Microsoft.SecurityInsights/alertRules",
-                "apiVersion": API["alertRules"],
-                "scope": "[format('Microsoft.OperationalInsights/workspaces/{0}', parameters('workspaceName'))]",
-                "name": "[variables('content').alertRules[copyIndex()].id]",
-                "kind": "[variables('content').alertRules[copyIndex()].kind]",
-                "properties": "[variables('content').alertRules[copyIndex()].properties]",
-                "dependsOn": [f"[{onboarding_id}]", parser_ids],
+                "copy": {"name": "huntingMetadata", "count": "[length(variables('content').huntingQueries)]"},
+                "type": "Microsoft.SecurityInsights/metadata",
+                "apiVersion": si,
+                "scope": _SI_SCOPE,
+                "name": f"[format('HuntingQuery-{{0}}', {hunt}.name)]",
+                "properties": _metadata("HuntingQuery", hunt, saved_search_id(f"{hunt}.name")),
+                "dependsOn": [f"[{saved_search_id(f'{hunt}.name')}]", f"[{_PACKAGE_ID}]"],
             },
+            _content_template(
+                "HuntingQuery",
+                hunt,
+                f"{hunt}.displayName",
+                [
+                    {
+                        "type": "Microsoft.OperationalInsights/workspaces/savedSearches",
+                        "apiVersion": API["savedSearches"],
+                        "name": f"[format('{{0}}/{{1}}', parameters('workspaceName'), {hunt}.name)]",
+                        "properties": hunting_body,
+                    },
+                    _inner_metadata("HuntingQuery", f"{hunt}.name", hunt, saved_search_id(f"{hunt}.name")),
+                ],
+                loop=("huntingTemplates", "huntingQueries"),
+            ),
+            _content_template(
+                "AnalyticsRule",
+                rule,
+                f"{rule}.properties.displayName",
+                [
+                    {
+                        "type": "Microsoft.SecurityInsights/AlertRuleTemplates",
+                        "apiVersion": si,
+                        "name": f"[{rule}.id]",
+                        "kind": f"[{rule}.kind]",
+                        "properties": f"[{rule}.properties]",
+                    },
+                    _inner_metadata(
+                        "AnalyticsRule",
+                        f"{rule}.id",
+                        rule,
+                        f"resourceId('Microsoft.SecurityInsights/AlertRuleTemplates', {rule}.id)",
+                    ),
+                ],
+                loop=("ruleTemplates", "alertRules"),
+            ),
+            _content_template(
+                "Workbook",
+                workbook,
+                f"{workbook}.displayName",
+                [
+                    {
+                        "type": "Microsoft.Insights/workbooks",
+                        "apiVersion": API["workbooks"],
+                        "name": f"[{workbook_name}]",
+                        "location": "[parameters('location')]",
+                        "kind": "shared",
+                        "properties": {
+                            "displayName": f"[{workbook}.displayName]",
+                            "serializedData": f"[{workbook}.serializedData]",
+                            "sourceId": f"[{workspace_id}]",
+                            "category": "sentinel",
+                        },
+                    },
+                    _inner_metadata(
+                        "Workbook",
+                        workbook_name,
+                        workbook,
+                        f"resourceId('Microsoft.Insights/workbooks', {workbook_name})",
+                    ),
+                ],
+            ),
             {
-                "condition": "[not(empty(variables('content').workbook.serializedData))]",
-                "type": "Microsoft.Insights/workbooks",
-                "apiVersion": API["workbooks"],
-                "name": f"[guid({workspace_id}, 'auditsync-workbook')]",
-                "location": "[parameters('location')]",
-                "kind": "shared",
-                "properties": {
-                    "displayName": "[variables('content').workbook.displayName]",
-                    "serializedData": "[variables('content').workbook.serializedData]",
-                    "sourceId": f"[{workspace_id}]",
-                    "category": "sentinel",
-                },
-                "dependsOn": [parser_ids],
-            },
-            {
-                "condition": "[not(empty(variables('content').dataConnector.connectorUiConfig))]",
-                "type": "Microsoft.OperationalInsights/workspaces/providers/dataConnectors",
-                "apiVersion": API["dataConnectors"],
-                "name": f"[format('{{0}}/Microsoft.SecurityInsights/{{1}}', parameters('workspaceName'), "
-                f"guid({workspace_id}, 'auditsync-connector'))]",
-                "kind": "GenericUI",
-                "properties": {"connectorUiConfig": "[variables('content').dataConnector.connectorUiConfig]"},
+                "type": "Microsoft.SecurityInsights/dataConnectorDefinitions",
+                "apiVersion": si,
+                "scope": _SI_SCOPE,
+                "name": f"[{connector}.id]",
+                "kind": "Customizable",
+                "properties": {"connectorUiConfig": f"[{connector}.connectorUiConfig]"},
                 "dependsOn": [f"[{onboarding_id}]"],
             },
+            {
+                "type": "Microsoft.SecurityInsights/metadata",
+                "apiVersion": si,
+                "scope": _SI_SCOPE,
+                "name": f"[format('DataConnector-{{0}}', {connector}.id)]",
+                "properties": _metadata("DataConnector", connector, connector_id),
+                "dependsOn": [f"[{connector_id}]", f"[{_PACKAGE_ID}]"],
+            },
+            _content_template(
+                "DataConnector",
+                connector,
+                f"{connector}.connectorUiConfig.title",
+                [
+                    {
+                        "type": "Microsoft.OperationalInsights/workspaces/providers/dataConnectorDefinitions",
+                        "apiVersion": si,
+                        "name": f"[format('{{0}}/Microsoft.SecurityInsights/{{1}}', parameters('workspaceName'), {connector}.id)]",
+                        "kind": "Customizable",
+                        "properties": {"connectorUiConfig": f"[{connector}.connectorUiConfig]"},
+                    },
+                    _inner_metadata("DataConnector", f"{connector}.id", connector, connector_id),
+                ],
+            ),
         ],
     }
     return {

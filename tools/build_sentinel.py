@@ -1,17 +1,23 @@
 """Compile the Sentinel content sources under ``sentinel/`` into ``sentinel/build/content.json``.
 
 The sources are written for people (YAML rules and hunting queries in the shape of the Azure-Sentinel
-repository, parser YAML, a workbook and a connector card as JSON); the infra templates want one JSON
-file in the shape of the ARM resources they deploy. This script is the only bridge between the two, so
-the generated file is committed and a test checks that it is up to date with its sources.
+repository, parser YAML, a workbook and a connector card as JSON, the solution's own facts in
+``sentinel/solution.yaml``); the infra templates want one JSON file with every piece of content in the
+shape of the resources a Content Hub solution installs (rule template properties, saved searches, the
+connector definition) plus the ids and versions Content Hub tracks them by. This script is the only
+bridge between the two, so the generated files are committed and a test checks that they are up to date.
 
-    python tools/build_sentinel.py           # write sentinel/build/content.json
-    python tools/build_sentinel.py --check   # exit 1 when the committed file is stale
+It also writes ``auditsync/content/solution.json``: the solution id and the recommended rules, the two
+facts ``python -m auditsync sentinel`` needs and cannot read from a workspace.
+
+    python tools/build_sentinel.py           # write both files
+    python tools/build_sentinel.py --check   # exit 1 when a committed file is stale
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import sys
@@ -24,6 +30,11 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 SENTINEL = ROOT / "sentinel"
 OUTPUT = SENTINEL / "build" / "content.json"
+#: What the CLI's ``sentinel`` command needs to know about the solution (package data of auditsync).
+CLI_OUTPUT = ROOT / "auditsync" / "content" / "solution.json"
+
+sys.path.insert(0, str(ROOT))
+from tools.package import version as auditsync_version  # noqa: E402
 
 JSON = dict[str, Any]
 
@@ -92,8 +103,76 @@ def _order_by_dependency(parsers: list[JSON]) -> list[JSON]:
     return ordered
 
 
-def load_parsers() -> list[JSON]:
+#: Content Hub's schema of the package and template resources (the value Microsoft's packages write).
+CONTENT_SCHEMA_VERSION = "3.0.0"
+#: Short kind codes in template names and product ids, as Microsoft's packages abbreviate them.
+KIND_CODES = {
+    "Solution": "sl",
+    "AnalyticsRule": "ar",
+    "HuntingQuery": "hq",
+    "Parser": "pr",
+    "Workbook": "wb",
+    "DataConnector": "dc",
+}
+
+
+def load_solution() -> JSON:
+    """``sentinel/solution.yaml`` plus the package version (auditsync's)."""
+    path = SENTINEL / "solution.yaml"
+    doc = _load_yaml(path)
+    where = _rel(path)
+    _require(
+        doc,
+        ("id", "name", "publisher", "description", "firstPublishDate", "lastPublishDate", "versions"),
+        where,
+    )
+    solution_id, name = str(doc["id"]), str(doc["name"])
+    version = auditsync_version(ROOT)
+    return {
+        "id": solution_id,
+        "name": name,
+        "version": version,
+        "publisher": str(doc["publisher"]),
+        "description": " ".join(str(doc["description"]).split()),
+        "contentSchemaVersion": CONTENT_SCHEMA_VERSION,
+        "contentProductId": product_id(solution_id, "Solution", solution_id, version),
+        "firstPublishDate": str(doc["firstPublishDate"]),
+        "lastPublishDate": str(doc["lastPublishDate"]),
+        "providers": list(doc.get("providers", [])),
+        "categories": dict(doc.get("categories", {})),
+        "source": {"kind": "Solution", "name": name, "sourceId": solution_id},
+        # No repository links: the content is built once, while a fork's templates are rewritten from
+        # pyproject.toml (tools/release.py), which would leave the links pointing at the original.
+        "author": dict(doc.get("author", {})),
+        "support": dict(doc.get("support", {})),
+        "versions": {k: str(v) for k, v in doc["versions"].items()},
+        "workbook": dict(doc.get("workbook", {})),
+    }
+
+
+def product_id(solution_id: str, kind: str, content_id: str, version: str) -> str:
+    """A content item's ``contentProductId``: one per (solution, kind, id, version), as Content Hub keys them.
+
+    Microsoft's packages compute it with ARM's ``uniqueString``; any stable digest serves, so the build
+    writes it once for both templates instead of repeating the expression in Bicep and ARM.
+    """
+    digest = hashlib.sha256(f"{solution_id}-{kind}-{content_id}-{version}".encode()).hexdigest()[:13]
+    return f"{solution_id[:50]}-{KIND_CODES[kind]}-{digest}"
+
+
+def _packaged(solution: JSON, kind: str, content_id: str, version: str) -> JSON:
+    """The ids and version Content Hub tracks one content item by."""
+    return {
+        "contentId": content_id,
+        "version": version,
+        "contentProductId": product_id(solution["id"], kind, content_id, version),
+        "templateName": f"{KIND_CODES[kind]}-{content_id}",
+    }
+
+
+def load_parsers(solution: JSON | None = None) -> list[JSON]:
     """Parsers (``sentinel/parsers``) and ASIM parsers (``sentinel/asim``) as saved KQL functions."""
+    solution = solution or load_solution()
     parsers = []
     for path in sorted([*SENTINEL.glob("parsers/*.yaml"), *SENTINEL.glob("asim/*.yaml")]):
         doc = _load_yaml(path)
@@ -101,12 +180,14 @@ def load_parsers() -> list[JSON]:
         _require(doc, ("name", "displayName", "category", "query"), where)
         if path.stem != doc["name"]:
             raise ContentError(f"{where}: file name must be the function name {doc['name']!r}")
+        version = str(doc.get("version", solution["versions"]["parsers"]))
         parsers.append(
             {
                 "name": doc["name"],
                 "displayName": doc["displayName"],
                 "category": doc["category"],
                 "query": doc["query"].strip(),
+                **_packaged(solution, "Parser", f"{doc['name']}-Parser", version),
             }
         )
     return _order_by_dependency(parsers)
@@ -117,6 +198,7 @@ RULE_FIELDS = (
     "name",
     "description",
     "severity",
+    "requiredDataConnectors",
     "queryFrequency",
     "queryPeriod",
     "triggerOperator",
@@ -134,11 +216,14 @@ def rule_files() -> list[Path]:
     return sorted(SENTINEL.glob("analytics/**/*.yaml"))
 
 
-#: The alert rule API version the templates deploy (infra/modules/sentinelContent.bicep). Its
-#: ScheduledAlertRuleProperties define ``tactics`` and ``techniques`` but no ``subTechniques``
-#: (azure-rest-api-specs, securityinsights stable/2024-03-01/AlertRules.json): a sub-technique list
-#: would be dropped, so the rule carries the parent techniques and the sub-techniques stay in the source.
+#: The SecurityInsights api-version of everything the templates install (content packages and templates,
+#: metadata, the connector definition, onboarding) and of the rules ``sentinel enable`` creates: the
+#: newest stable version that models all of them. Its ScheduledAlertRuleProperties define ``tactics`` and
+#: ``techniques`` but no ``subTechniques`` (azure-rest-api-specs, securityinsights
+#: stable/2024-03-01/AlertRules.json): a sub-technique list would be dropped, so a rule carries the parent
+#: techniques and the sub-techniques stay in the source.
 ALERT_RULES_API_VERSION = "2024-03-01"
+SECURITY_INSIGHTS_API_VERSION = ALERT_RULES_API_VERSION
 
 
 def parent_techniques(techniques: list[str]) -> list[str]:
@@ -151,8 +236,23 @@ def parent_techniques(techniques: list[str]) -> list[str]:
     return parents
 
 
-def compile_rule(path: Path) -> JSON:
-    """One Azure-Sentinel-style rule YAML to the ARM ``alertRules`` resource body the infra deploys."""
+def load_recommended() -> set[str]:
+    """Rule ids listed in ``sentinel/recommended.yaml`` (a rule file's own ``recommended`` field wins)."""
+    path = SENTINEL / "recommended.yaml"
+    doc = _load_yaml(path)
+    ids = doc.get("recommended") or []
+    if not isinstance(ids, list):
+        raise ContentError(f"{_rel(path)}: recommended must be a list of rule ids")
+    return {str(i).lower() for i in ids}
+
+
+def compile_rule(path: Path, recommended: set[str] | None = None) -> JSON:
+    """One Azure-Sentinel-style rule YAML to the rule template a solution installs (AlertRuleTemplate).
+
+    Besides the template's own properties it carries what a rule made from it starts with (``enabled``
+    false, suppression, incident settings), as Microsoft's solution packages do: the AlertRuleTemplate
+    model defines none of them, the portal's rule wizard and ``sentinel enable`` read them.
+    """
     doc = _load_yaml(path)
     where = _rel(path)
     _require(doc, [f for f in RULE_FIELDS if f != "triggerThreshold"], where)
@@ -163,25 +263,36 @@ def compile_rule(path: Path) -> JSON:
     operator = TRIGGER_OPERATORS.get(str(doc["triggerOperator"]))
     if operator is None:
         raise ContentError(f"{where}: triggerOperator must be one of {sorted(TRIGGER_OPERATORS)}")
+    if "recommended" in doc and not isinstance(doc["recommended"], bool):
+        raise ContentError(f"{where}: recommended must be true or false")
+    version = str(doc["version"])
     properties: JSON = {
         "displayName": doc["name"],
         "description": doc["description"].strip(),
         "severity": doc["severity"],
-        "enabled": bool(doc.get("enabled", True)),
+        "requiredDataConnectors": doc["requiredDataConnectors"],
         "query": doc["query"].strip(),
         "queryFrequency": iso_duration(doc["queryFrequency"], where=f"{where} queryFrequency"),
         "queryPeriod": iso_duration(doc["queryPeriod"], where=f"{where} queryPeriod"),
         "triggerOperator": operator,
         "triggerThreshold": int(doc["triggerThreshold"]),
+        "tactics": list(doc["tactics"]),
+        "techniques": parent_techniques(list(doc["relevantTechniques"])),
+        "entityMappings": doc["entityMappings"],
+        "eventGroupingSettings": doc.get("eventGroupingSettings", {"aggregationKind": "AlertPerResult"}),
+        "version": version,
+        "status": "Available",
+    }
+    if doc.get("customDetails"):
+        properties["customDetails"] = doc["customDetails"]
+    if doc.get("alertDetailsOverride"):
+        properties["alertDetailsOverride"] = doc["alertDetailsOverride"]
+    properties |= {
+        "enabled": False,
         "suppressionDuration": iso_duration(
             doc.get("suppressionDuration", "5h"), where=f"{where} suppression"
         ),
         "suppressionEnabled": bool(doc.get("suppressionEnabled", False)),
-        "tactics": list(doc["tactics"]),
-        "techniques": parent_techniques(list(doc["relevantTechniques"])),
-        "entityMappings": doc["entityMappings"],
-        "templateVersion": str(doc["version"]),
-        "eventGroupingSettings": doc.get("eventGroupingSettings", {"aggregationKind": "AlertPerResult"}),
         "incidentConfiguration": {
             "createIncident": bool(doc.get("createIncident", True)),
             "groupingConfiguration": {
@@ -195,19 +306,38 @@ def compile_rule(path: Path) -> JSON:
             },
         },
     }
-    if doc.get("customDetails"):
-        properties["customDetails"] = doc["customDetails"]
-    if doc.get("alertDetailsOverride"):
-        properties["alertDetailsOverride"] = doc["alertDetailsOverride"]
-    return {"id": str(doc["id"]), "kind": "Scheduled", "properties": properties}
+    rule_id = str(doc["id"])
+    listed = rule_id.lower() in (recommended if recommended is not None else load_recommended())
+    return {
+        "id": rule_id,
+        "kind": "Scheduled",
+        "version": version,
+        "recommended": bool(doc.get("recommended", listed)),
+        "properties": properties,
+    }
 
 
-def load_hunting() -> list[JSON]:
+def load_rules(solution: JSON) -> list[JSON]:
+    """Every rule template, with its Content Hub ids; a recommended id that names no rule is an error."""
+    recommended = load_recommended()
+    rules = []
+    for path in rule_files():
+        rule = compile_rule(path, recommended)
+        rules.append({**rule, **_packaged(solution, "AnalyticsRule", rule["id"], rule["version"])})
+    unknown = recommended - {r["id"].lower() for r in rules}
+    if unknown:
+        raise ContentError(f"sentinel/recommended.yaml: no rule has the id(s) {sorted(unknown)}")
+    return rules
+
+
+def load_hunting(solution: JSON | None = None) -> list[JSON]:
+    solution = solution or load_solution()
     queries = []
     for path in sorted(SENTINEL.glob("hunting/*.yaml")):
         doc = _load_yaml(path)
         where = _rel(path)
-        _require(doc, ("name", "description", "query", "tactics", "relevantTechniques"), where)
+        _require(doc, ("id", "name", "description", "query", "tactics", "relevantTechniques"), where)
+        version = str(doc.get("version", solution["versions"]["hunting"]))
         queries.append(
             {
                 "name": path.stem,
@@ -216,33 +346,80 @@ def load_hunting() -> list[JSON]:
                 "tactics": list(doc["tactics"]),
                 "techniques": list(doc["relevantTechniques"]),
                 "description": doc["description"].strip(),
+                **_packaged(solution, "HuntingQuery", str(doc["id"]), version),
             }
         )
     return queries
 
 
-def load_workbook() -> JSON:
+def load_workbook(solution: JSON | None = None) -> JSON:
+    solution = solution or load_solution()
     path = SENTINEL / "workbook" / "auditsync.workbook.json"
     doc = json.loads(path.read_text(encoding="utf-8"))
+    meta = solution["workbook"]
+    _require(meta, ("contentId", "displayName"), "sentinel/solution.yaml workbook")
     return {
-        "displayName": "auditsync: password manager audit and connector health",
+        "displayName": meta["displayName"],
         "serializedData": json.dumps(doc, ensure_ascii=False, separators=(",", ":")),
+        **_packaged(solution, "Workbook", meta["contentId"], solution["versions"]["workbook"]),
     }
 
 
-def load_connector() -> JSON:
+def load_connector(solution: JSON | None = None) -> JSON:
+    """The connector page: a ``dataConnectorDefinitions`` resource (kind Customizable) named by its ``id``."""
+    solution = solution or load_solution()
     path = SENTINEL / "connector" / "connector.json"
-    return {"connectorUiConfig": json.loads(path.read_text(encoding="utf-8"))}
+    card = json.loads(path.read_text(encoding="utf-8"))
+    if not re.fullmatch(r"[a-zA-Z0-9_-]+", str(card.get("id", ""))):
+        raise ContentError(f"{_rel(path)}: id must name the connector definition ([a-zA-Z0-9_-]+)")
+    return {
+        "id": card["id"],
+        **_packaged(solution, "DataConnector", card["id"], solution["versions"]["connector"]),
+        "connectorUiConfig": card,
+    }
+
+
+def dependencies(content: JSON) -> JSON:
+    """The package's ``dependencies``: every piece of content it installs, by kind, id and version."""
+    items = [
+        ("DataConnector", content["dataConnector"]),
+        *(("Parser", p) for p in content["parsers"]),
+        *(("HuntingQuery", h) for h in content["huntingQueries"]),
+        *(("AnalyticsRule", r) for r in content["alertRules"]),
+        ("Workbook", content["workbook"]),
+    ]
+    return {
+        "operator": "AND",
+        "criteria": [{"kind": k, "contentId": i["contentId"], "version": i["version"]} for k, i in items],
+    }
 
 
 def build_content() -> JSON:
     """Everything the templates deploy, in deployment order (parsers before what calls them)."""
+    solution = load_solution()
+    content: JSON = {
+        "solution": solution,
+        "parsers": load_parsers(solution),
+        "huntingQueries": load_hunting(solution),
+        "alertRules": load_rules(solution),
+        "workbook": load_workbook(solution),
+        "dataConnector": load_connector(solution),
+    }
+    for internal in ("versions", "workbook"):  # read by the loaders above, not deployed
+        del solution[internal]
+    solution["dependencies"] = dependencies(content)
+    return content
+
+
+def cli_data(content: JSON) -> JSON:
+    """``auditsync/content/solution.json``: which solution is ours and which of its rules are recommended."""
     return {
-        "parsers": load_parsers(),
-        "huntingQueries": load_hunting(),
-        "alertRules": [compile_rule(p) for p in rule_files()],
-        "workbook": load_workbook(),
-        "dataConnector": load_connector(),
+        "solutionId": content["solution"]["id"],
+        "solutionName": content["solution"]["name"],
+        "connectorId": content["dataConnector"]["id"],
+        "recommended": {
+            r["id"]: r["properties"]["displayName"] for r in content["alertRules"] if r["recommended"]
+        },
     }
 
 
@@ -281,8 +458,6 @@ def all_queries(content: JSON) -> list[tuple[str, str]]:
     card = content["dataConnector"]["connectorUiConfig"]
     for i, g in enumerate(card.get("graphQueries", [])):
         queries.append((f"connector/graph/{i}", g["baseQuery"]))
-    for i, s in enumerate(card.get("sampleQueries", [])):
-        queries.append((f"connector/sample/{i}", s["query"]))
     for d in card.get("dataTypes", []):
         queries.append((f"connector/lastDataReceived/{d['name']}", d["lastDataReceivedQuery"]))
     for c in card.get("connectivityCriteria", []):
@@ -291,24 +466,35 @@ def all_queries(content: JSON) -> list[tuple[str, str]]:
     return queries
 
 
+def outputs() -> dict[Path, str]:
+    """Each generated file and its text."""
+    content = build_content()
+    return {OUTPUT: render(content), CLI_OUTPUT: render(cli_data(content))}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail when the committed file is stale")
+    parser.add_argument("--check", action="store_true", help="fail when a committed file is stale")
     args = parser.parse_args(argv)
     try:
-        text = render(build_content())
+        texts = outputs()
     except ContentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.check:
-        current = OUTPUT.read_text(encoding="utf-8") if OUTPUT.exists() else ""
-        if current != text:
-            print(f"{OUTPUT.relative_to(ROOT)} is stale: run python tools/build_sentinel.py", file=sys.stderr)
-            return 1
-        return 0
-    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    OUTPUT.write_text(text, encoding="utf-8")
-    print(f"wrote {OUTPUT.relative_to(ROOT)}")
+    stale = []
+    for path, text in texts.items():
+        current = path.read_text(encoding="utf-8") if path.exists() else ""
+        if current == text:
+            continue
+        if args.check:
+            stale.append(str(path.relative_to(ROOT)))
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path.relative_to(ROOT)}")
+    if stale:
+        print(f"stale: {', '.join(stale)}: run python tools/build_sentinel.py", file=sys.stderr)
+        return 1
     return 0
 
 

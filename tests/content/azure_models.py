@@ -77,9 +77,6 @@ MODELS: dict[tuple[str, str], ModelRef] = {
     ("Microsoft.Insights/components", "2020-02-02"): ModelRef(
         "azure.mgmt.applicationinsights.v2020_02_02.models", "ApplicationInsightsComponent", "2020-02-02"
     ),
-    ("Microsoft.Insights/workbooks", "2023-06-01"): ModelRef(
-        "azure.mgmt.applicationinsights.v2023_06_01.models", "Workbook", "2023-06-01"
-    ),
     ("Microsoft.Web/serverfarms", "2024-04-01"): ModelRef(
         "azure.mgmt.web.v2024_04_01.models", "AppServicePlan", "2024-04-01"
     ),
@@ -121,18 +118,20 @@ UNAVAILABLE: dict[tuple[str, str], str] = {
     ("Microsoft.OperationalInsights/workspaces/savedSearches", "2020-08-01"): (
         "same package as workspaces/tables: only 2025-07-01 TypeSpec models in current releases"
     ),
-    ("Microsoft.SecurityInsights/onboardingStates", "2024-03-01"): (
-        "azure-mgmt-securityinsight models 2021-10-01 (1.0.0) and 2025-10-01-preview (2.0.0b4), not 2024-03-01; "
-        "tests/content/test_sentinel_validation.py checks these against the REST spec instead"
-    ),
-    ("Microsoft.SecurityInsights/alertRules", "2024-03-01"): (
-        "azure-mgmt-securityinsight models 2021-10-01 (1.0.0) and 2025-10-01-preview (2.0.0b4), not 2024-03-01; "
-        "tests/content/test_sentinel_validation.py checks these against the REST spec instead"
-    ),
-    ("Microsoft.OperationalInsights/workspaces/providers/dataConnectors", "2021-03-01-preview"): (
-        "no azure-mgmt-securityinsight release models 2021-03-01-preview; "
-        "tests/content/test_sentinel_validation.py checks the card against a schema transcribed from the spec"
-    ),
+    **{
+        (f"Microsoft.SecurityInsights/{kind}", "2024-03-01"): (
+            "azure-mgmt-securityinsight models 2021-10-01 (1.0.0) and 2025-10-01-preview (2.0.0b4), not 2024-03-01; "
+            "tests/content/test_sentinel_validation.py checks these against the 2025-10-01-preview models and the "
+            "2024-03-01 REST spec instead"
+        )
+        for kind in (
+            "onboardingStates",
+            "contentPackages",
+            "contentTemplates",
+            "metadata",
+            "dataConnectorDefinitions",
+        )
+    },
 }
 
 _SPLIT = re.compile(r"(?<!\\)\.")

@@ -14,8 +14,6 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
 from tools.build_sentinel import TRIGGER_OPERATORS, duration_minutes
 from tools.kql import DynamicPath
 
@@ -284,19 +282,6 @@ def transform_problems(operators: Collection[str], calls: Collection[str]) -> li
         f"function {fn}() is not allowed in a DCR transformation" for fn in calls if fn not in allowed_fns
     ]
     return problems
-
-
-# -- The data connector card against the API's GenericUI schema ------------------------------------------
-
-CONNECTOR_SCHEMA = _data("genericui_connector_2021-03-01-preview.schema.json")
-
-
-def connector_problems(card: dict[str, Any]) -> list[str]:
-    validator = jsonschema.Draft202012Validator(CONNECTOR_SCHEMA)
-    return [
-        f"{'/'.join(str(p) for p in error.absolute_path) or '(card)'}: {error.message}"
-        for error in sorted(validator.iter_errors(card), key=lambda e: list(map(str, e.absolute_path)))
-    ]
 
 
 # -- The compiled alert rule body against the API version the templates deploy -----------------------

@@ -115,7 +115,8 @@ def test_resource_types_and_api_versions_agree(bicep: dict[str, Any], arm_templa
         "Microsoft.Web/sites/extensions",
         "Microsoft.KeyVault/vaults",
         "Microsoft.Insights/scheduledQueryRules",
-        "Microsoft.SecurityInsights/alertRules",
+        "Microsoft.SecurityInsights/contentPackages",
+        "Microsoft.SecurityInsights/contentTemplates",
     ):
         assert kind in {t for t, _ in in_arm}
 
@@ -356,17 +357,38 @@ def test_sentinel_content_is_embedded_and_switchable(arm_template: dict[str, Any
     deployment = next(r for r in arm_template["resources"] if r["name"] == "auditsync-sentinel")
     assert deployment["properties"]["template"]["variables"]["content"] == content
     assert deployment["condition"] == "[parameters('deploySentinelContent')]"
-    parsers = deployment["properties"]["template"]["resources"][1]
+    resources = deployment["properties"]["template"]["resources"]
+    parsers = next(r for r in resources if r.get("copy", {}).get("name") == "parsers")
     assert parsers["type"] == "Microsoft.OperationalInsights/workspaces/savedSearches"
     assert parsers["copy"]["mode"] == "serial" and parsers["copy"]["batchSize"] == 1  # parsers call parsers
-    kinds = {r["type"] for r in deployment["properties"]["template"]["resources"]}
+    kinds = {r["type"] for r in resources}
     assert kinds == {
         "Microsoft.SecurityInsights/onboardingStates",
+        "Microsoft.SecurityInsights/contentPackages",
+        "Microsoft.SecurityInsights/contentTemplates",
+        "Microsoft.SecurityInsights/metadata",
+        "Microsoft.SecurityInsights/dataConnectorDefinitions",
         "Microsoft.OperationalInsights/workspaces/savedSearches",
-        "Microsoft.SecurityInsights/alertRules",
-        "Microsoft.Insights/workbooks",
-        "Microsoft.OperationalInsights/workspaces/providers/dataConnectors",
     }
+
+
+def test_no_template_creates_an_active_rule_or_a_workbook(
+    arm_template: dict[str, Any], bicep: dict[str, Any]
+) -> None:
+    """A redeployment must never touch what the SOC turned on, off or tuned: rules and the workbook are
+    templates (content templates' inner resources), never resources any template deploys."""
+    deployed = {r["type"].lower() for r in arm_resources(arm_template)} | {
+        r["type"].lower() for _, _, r in bicep_resources(bicep)
+    }
+    for template in INFRA.glob("*.json"):
+        doc = json.loads(template.read_text(encoding="utf-8"))
+        if isinstance(doc, dict) and "resources" in doc:
+            deployed |= {r["type"].lower() for r in arm_resources(doc)}
+    assert "microsoft.securityinsights/alertrules" not in deployed
+    assert not [t for t in deployed if t.endswith("/alertrules")]
+    assert "microsoft.insights/workbooks" not in deployed
+    for text in [p.read_text(encoding="utf-8") for p in INFRA.rglob("*.bicep")]:
+        assert "SecurityInsights/alertRules@" not in text
 
 
 def test_saved_search_names_are_unique() -> None:
@@ -376,6 +398,9 @@ def test_saved_search_names_are_unique() -> None:
     assert len(names) == len(set(names))
     rule_ids = [r["id"] for r in content["alertRules"]]
     assert len(rule_ids) == len(set(rule_ids))
+    templates = [i["templateName"] for k in ("parsers", "huntingQueries", "alertRules") for i in content[k]]
+    templates += [content["workbook"]["templateName"], content["dataConnector"]["templateName"]]
+    assert len(templates) == len(set(templates)), "two content templates share a name"
 
 
 def test_sentinel_bicep_loads_the_built_content(bicep: dict[str, Any]) -> None:
@@ -384,7 +409,14 @@ def test_sentinel_bicep_loads_the_built_content(bicep: dict[str, Any]) -> None:
     target = (INFRA / "modules" / load["parameters"]["file_path"]).resolve()
     assert target == (ROOT / "sentinel" / "build" / "content.json").resolve()
     content = json.loads(Path(target).read_text(encoding="utf-8"))
-    assert set(content) >= {"parsers", "huntingQueries", "alertRules", "workbook", "dataConnector"}
+    assert set(content) >= {
+        "solution",
+        "parsers",
+        "huntingQueries",
+        "alertRules",
+        "workbook",
+        "dataConnector",
+    }
     parsers = module["resources"]["parsers"]["config"]
     assert {"type": "batchSize", "argument": 1} in module["resources"]["parsers"]["decorators"]
     assert dotted(parsers["loop_type"]["detail"]["array_name"]) == "content.parsers"
@@ -392,8 +424,12 @@ def test_sentinel_bicep_loads_the_built_content(bicep: dict[str, Any]) -> None:
     hunting = bicep_body(module["resources"]["huntingQueries"])
     assert hunting["properties"]["category"] == "Hunting Queries"
     assert {t["name"] for t in hunting["properties"]["tags"]} == {"description", "tactics", "techniques"}
-    connector = module["resources"]["dataConnector"]
-    assert bicep_body(connector)["kind"] == "GenericUI"
+    connector = module["resources"]["connector"]
+    assert connector["type"] == "Microsoft.SecurityInsights/dataConnectorDefinitions"
+    assert bicep_body(connector)["kind"] == "Customizable"
+    rules = module["resources"]["ruleTemplates"]
+    assert dotted(rules["config"]["loop_type"]["detail"]["array_name"]) == "content.alertRules"
+    assert rules["type"] == "Microsoft.SecurityInsights/contentTemplates"
 
 
 @pytest.mark.parametrize(
