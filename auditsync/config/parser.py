@@ -35,7 +35,7 @@ from auditsync.config.parts import (
 )
 from auditsync.durations import DURATION, format_duration, parse_duration
 from auditsync.errors import ConfigError
-from auditsync.hostjson import host_function_timeout
+from auditsync.hostjson import HOST_JSON, host_function_timeout
 from auditsync.redaction import redact, register
 from auditsync.schedule import schedule_problem
 from auditsync.secret_values import connection_string_secrets, secret_value_problem
@@ -56,9 +56,18 @@ _SECRET_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 class Parser:
     """Collects problems instead of stopping at the first one; ``problems`` is empty when all is well."""
 
-    def __init__(self, env: Mapping[str, str], host_json: Path, *, require_tokens: bool = True) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        host_json: Path = HOST_JSON,
+        *,
+        require_tokens: bool = True,
+        catalog: Mapping[str, tuple[str, str]] = SETTINGS,
+    ) -> None:
         self.env = env
         self.host_json = host_json
+        #: Names, defaults and meanings of the settings read (the app's; a command may bring its own).
+        self.catalog = catalog
         self.require_tokens = require_tokens
         self.problems: list[str] = []
         self.unresolved: set[str] = set()
@@ -76,7 +85,7 @@ class Parser:
     def raw(self, name: str) -> str:
         value = self.env.get(name)
         if value is None or not value.strip():
-            return SETTINGS[name][0]
+            return self.catalog[name][0]
         value = value.strip()
         if _KV_REFERENCE.search(value):
             self.problems.append(
@@ -112,7 +121,7 @@ class Parser:
         if longest is not None and longest < high:
             high = longest
         limits = f"from {format_duration(low)} to {format_duration(high)}"
-        default = parse_duration(SETTINGS[name][0])
+        default = parse_duration(self.catalog[name][0])
         try:
             value = parse_duration(text)
         except ValueError:
@@ -179,8 +188,17 @@ class Parser:
         return value in ("true", "1", "yes")
 
     def url(
-        self, name: str, *, required: bool = False, hosts: tuple[str, ...] = (), allow_custom: bool = True
+        self,
+        name: str,
+        *,
+        required: bool = False,
+        hosts: tuple[str, ...] = (),
+        allow_custom: bool = True,
+        custom_setting: bool = True,
+        origin_only: bool = False,
     ) -> str:
+        """An https URL (http for loopback stand-ins), never with credentials or a query; ``hosts`` lists
+        the hosts allowed unless ``allow_custom``; ``origin_only`` refuses a path too."""
         value = self.raw(name).rstrip("/")
         if not value:
             if required:
@@ -199,9 +217,15 @@ class Parser:
             self.problems.append(f"{name}: must not carry credentials or a query string.")
         if hosts and not loopback and parts.hostname.lower() not in hosts and not allow_custom:
             self.problems.append(
-                f"{name}: '{parts.hostname}' is not a known host; use one of {', '.join(hosts)} "
-                "(or set ALLOW_CUSTOM_VENDOR_HOSTS=true if you really mean it)."
+                f"{name}: '{parts.hostname}' is not a known host; use one of {', '.join(hosts)}"
+                + (
+                    " (or set ALLOW_CUSTOM_VENDOR_HOSTS=true if you really mean it)."
+                    if custom_setting
+                    else "."
+                )
             )
+        if origin_only and parts.path.strip("/"):
+            self.problems.append(f"{name}: must be the endpoint alone (https://host), without a path.")
         return value
 
     def table_name(self, name: str) -> str:

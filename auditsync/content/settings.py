@@ -12,8 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from auditsync.config import is_loopback_host
-from auditsync.errors import ConfigError
+from auditsync.config.parser import Parser, echo
 
 #: Setting -> (default, meaning), for the docs and the error messages.
 SENTINEL_SETTINGS: dict[str, tuple[str, str]] = {
@@ -68,24 +67,17 @@ class SentinelSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> SentinelSettings:
-        """Validated settings, or a ConfigError listing every problem."""
-        problems: list[str] = []
-
-        def value(name: str) -> str:
-            return (env.get(name) or "").strip() or SENTINEL_SETTINGS[name][0]
-
-        parts = {
-            "SENTINEL_SUBSCRIPTION_ID": value("SENTINEL_SUBSCRIPTION_ID"),
-            "SENTINEL_RESOURCE_GROUP": value("SENTINEL_RESOURCE_GROUP"),
-            "SENTINEL_WORKSPACE_NAME": value("SENTINEL_WORKSPACE_NAME"),
-        }
-        resource_id = value("SENTINEL_WORKSPACE_RESOURCE_ID")
+        """Validated settings, or a ConfigError listing every problem (the app's settings parser, with
+        this command's catalog)."""
+        parse = Parser(env, catalog=SENTINEL_SETTINGS)
+        parts = {name: parse.raw(name) for name in _PART}
+        resource_id = parse.raw("SENTINEL_WORKSPACE_RESOURCE_ID")
         if resource_id:
             match = _WORKSPACE_ID.match(resource_id)
             if match is None:
-                problems.append(
-                    f"SENTINEL_WORKSPACE_RESOURCE_ID: '{_echo(resource_id)}' is not a Log Analytics workspace "
-                    f"resource id; copy it from the workspace's Properties (Resource ID): {_ID_EXAMPLE}."
+                parse.problems.append(
+                    f"SENTINEL_WORKSPACE_RESOURCE_ID: '{echo(resource_id, 100)}' is not a Log Analytics "
+                    f"workspace resource id; copy it from the workspace's Properties (Resource ID): {_ID_EXAMPLE}."
                 )
             else:
                 from_id = {
@@ -95,15 +87,15 @@ class SentinelSettings:
                 }
                 for name, given in parts.items():
                     if given and given.lower() != from_id[name].lower():
-                        problems.append(
-                            f"{name}: '{_echo(given)}' disagrees with SENTINEL_WORKSPACE_RESOURCE_ID "
-                            f"('{_echo(from_id[name])}'); set the resource id or the three parts, not both."
+                        parse.problems.append(
+                            f"{name}: '{echo(given, 100)}' disagrees with SENTINEL_WORKSPACE_RESOURCE_ID "
+                            f"('{echo(from_id[name], 100)}'); set the resource id or the three parts, not both."
                         )
                 parts = from_id
         else:
             for name, given in parts.items():
                 if not given:
-                    problems.append(
+                    parse.problems.append(
                         f"{name}: missing; set it to the workspace's {_PART[name]}, or set "
                         f"SENTINEL_WORKSPACE_RESOURCE_ID to the workspace's resource id ({_ID_EXAMPLE})."
                     )
@@ -112,26 +104,31 @@ class SentinelSettings:
         workspace = parts["SENTINEL_WORKSPACE_NAME"]
         source = "SENTINEL_WORKSPACE_RESOURCE_ID" if resource_id else "SENTINEL_SUBSCRIPTION_ID"
         if subscription and not _GUID.match(subscription):
-            problems.append(
-                f"{source}: subscription '{_echo(subscription)}' is not a subscription id (a GUID, as in "
+            parse.problems.append(
+                f"{source}: subscription '{echo(subscription, 100)}' is not a subscription id (a GUID, as in "
                 "`az account show --query id`)."
             )
         source = "SENTINEL_WORKSPACE_RESOURCE_ID" if resource_id else "SENTINEL_RESOURCE_GROUP"
         if group and (not _RESOURCE_GROUP.match(group) or group.endswith(".")):
-            problems.append(
-                f"{source}: '{_echo(group)}' is not a resource group name (1-90 letters, digits, '-', '_', "
+            parse.problems.append(
+                f"{source}: '{echo(group, 100)}' is not a resource group name (1-90 letters, digits, '-', '_', "
                 "'.', '(' or ')', not ending in '.')."
             )
         source = "SENTINEL_WORKSPACE_RESOURCE_ID" if resource_id else "SENTINEL_WORKSPACE_NAME"
         if workspace and not _WORKSPACE.match(workspace):
-            problems.append(
-                f"{source}: '{_echo(workspace)}' is not a workspace name (4-63 letters, digits or '-', "
+            parse.problems.append(
+                f"{source}: '{echo(workspace, 100)}' is not a workspace name (4-63 letters, digits or '-', "
                 "starting and ending with a letter or digit)."
             )
-        endpoint = value("SENTINEL_ARM_ENDPOINT").rstrip("/")
-        problems += _endpoint_problems(endpoint)
-        if problems:
-            raise ConfigError(problems[0], problems=problems)
+        # Refused outside Resource Manager's hosts: the command sends it an Azure access token.
+        endpoint = parse.url(
+            "SENTINEL_ARM_ENDPOINT",
+            hosts=ARM_HOSTS,
+            allow_custom=False,
+            custom_setting=False,
+            origin_only=True,
+        )
+        parse.fail_if_problems()
         return cls(subscription, group, workspace, endpoint)
 
 
@@ -140,32 +137,3 @@ _PART = {
     "SENTINEL_RESOURCE_GROUP": "resource group",
     "SENTINEL_WORKSPACE_NAME": "name",
 }
-
-
-def _endpoint_problems(endpoint: str) -> list[str]:
-    name = "SENTINEL_ARM_ENDPOINT"
-    parts = urlsplit(endpoint)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        return [
-            f"{name}: '{_echo(endpoint)}' is not a URL; use https://management.azure.com or a sovereign cloud's."
-        ]
-    problems = []
-    loopback = is_loopback_host(parts.hostname)
-    if parts.scheme != "https" and not loopback:
-        problems.append(f"{name}: must use https (plain http is accepted only for loopback stand-ins).")
-    if parts.query or parts.username or parts.password or parts.path.strip("/"):
-        problems.append(
-            f"{name}: must be the endpoint alone (https://host), without path, query or credentials."
-        )
-    if not loopback and parts.hostname.lower() not in ARM_HOSTS:
-        problems.append(
-            f"{name}: '{parts.hostname}' is not Azure Resource Manager; use one of {', '.join(ARM_HOSTS)} "
-            "(the command sends it an Azure access token)."
-        )
-    return problems
-
-
-def _echo(value: str, limit: int = 100) -> str:
-    """A setting's value in a message: one line, cut short."""
-    text = " ".join(value.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -90,7 +90,7 @@ def test_every_problem_is_reported_at_once() -> None:
         "SENTINEL_ARM_ENDPOINT: must be the endpoint alone",
     ):
         assert expected in text, text
-    assert len(problems) == 5
+    assert len(problems) == 6  # the endpoint's query and its path are two problems
 
 
 def test_a_resource_id_that_is_not_one_or_disagrees() -> None:
@@ -111,7 +111,7 @@ def test_an_endpoint_that_is_not_resource_manager_never_gets_a_token() -> None:
     (problem,) = _problems(
         {"SENTINEL_WORKSPACE_RESOURCE_ID": WORKSPACE_ID, "SENTINEL_ARM_ENDPOINT": "https://arm.evil.example"}
     )
-    assert "'arm.evil.example' is not Azure Resource Manager" in problem
+    assert "'arm.evil.example' is not a known host; use one of management.azure.com" in problem
     assert "management.azure.com" in problem
 
 
