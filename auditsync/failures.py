@@ -111,7 +111,16 @@ IDENTITY = Component(
     CredentialsError,
     "the Function App's managed identity (IDENTITY_ENDPOINT), or locally 'az login'",
 )
+SECURITY_INSIGHTS = Component(
+    "SecurityInsights API",
+    RetryableError,
+    "SENTINEL_ARM_ENDPOINT",
+    "run the command again: what was done so far stays done",
+    "Assign 'Microsoft Sentinel Contributor' on the workspace (or its resource group) to the identity the "
+    "command runs as; new role assignments can take a few minutes to apply.",
+)
 COMPONENTS = (
+    SECURITY_INSIGHTS,
     VENDOR_API,
     LOGS_INGESTION,
     DATA_COLLECTOR,
@@ -393,6 +402,7 @@ _ROLES = {
     TENANT_TABLE.name: ("Storage Table Data Contributor", "storage account"),
     WORK_QUEUE.name: ("Storage Queue Data Contributor", "storage account"),
     KEY_VAULT.name: ("Key Vault Secrets User", "vault"),
+    SECURITY_INSIGHTS.name: ("Microsoft Sentinel Contributor", "workspace"),
 }
 
 

@@ -117,6 +117,19 @@ MANAGED_IDENTITY = replace(
     AZURE_SERVICES, attempts=2, connect_timeout=4.0, read_timeout=4.0, budget=10.0, floor=4.0
 )
 
+#: Azure Resource Manager, for ``auditsync sentinel`` (an operator waits at a prompt): each call ends within
+#: about a minute and a half. Its writes are PUTs of whole resources, sent again harmlessly.
+RESOURCE_MANAGER = replace(
+    AZURE_SERVICES,
+    attempts=5,
+    backoff=0.8,
+    backoff_cap=10.0,
+    connect_timeout=10.0,
+    read_timeout=30.0,
+    budget=90.0,
+    floor=10.0,
+)
+
 #: The table, by name (docs and tests read it from here).
 RULES: dict[str, RetryRule] = {
     "vendor API": VENDOR_APIS,
@@ -124,6 +137,7 @@ RULES: dict[str, RetryRule] = {
     "Log Analytics (Logs Ingestion, Data Collector)": LOG_ANALYTICS,
     "Azure Storage (tables, queues) and Key Vault": AZURE_SERVICES,
     "managed identity": MANAGED_IDENTITY,
+    "Azure Resource Manager (the sentinel command)": RESOURCE_MANAGER,
 }
 
 Throttled = Callable[[Any], bool]

@@ -2,8 +2,9 @@
 
 azure-mgmt-securityinsight does not fit: its stable release (1.0.0, api-version 2021-10-01) has no
 content templates, and its 2.x line is a beta built for a preview api-version. The REST API through
-azure-core (already a runtime dependency) gives bearer tokens, retries that honour Retry-After and
-timeouts with no new package; the Function App never runs this code, so it adds nothing to it.
+azure-core (already a runtime dependency) gives bearer tokens, and the project's one retry policy
+(auditsync.retry, row RESOURCE_MANAGER) the retries and timeouts, with no new package; the Function App
+never runs this code, so it adds nothing to it.
 
 Every failure leaves as one of our errors with a next step: the role to grant on 401/403, what to
 check on 404, how to enable Sentinel when the workspace has none. Never a token, never a traceback.
@@ -18,16 +19,10 @@ from urllib.parse import urlsplit
 
 from azure.core import PipelineClient
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
-from azure.core.pipeline.policies import (
-    BearerTokenCredentialPolicy,
-    HeadersPolicy,
-    RetryPolicy,
-    UserAgentPolicy,
-)
+from azure.core.pipeline.policies import BearerTokenCredentialPolicy, HeadersPolicy, UserAgentPolicy
 from azure.core.rest import HttpRequest, HttpResponse
 
 from auditsync import __version__
-from auditsync.azure_errors import ExplainedCredential, credential_hint, unreachable
 from auditsync.content.settings import SentinelSettings
 from auditsync.errors import (
     AuditSyncError,
@@ -37,6 +32,9 @@ from auditsync.errors import (
     ThrottledError,
     UpstreamError,
 )
+from auditsync.failures import SECURITY_INSIGHTS, ExplainedCredential, credential_hint, transport_failure
+from auditsync.model import Clock
+from auditsync.retry import RESOURCE_MANAGER, DeadlineRetryPolicy, RetryRule
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +44,6 @@ JSON = dict[str, Any]
 API_VERSION = "2024-03-01"
 #: The role that lets the command create rules (``Microsoft Sentinel Reader`` is enough for ``status``).
 CONTRIBUTOR = "Microsoft Sentinel Contributor"
-#: Bounds of one command: each call ends within about a minute and a half whatever the network does.
-DEFAULT_OPTIONS: dict[str, Any] = {
-    "connection_timeout": 10,
-    "read_timeout": 30,
-    "retry_total": 4,
-    "retry_backoff_factor": 0.8,
-    "retry_backoff_max": 10,
-}
 
 
 class SentinelNotEnabled(ConfigError):
@@ -63,21 +53,25 @@ class SentinelNotEnabled(ConfigError):
 class SecurityInsights:
     """One workspace's SecurityInsights provider: rule templates, alert rules, metadata."""
 
-    def __init__(self, settings: SentinelSettings, credential: Any, **options: Any) -> None:
+    def __init__(
+        self,
+        settings: SentinelSettings,
+        credential: Any,
+        *,
+        rule: RetryRule = RESOURCE_MANAGER,
+        retry_total: int | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         self.settings = settings
-        bounds = {**DEFAULT_OPTIONS, **options}
-        self._timeouts = {k: bounds.pop(k) for k in ("connection_timeout", "read_timeout")}
         # A plain-http endpoint is a loopback stand-in (the settings refuse any other): let the token go there.
         self._https = {"enforce_https": False} if settings.arm_endpoint.startswith("http://") else {}
-        explained = ExplainedCredential(
-            credential, "the SecurityInsights API", role=CONTRIBUTOR, scope="workspace"
-        )
+        explained = ExplainedCredential(credential, "the SecurityInsights API", SECURITY_INSIGHTS)
         self._client: PipelineClient[HttpRequest, HttpResponse] = PipelineClient(
             base_url=settings.arm_endpoint,
             policies=[
                 HeadersPolicy({"Accept": "application/json"}),
                 UserAgentPolicy(f"auditsync/{__version__}"),
-                RetryPolicy(**{k: v for k, v in bounds.items() if k.startswith("retry_")}),
+                DeadlineRetryPolicy(rule, retry_total=retry_total, clock=clock),
                 BearerTokenCredentialPolicy(explained, settings.scope),
             ],
         )
@@ -143,11 +137,13 @@ class SecurityInsights:
     def _send(self, request: HttpRequest, doing: str, action: str) -> JSON:
         request.url = self._client.format_url(request.url)
         try:
-            response = self._client.send_request(request, **self._timeouts, **self._https)
+            response = self._client.send_request(request, **self._https)
         except AuditSyncError:
             raise  # the credential's own, already explained
         except (ServiceRequestError, ServiceResponseError) as exc:
-            raise unreachable("the SecurityInsights API", "SENTINEL_ARM_ENDPOINT", exc) from None
+            raise transport_failure(
+                SECURITY_INSIGHTS, exc, f"the SecurityInsights API at {self.settings.arm_endpoint}"
+            ) from None
         if response.status_code in (200, 201):
             try:
                 parsed = response.json()

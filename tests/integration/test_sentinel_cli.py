@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ import requests
 from auditsync.cli import main
 from auditsync.content import commands as sentinel_commands
 from auditsync.content.templates import Solution
+from auditsync.retry import RESOURCE_MANAGER
 from simulators.identity import ManagedIdentitySim
 from tests.fixtures.sentinel_api import SentinelWorkspace, arm_token
 from tools import build_sentinel
@@ -27,7 +29,11 @@ from tools import build_sentinel
 CONTENT = json.loads(build_sentinel.OUTPUT.read_text(encoding="utf-8"))
 TEMPLATES = {r["id"]: r for r in CONTENT["alertRules"]}
 RECOMMENDED = {r["id"] for r in CONTENT["alertRules"] if r["recommended"]}
-FAST = {"connection_timeout": 2, "read_timeout": 1, "retry_total": 2, "retry_backoff_factor": 0}
+#: Short timeouts and no back-off, for the fault tests.
+FAST = {
+    "rule": replace(RESOURCE_MANAGER, connect_timeout=2.0, read_timeout=1.0, backoff=0.0, floor=1.0),
+    "retry_total": 2,
+}
 
 
 def _cli(sentinel: SentinelWorkspace, *argv: str, env: dict[str, str] | None = None) -> tuple[int, str]:
@@ -248,7 +254,7 @@ def test_settings_problems_are_reported_all_at_once(sentinel_workspace: Sentinel
         "SENTINEL_WORKSPACE_NAME: missing",
         "SENTINEL_SUBSCRIPTION_ID: subscription 'not-a-guid' is not a subscription id",
         "SENTINEL_ARM_ENDPOINT: must use https",
-        "SENTINEL_ARM_ENDPOINT: 'arm.example.com' is not Azure Resource Manager",
+        "SENTINEL_ARM_ENDPOINT: 'arm.example.com' is not a known host",
     ):
         assert expected in text, text
     assert not sentinel_workspace.api.requests
