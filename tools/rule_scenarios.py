@@ -203,6 +203,9 @@ def workspace(case: Case, sink: str, now: datetime, parsers: Sequence[tuple[str,
             table = TABLES[name]
             ws.declare(name, kql.table_columns(table))
             ws.declare(kql.legacy_table_name(table), kql.legacy_columns(table))
+        # AZKVAuditLogs is one of Azure Monitor's own tables: it exists, empty, when the vault writes to
+        # AzureDiagnostics.
+        ws.declare("AZKVAuditLogs", vault_tables["AZKVAuditLogs"])
         ws.declare("AzureDiagnostics", vault_tables["AzureDiagnostics"])
     ws.declare("Watchlist", WATCHLIST_COLUMNS)
     for event_type, events in case.onepassword.items():
