@@ -27,18 +27,19 @@ from typing import Any
 
 import yaml
 
-from auditsync.heartbeat import heartbeat_batches
-from auditsync.sinks.legacy_rows import LegacyShaper
-from auditsync.tables import HEALTH_TABLE, KEEPER_TABLE, ONEPASSWORD_TABLE, TABLES, TableDef
-from auditsync.tables.rows import format_time, parse_time, shape_rows
-from simulators.data_collector import column_for
-from tests.scenarios import REGISTRY
-from tests.scenarios.model import Case, KeyVaultRecord, Scenario
-from tests.scenarios.vendors import COLLECTOR_PRINCIPAL, GEO, VAULT_NAME
-from tools import build_sentinel, kql
-from tools.kql_engine import WATCHLIST_COLUMNS, Workspace, geo_info_stand_in
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from auditsync.heartbeat import heartbeat_batches  # noqa: E402
+from auditsync.sinks.legacy_rows import LegacyShaper  # noqa: E402
+from auditsync.tables import HEALTH_TABLE, KEEPER_TABLE, ONEPASSWORD_TABLE, TABLES, TableDef  # noqa: E402
+from auditsync.tables.rows import format_time, parse_time, shape_rows  # noqa: E402
+from simulators.data_collector import column_for  # noqa: E402
+from tests.scenarios import REGISTRY  # noqa: E402
+from tests.scenarios.model import Case, KeyVaultRecord, Scenario  # noqa: E402
+from tests.scenarios.vendors import COLLECTOR_PRINCIPAL, GEO, VAULT_NAME  # noqa: E402
+from tools import build_sentinel, kql  # noqa: E402
+from tools.kql_engine import WATCHLIST_COLUMNS, Workspace, geo_info_stand_in  # noqa: E402
+
 DOC = ROOT / "docs" / "sentinel.md"
 SECTION = "## Rules proven by scenario"
 KEYVAULT_TABLES = ROOT / "tests" / "content" / "data" / "keyvault_tables.json"
