@@ -96,7 +96,13 @@ SIGNIN_TYPES = {
     "mfa_failed": ("totp_bad", "totp_timeout", "duo_bad", "duo_timeout", "u2f_bad", "mfa_missing"),
     "sso_failed": ("sso_user_mismatch", "non_sso_user"),
     "modern_version_failed": ("modern_version_missing", "modern_version_old"),
-    "firewall_failed": ("ip_blocked", "country_blocked", "continent_blocked", "anonymous_blocked", "all_blocked"),
+    "firewall_failed": (
+        "ip_blocked",
+        "country_blocked",
+        "continent_blocked",
+        "anonymous_blocked",
+        "all_blocked",
+    ),
     "firewall_reported_success": ("ip_blocked", "country_blocked", "anonymous_blocked"),
 }
 NAMES = (

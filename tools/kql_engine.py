@@ -101,7 +101,9 @@ def _call_end(text: str, open_paren: int) -> int:
 _COLUMN_IFEXISTS = re.compile(r'column_ifexists\(\s*"([^"]+)"\s*,\s*')
 
 
-def resolve_column_ifexists(text: str, columns: Mapping[str, Iterable[str]], known_tables: Iterable[str]) -> str:
+def resolve_column_ifexists(
+    text: str, columns: Mapping[str, Iterable[str]], known_tables: Iterable[str]
+) -> str:
     """Replace each ``column_ifexists("c", default)`` with ``c`` when the table it reads has that column,
     else with ``default``: what Kusto decides when it analyses the query.
 
@@ -148,7 +150,13 @@ def geo_info_stand_in(ranges: Sequence[GeoRange]) -> str:
     branches = []
     for r in ranges:
         bag = json.dumps(
-            {"country": r.country, "state": "", "city": r.city, "latitude": r.latitude, "longitude": r.longitude}
+            {
+                "country": r.country,
+                "state": "",
+                "city": r.city,
+                "latitude": r.latitude,
+                "longitude": r.longitude,
+            }
         )
         branches.append(f'ip startswith "{r.prefix}", dynamic({bag})')
     body = ", ".join([*branches, "dynamic({})"]) if branches else "dynamic({})"
@@ -210,7 +218,9 @@ class Workspace:
             return
         for name, kind in columns:
             if name not in known:
-                self.con.execute(f"ALTER TABLE {_quote(table)} ADD COLUMN {_quote(name)} {_DUCKDB_TYPE[kind]}")
+                self.con.execute(
+                    f"ALTER TABLE {_quote(table)} ADD COLUMN {_quote(name)} {_DUCKDB_TYPE[kind]}"
+                )
                 # Rows already stored read "" in a string column they never had, as Kusto shows them.
                 if kind in ("string", "guid"):
                     self.con.execute(f"UPDATE {_quote(table)} SET {_quote(name)} = ''")
@@ -223,7 +233,8 @@ class Workspace:
         if values:
             marks = ", ".join("?" for _ in names)
             self.con.executemany(
-                f"INSERT INTO {_quote(table)} ({', '.join(_quote(n) for n in names)}) VALUES ({marks})", values
+                f"INSERT INTO {_quote(table)} ({', '.join(_quote(n) for n in names)}) VALUES ({marks})",
+                values,
             )
         return len(values)
 
@@ -270,7 +281,9 @@ class Workspace:
             for definition in definitions:  # parsed one by one: most are the same in every workspace
                 parsed = _FUNCTIONS.get(definition)
                 if parsed is None:
-                    parsed = _FUNCTIONS[definition] = stored_functions.parse_functions([definition])[None]
+                    resolved_functions = stored_functions.parse_functions([definition])
+                    assert resolved_functions is not None
+                    parsed = _FUNCTIONS[definition] = resolved_functions[None]
                 merged.update(parsed)
             self._parsed = {None: merged}
         return self._parsed
@@ -318,6 +331,6 @@ def _scratch() -> Workspace:
     if not _SCRATCH:
         _SCRATCH.append(Workspace())
     return _SCRATCH[0]
+
+
 _FUNCTIONS: dict[str, Any] = {}
-
-

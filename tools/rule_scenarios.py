@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from auditsync.heartbeat import heartbeat_batches  # noqa: E402
 from auditsync.sinks.legacy_rows import LegacyShaper  # noqa: E402
-from auditsync.tables import HEALTH_TABLE, KEEPER_TABLE, ONEPASSWORD_TABLE, TABLES, TableDef  # noqa: E402
+from auditsync.tables import KEEPER_TABLE, ONEPASSWORD_TABLE, TABLES, TableDef  # noqa: E402
 from auditsync.tables.rows import format_time, parse_time, shape_rows  # noqa: E402
 from simulators.data_collector import column_for  # noqa: E402
 from tests.scenarios import REGISTRY  # noqa: E402
@@ -139,7 +139,9 @@ def keyvault_row(record: KeyVaultRecord, sink: str) -> tuple[str, JSON]:
             "Identity": {"claim": claims} if claims else None,
             "CallerIpAddress": record.caller_ip,
             "Id": f"{uri}/5f0c2b7e1d8a4c3b9e6f7a8b9c0d1e2f" if uri else "",
-            "RequestUri": f"{uri}?api-version=7.5" if uri else f"https://{VAULT_NAME}.vault.azure.net/secrets",
+            "RequestUri": f"{uri}?api-version=7.5"
+            if uri
+            else f"https://{VAULT_NAME}.vault.azure.net/secrets",
             "ClientInfo": record.client_info,
             "_ResourceId": VAULT_RESOURCE_ID.lower(),
             "Type": "AZKVAuditLogs",
@@ -164,7 +166,9 @@ def keyvault_row(record: KeyVaultRecord, sink: str) -> tuple[str, JSON]:
     if uri:
         row["id_s"] = f"{uri}/5f0c2b7e1d8a4c3b9e6f7a8b9c0d1e2f"
     if record.caller_object_id:
-        row["identity_claim_http_schemas_microsoft_com_identity_claims_objectidentifier_g"] = record.caller_object_id
+        row["identity_claim_http_schemas_microsoft_com_identity_claims_objectidentifier_g"] = (
+            record.caller_object_id
+        )
     if record.caller_app_id:
         row["identity_claim_appid_g"] = record.caller_app_id
     if record.caller_upn:

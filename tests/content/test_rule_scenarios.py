@@ -45,14 +45,20 @@ def test_rule_fires_with_every_entity(proofs: dict[str, rule_scenarios.Proof], r
 
 @pytest.mark.parametrize("sink", rule_scenarios.SINKS)
 @pytest.mark.parametrize("rule", sorted(RULES))
-def test_rule_stays_quiet_on_a_benign_case(proofs: dict[str, rule_scenarios.Proof], rule: str, sink: str) -> None:
+def test_rule_stays_quiet_on_a_benign_case(
+    proofs: dict[str, rule_scenarios.Proof], rule: str, sink: str
+) -> None:
     outcome = proofs[rule].quiet[sink]
-    assert outcome.rows == 0, f"{rule} fired on the benign case {proofs[rule].quiet_story!r}: {outcome.sample}"
+    assert outcome.rows == 0, (
+        f"{rule} fired on the benign case {proofs[rule].quiet_story!r}: {outcome.sample}"
+    )
 
 
 @pytest.mark.parametrize("sink", rule_scenarios.SINKS)
 @pytest.mark.parametrize("name", sorted(HUNTING))
-def test_hunting_query_returns_what_it_hunts(proofs: dict[str, rule_scenarios.Proof], name: str, sink: str) -> None:
+def test_hunting_query_returns_what_it_hunts(
+    proofs: dict[str, rule_scenarios.Proof], name: str, sink: str
+) -> None:
     assert proofs[name].fires[sink].rows >= 1, f"{name} found nothing in: {proofs[name].fires_story}"
 
 
@@ -65,7 +71,9 @@ def test_docs_table_is_what_a_run_writes(proofs: dict[str, rule_scenarios.Proof]
 def test_a_rule_sees_only_its_query_period(proofs: dict[str, rule_scenarios.Proof]) -> None:
     """The same events an hour older than a 15-minute rule's period: Sentinel would not show them to it."""
     scenario = REGISTRY["OnePasswordMfaDisabled"](NOW - timedelta(hours=1))
-    proof = rule_scenarios.prove(scenario, RULES["OnePasswordMfaDisabled"], NOW, rule_scenarios.parser_functions())
+    proof = rule_scenarios.prove(
+        scenario, RULES["OnePasswordMfaDisabled"], NOW, rule_scenarios.parser_functions()
+    )
     assert {s: o.rows for s, o in proof.fires.items()} == {s: 0 for s in rule_scenarios.SINKS}
 
 
@@ -96,7 +104,11 @@ def _simulated(now: datetime) -> Case:
         StreamReport("keeper", "keeper/events", "ok", events=60, pages=1, duration_ms=900, lag_seconds=30),
         StreamReport("onepassword", "onepassword/auditevents", "error", error_kind="auth", message="401"),
     ]
-    vault = [KeyVaultRecord(now - timedelta(minutes=9), "SecretGet", COLLECTOR_PRINCIPAL, secret="keeper-api-token")]
+    vault = [
+        KeyVaultRecord(
+            now - timedelta(minutes=9), "SecretGet", COLLECTOR_PRINCIPAL, secret="keeper-api-token"
+        )
+    ]
     return Case("simulated", onepassword, keeper, [(now - timedelta(minutes=4), reports)], vault)
 
 
@@ -122,7 +134,9 @@ PARSER_FILLED = {
 
 @pytest.mark.parametrize("sink", rule_scenarios.SINKS)
 @pytest.mark.parametrize("parser", sorted(PARSER_FILLED))
-def test_parser_runs_on_simulated_data(simulated_workspaces: dict[str, Workspace], parser: str, sink: str) -> None:
+def test_parser_runs_on_simulated_data(
+    simulated_workspaces: dict[str, Workspace], parser: str, sink: str
+) -> None:
     rows = simulated_workspaces[sink].query(parser)
     assert rows, f"{parser} returned nothing in the {sink} workspace"
     for column in PARSER_FILLED[parser]:
@@ -151,7 +165,9 @@ def test_column_ifexists_takes_the_column_of_the_table_it_reads() -> None:
         '(B_CL | project X = column_ifexists("x_s", tostring(int(null))))'
     )
     resolved = resolve_column_ifexists(text, {"A_CL": ["x_s"]}, ["A_CL", "B_CL"])
-    assert resolved == "union isfuzzy=true (A_CL | project X = x_s), (B_CL | project X = (tostring(int(null))))"
+    assert (
+        resolved == "union isfuzzy=true (A_CL | project X = x_s), (B_CL | project X = (tostring(int(null))))"
+    )
 
 
 def test_missing_legacy_columns_take_the_parsers_defaults() -> None:
@@ -159,8 +175,14 @@ def test_missing_legacy_columns_take_the_parsers_defaults() -> None:
     ws = Workspace()
     keeper = rule_scenarios.TABLES[rule_scenarios.KEEPER_TABLE]
     ws.declare(keeper.name, kql.table_columns(keeper))
-    ws.declare("Keeper_CL", [("TimeGenerated", "datetime"), ("audit_event_s", "string"), ("username_s", "string")])
-    ws.insert("Keeper_CL", [{"TimeGenerated": NOW, "audit_event_s": "login", "username_s": "a@contoso.example"}])
+    ws.declare(
+        "Keeper_CL", [("TimeGenerated", "datetime"), ("audit_event_s", "string"), ("username_s", "string")]
+    )
+    ws.insert(
+        "Keeper_CL", [{"TimeGenerated": NOW, "audit_event_s": "login", "username_s": "a@contoso.example"}]
+    )
     ws.register(rule_scenarios.parser_functions(), known_tables=rule_scenarios.known_tables())
     rows: list[dict[str, Any]] = ws.query("KeeperEvents | project AuditEvent, Username, SrcIpAddr, RecordUid")
-    assert rows == [{"AuditEvent": "login", "Username": "a@contoso.example", "SrcIpAddr": "", "RecordUid": ""}]
+    assert rows == [
+        {"AuditEvent": "login", "Username": "a@contoso.example", "SrcIpAddr": "", "RecordUid": ""}
+    ]

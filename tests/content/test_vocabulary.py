@@ -72,7 +72,9 @@ PRODUCT_READS = {
 
 def unknown_names(text: str) -> list[str]:
     """Literals compared to a vendor column that the vendor never sends (only for the products ``text`` reads)."""
-    columns = {c for product, read in PRODUCT_READS.items() if read.search(text) for c in PRODUCT_COLUMNS[product]}
+    columns = {
+        c for product, read in PRODUCT_READS.items() if read.search(text) for c in PRODUCT_COLUMNS[product]
+    }
     problems = []
     for column, operator, value in literals(text):
         if column not in columns:
@@ -89,7 +91,10 @@ def unknown_names(text: str) -> list[str]:
 
 def _queries() -> list[tuple[str, str]]:
     content = build_sentinel.build_content()
-    return [*((f"parser/{p['name']}", p["query"]) for p in content["parsers"]), *build_sentinel.all_queries(content)]
+    return [
+        *((f"parser/{p['name']}", p["query"]) for p in content["parsers"]),
+        *build_sentinel.all_queries(content),
+    ]
 
 
 QUERIES = _queries()
@@ -130,9 +135,11 @@ def onepassword_problems(event_type: str, event: JSON) -> list[str]:
             problems.append("object_details of another object")
         if "aux_details" in event and event["aux_details"].get("uuid") != event.get("aux_uuid"):
             problems.append("aux_details of another user than aux_uuid")
-        if event["object_type"] == "gm" and event["action"] in ("join", "role"):
-            if event.get("aux_info") not in ONEPASSWORD.group_roles or "aux_details" not in event:
-                problems.append("a group membership without the member (aux_details) and role letter (aux_info)")
+        membership = event["object_type"] == "gm" and event["action"] in ("join", "role")
+        if membership and (
+            event.get("aux_info") not in ONEPASSWORD.group_roles or "aux_details" not in event
+        ):
+            problems.append("a group membership without the member (aux_details) and role letter (aux_info)")
         if event["object_type"] == "invite" and "@" not in str(event.get("aux_info", "")):
             problems.append("an invite without the invited address in aux_info")
     elif event_type == "itemusages":
@@ -174,7 +181,13 @@ def test_onepassword_simulator_speaks_1password(event_type: str) -> None:
 def test_onepassword_simulator_covers_the_kinds_the_rules_read() -> None:
     events = make_events("auditevents", 3000, NOW, timedelta(seconds=1), random.Random(5))
     kinds = {(e["action"], e["object_type"]) for e in events}
-    assert {("create", "invite"), ("join", "gm"), ("role", "gm"), ("grant", "uva"), ("reactive", "user")} <= kinds
+    assert {
+        ("create", "invite"),
+        ("join", "gm"),
+        ("role", "gm"),
+        ("grant", "uva"),
+        ("reactive", "user"),
+    } <= kinds
     assert any("aux_details" not in e and "aux_uuid" in e for e in events)  # a group is an aux too
 
 

@@ -12,7 +12,9 @@ M = timedelta(minutes=1)
 STREAM = "keeper/events"
 
 
-def _runs(now: datetime, count: int, last: timedelta, report: object) -> list[tuple[datetime, list[StreamReport]]]:
+def _runs(
+    now: datetime, count: int, last: timedelta, report: object
+) -> list[tuple[datetime, list[StreamReport]]]:
     """``count`` runs five minutes apart, the last ``last`` before now; ``report(n)`` is run n's report."""
     runs = []
     for n in range(count):
@@ -34,12 +36,21 @@ def lag_growing(now: datetime) -> tuple[Case, Case]:
             20,
             3 * M,
             lambda n: StreamReport(
-                "keeper", STREAM, "behind", events=8_000, pages=8, duration_ms=480_000, lag_seconds=3_700 + 300 * n,
+                "keeper",
+                STREAM,
+                "behind",
+                events=8_000,
+                pages=8,
+                duration_ms=480_000,
+                lag_seconds=3_700 + 300 * n,
                 hint="Raise RUN_TIME_BUDGET or run more often",
             ),
         ),
     )
-    steady = Case("for 100 minutes every Keeper run ends idle or ok with a lag under a minute", heartbeats=_runs(now, 20, 3 * M, _ok))
+    steady = Case(
+        "for 100 minutes every Keeper run ends idle or ok with a lag under a minute",
+        heartbeats=_runs(now, 20, 3 * M, _ok),
+    )
     return behind, steady
 
 
@@ -51,11 +62,17 @@ def stream_error(now: datetime) -> tuple[Case, Case]:
             now,
             10,
             2 * M,
-            lambda n: _ok(n)
-            if n < 6
-            else StreamReport(
-                "keeper", STREAM, "error", error_kind="auth", message="Keeper refused the API token (401)",
-                hint="Create a new Admin REST API token and store it in Key Vault",
+            lambda n: (
+                _ok(n)
+                if n < 6
+                else StreamReport(
+                    "keeper",
+                    STREAM,
+                    "error",
+                    error_kind="auth",
+                    message="Keeper refused the API token (401)",
+                    hint="Create a new Admin REST API token and store it in Key Vault",
+                )
             ),
         ),
     )
@@ -65,7 +82,11 @@ def stream_error(now: datetime) -> tuple[Case, Case]:
             now,
             10,
             2 * M,
-            lambda n: StreamReport("keeper", STREAM, "error", error_kind="upstream", message="Keeper answered 500") if n == 1 else _ok(n),
+            lambda n: (
+                StreamReport("keeper", STREAM, "error", error_kind="upstream", message="Keeper answered 500")
+                if n == 1
+                else _ok(n)
+            ),
         ),
     )
     return failing, recovered

@@ -33,7 +33,9 @@ def failed_signin_addresses(now: datetime) -> tuple[Case, None]:
     return Case(
         "one address fails against Keeper and against 1Password",
         onepassword={
-            "signinattempts": [op.signin(2 * H, BOB, "credentials_failed", "password_secret_bad", ip="192.0.2.77")]
+            "signinattempts": [
+                op.signin(2 * H, BOB, "credentials_failed", "password_secret_bad", ip="192.0.2.77")
+            ]
         },
         keeper=[k.event(3 * H, "login_failure", "bob@contoso.example", ip="192.0.2.77", category="login")],
     ), None
@@ -45,8 +47,17 @@ def keeper_failed_signins(now: datetime) -> tuple[Case, None]:
     return Case(
         "4 failed logins for Bob from one address, then a successful one",
         keeper=[
-            *[k.event(t, "login_failure", "bob@contoso.example", ip="203.0.113.66", category="login",
-                      result_code="auth_failed") for t in every(4, 5 * H, 10 * M)],
+            *[
+                k.event(
+                    t,
+                    "login_failure",
+                    "bob@contoso.example",
+                    ip="203.0.113.66",
+                    category="login",
+                    result_code="auth_failed",
+                )
+                for t in every(4, 5 * H, 10 * M)
+            ],
             k.event(4 * H, "login", "bob@contoso.example", ip="203.0.113.66", category="login"),
         ],
     ), None
@@ -58,10 +69,25 @@ def keeper_new_recipient_domains(now: datetime) -> tuple[Case, None]:
     return Case(
         "records shared with the same domain for weeks, today with a new one",
         keeper=[
-            *[k.event(d * D, "share", "bob@contoso.example", category="sharing", record_uid=f"Rc{d:02d}xxxxxxxxxxxxxxxxxx",
-                      to_username="alice@contoso.example") for d in range(2, 20)],
-            k.event(2 * H, "share", "bob@contoso.example", category="sharing", record_uid="RcNewxxxxxxxxxxxxxxxxx",
-                    to_username="pat@fabrikam.example"),
+            *[
+                k.event(
+                    d * D,
+                    "share",
+                    "bob@contoso.example",
+                    category="sharing",
+                    record_uid=f"Rc{d:02d}xxxxxxxxxxxxxxxxxx",
+                    to_username="alice@contoso.example",
+                )
+                for d in range(2, 20)
+            ],
+            k.event(
+                2 * H,
+                "share",
+                "bob@contoso.example",
+                category="sharing",
+                record_uid="RcNewxxxxxxxxxxxxxxxxx",
+                to_username="pat@fabrikam.example",
+            ),
         ],
     ), None
 
@@ -69,12 +95,24 @@ def keeper_new_recipient_domains(now: datetime) -> tuple[Case, None]:
 @scenario("hunting/KeeperOffHoursRecordAccess")
 def keeper_off_hours(now: datetime) -> tuple[Case, None]:
     k = Keeper(now)
-    usual = [k.event(d * D, "open_record", "bob@contoso.example", category="usage", record_uid="RcUsualxxxxxxxxxxxxxxx")
-             for d in range(2, 20)]
+    usual = [
+        k.event(
+            d * D, "open_record", "bob@contoso.example", category="usage", record_uid="RcUsualxxxxxxxxxxxxxxx"
+        )
+        for d in range(2, 20)
+    ]
     return Case(
         "Bob opens records at the same hour for weeks, today 7 hours off that",
-        keeper=[*usual, k.event(7 * H, "open_record", "bob@contoso.example", category="usage",
-                                record_uid="RcOddxxxxxxxxxxxxxxxxx")],
+        keeper=[
+            *usual,
+            k.event(
+                7 * H,
+                "open_record",
+                "bob@contoso.example",
+                category="usage",
+                record_uid="RcOddxxxxxxxxxxxxxxxxx",
+            ),
+        ],
     ), None
 
 
@@ -85,7 +123,13 @@ def keeper_rare_clients(now: datetime) -> tuple[Case, None]:
         "Bob uses the web vault daily for 10 days and Commander once",
         keeper=[
             *[k.event(d * D, "login", "bob@contoso.example", category="login") for d in range(1, 11)],
-            k.event(3 * H, "login_console", "bob@contoso.example", category="login", client_version="Commander 17.1.5"),
+            k.event(
+                3 * H,
+                "login_console",
+                "bob@contoso.example",
+                category="login",
+                client_version="Commander 17.1.5",
+            ),
         ],
     ), None
 

@@ -90,7 +90,10 @@ def brute_force(now: datetime) -> tuple[Case, Case]:
     quiet = Case(
         "Bob fails 3 times, then logs in",
         keeper=[
-            *[k.event(t, "login_failure", BOB, category="login", result_code="auth_failed") for t in every(3, 30 * M, M)],
+            *[
+                k.event(t, "login_failure", BOB, category="login", result_code="auth_failed")
+                for t in every(3, 30 * M, M)
+            ],
             k.event(26 * M, "login", BOB, category="login"),
         ],
     )
@@ -120,10 +123,15 @@ def mass_record_access(now: datetime) -> tuple[Case, Case]:
 @scenario("KeeperMasterPasswordChanged")
 def master_password_changed(now: datetime) -> tuple[Case, Case]:
     k = Keeper(now)
-    fires = Case("Alice changes her master password", keeper=[k.event(6 * M, "change_master_password", ALICE)])
+    fires = Case(
+        "Alice changes her master password", keeper=[k.event(6 * M, "change_master_password", ALICE)]
+    )
     quiet = Case(
         "Alice logs in and changes her security question",
-        keeper=[k.event(7 * M, "login", ALICE, category="login"), k.event(6 * M, "change_security_question", ALICE)],
+        keeper=[
+            k.event(7 * M, "login", ALICE, category="login"),
+            k.event(6 * M, "change_security_question", ALICE),
+        ],
     )
     return fires, quiet
 
@@ -133,7 +141,10 @@ def master_password_from_new_address(now: datetime) -> tuple[Case, Case]:
     k = Keeper(now)
     fires = Case(
         "Alice logs in from the office for 12 days; today her master password is changed from an unseen address",
-        keeper=[*_logins(k, ALICE, OFFICE, 13), k.event(20 * M, "change_master_password", ALICE, ip="192.0.2.99")],
+        keeper=[
+            *_logins(k, ALICE, OFFICE, 13),
+            k.event(20 * M, "change_master_password", ALICE, ip="192.0.2.99"),
+        ],
     )
     quiet = Case(
         "Alice logs in from the office for 12 days and changes her master password from there",
@@ -169,7 +180,9 @@ def public_api_token_changed(now: datetime) -> tuple[Case, Case]:
         "the admin creates an Admin REST API token",
         keeper=[k.event(6 * M, "create_public_api_token_in_days", ADMIN, name="SIEM export")],
     )
-    quiet = Case("the admin creates a role", keeper=[k.event(6 * M, "role_created", ADMIN, role_id=SALES_ROLE)])
+    quiet = Case(
+        "the admin creates a role", keeper=[k.event(6 * M, "role_created", ADMIN, role_id=SALES_ROLE)]
+    )
     return fires, quiet
 
 
@@ -210,14 +223,24 @@ def secrets_manager_application_changed(now: datetime) -> tuple[Case, Case]:
     quiet = Case(
         "the application's client device reads secrets as usual",
         keeper=[
-            k.event(t, "app_client_access", "ci-runner-07", ip="203.0.113.40", app_uid=APP, device_name="ci-runner-07")
+            k.event(
+                t,
+                "app_client_access",
+                "ci-runner-07",
+                ip="203.0.113.40",
+                app_uid=APP,
+                device_name="ci-runner-07",
+            )
             for t in every(5, 50 * M, 10 * M)
         ],
     )
     return fires, quiet
 
 
-BLOCKED_RANGES = [{"Range": "192.0.2.0/24", "Reason": "former hosting provider"}, {"Range": "2001:db8:bad::/48", "Reason": "test"}]
+BLOCKED_RANGES = [
+    {"Range": "192.0.2.0/24", "Reason": "former hosting provider"},
+    {"Range": "2001:db8:bad::/48", "Reason": "test"},
+]
 
 
 @scenario("KeeperSecretsManagerBlockedAddress")
@@ -225,14 +248,37 @@ def secrets_manager_blocked_address(now: datetime) -> tuple[Case, Case]:
     k = Keeper(now)
     fires = Case(
         "a client device reads secrets from 192.0.2.14, inside a range listed in KSMBlockedRanges",
-        keeper=[k.event(6 * M, "app_client_access", "ci-runner-07", ip="192.0.2.14", app_uid=APP, device_name="ci-runner-07")],
+        keeper=[
+            k.event(
+                6 * M,
+                "app_client_access",
+                "ci-runner-07",
+                ip="192.0.2.14",
+                app_uid=APP,
+                device_name="ci-runner-07",
+            )
+        ],
         watchlists={"KSMBlockedRanges": BLOCKED_RANGES},
     )
     quiet = Case(
         "client devices read secrets from addresses outside the listed ranges (IPv4 and IPv6)",
         keeper=[
-            k.event(7 * M, "app_client_access", "ci-runner-07", ip="203.0.113.40", app_uid=APP, device_name="ci-runner-07"),
-            k.event(6 * M, "app_client_access", "ci-runner-08", ip="2001:db8:600d::8", app_uid=APP, device_name="ci-runner-08"),
+            k.event(
+                7 * M,
+                "app_client_access",
+                "ci-runner-07",
+                ip="203.0.113.40",
+                app_uid=APP,
+                device_name="ci-runner-07",
+            ),
+            k.event(
+                6 * M,
+                "app_client_access",
+                "ci-runner-08",
+                ip="2001:db8:600d::8",
+                app_uid=APP,
+                device_name="ci-runner-08",
+            ),
         ],
         watchlists={"KSMBlockedRanges": BLOCKED_RANGES},
     )
@@ -244,11 +290,19 @@ def self_added_to_shared_folder(now: datetime) -> tuple[Case, Case]:
     k = Keeper(now)
     fires = Case(
         "Bob adds himself to a shared folder",
-        keeper=[k.event(6 * M, "folder_add_user", BOB, category="sharing", shared_folder_uid=FOLDER, to_username=BOB)],
+        keeper=[
+            k.event(
+                6 * M, "folder_add_user", BOB, category="sharing", shared_folder_uid=FOLDER, to_username=BOB
+            )
+        ],
     )
     quiet = Case(
         "Alice adds Bob to the shared folder",
-        keeper=[k.event(6 * M, "folder_add_user", ALICE, category="sharing", shared_folder_uid=FOLDER, to_username=BOB)],
+        keeper=[
+            k.event(
+                6 * M, "folder_add_user", ALICE, category="sharing", shared_folder_uid=FOLDER, to_username=BOB
+            )
+        ],
     )
     return fires, quiet
 
@@ -258,13 +312,24 @@ def share_to_external_user(now: datetime) -> tuple[Case, Case]:
     k = Keeper(now)
     fires = Case(
         "Bob shares a record with an address at another domain",
-        keeper=[k.event(6 * M, "share", BOB, category="sharing", record_uid=RECORDS[0], to_username="pat@fabrikam.example")],
+        keeper=[
+            k.event(
+                6 * M,
+                "share",
+                BOB,
+                category="sharing",
+                record_uid=RECORDS[0],
+                to_username="pat@fabrikam.example",
+            )
+        ],
     )
     quiet = Case(
         "Bob shares a record and a folder with colleagues",
         keeper=[
             k.event(7 * M, "share", BOB, category="sharing", record_uid=RECORDS[0], to_username=ALICE),
-            k.event(6 * M, "folder_add_user", BOB, category="sharing", shared_folder_uid=FOLDER, to_username=ALICE),
+            k.event(
+                6 * M, "folder_add_user", BOB, category="sharing", shared_folder_uid=FOLDER, to_username=ALICE
+            ),
         ],
     )
     return fires, quiet
@@ -275,11 +340,17 @@ def signin_from_new_country(now: datetime) -> tuple[Case, Case]:
     k = Keeper(now)
     fires = Case(
         "Alice logs in from Switzerland for 12 days, then from Brazil",
-        keeper=[*_logins(k, ALICE, OFFICE, 13), k.event(30 * M, "login", ALICE, ip="192.0.2.31", category="login")],
+        keeper=[
+            *_logins(k, ALICE, OFFICE, 13),
+            k.event(30 * M, "login", ALICE, ip="192.0.2.31", category="login"),
+        ],
     )
     quiet = Case(
         "Alice logs in from Switzerland for 12 days and today from another Swiss address",
-        keeper=[*_logins(k, ALICE, OFFICE, 13), k.event(30 * M, "login", ALICE, ip="198.51.100.77", category="login")],
+        keeper=[
+            *_logins(k, ALICE, OFFICE, 13),
+            k.event(30 * M, "login", ALICE, ip="198.51.100.77", category="login"),
+        ],
     )
     return fires, quiet
 
@@ -304,10 +375,24 @@ def sso_or_ip_restriction_changed(now: datetime) -> tuple[Case, Case]:
     quiet = Case(
         "the admin changes a role's master password length and logout timer",
         keeper=[
-            k.event(7 * M, "role_enforcement_changed", ADMIN, category="policy", role_id=SALES_ROLE,
-                    enforcement="master_password_minimum_length", value="16"),
-            k.event(6 * M, "role_enforcement_changed", ADMIN, category="policy", role_id=SALES_ROLE,
-                    enforcement="logout_timer_web", value="60"),
+            k.event(
+                7 * M,
+                "role_enforcement_changed",
+                ADMIN,
+                category="policy",
+                role_id=SALES_ROLE,
+                enforcement="master_password_minimum_length",
+                value="16",
+            ),
+            k.event(
+                6 * M,
+                "role_enforcement_changed",
+                ADMIN,
+                category="policy",
+                role_id=SALES_ROLE,
+                enforcement="logout_timer_web",
+                value="60",
+            ),
         ],
     )
     return fires, quiet
@@ -320,7 +405,9 @@ def success_after_failures(now: datetime) -> tuple[Case, Case]:
         "6 failed logins for Bob from one address, then a successful one",
         keeper=[
             *[
-                k.event(t, "login_failure", BOB, ip="203.0.113.66", category="login", result_code="auth_failed")
+                k.event(
+                    t, "login_failure", BOB, ip="203.0.113.66", category="login", result_code="auth_failed"
+                )
                 for t in every(6, 30 * M, 2 * M)
             ],
             k.event(15 * M, "login", BOB, ip="203.0.113.66", category="login"),
@@ -329,7 +416,10 @@ def success_after_failures(now: datetime) -> tuple[Case, Case]:
     quiet = Case(
         "Bob fails twice, then logs in",
         keeper=[
-            *[k.event(t, "login_failure", BOB, category="login", result_code="auth_failed") for t in every(2, 30 * M, M)],
+            *[
+                k.event(t, "login_failure", BOB, category="login", result_code="auth_failed")
+                for t in every(2, 30 * M, M)
+            ],
             k.event(28 * M, "login", BOB, category="login"),
         ],
     )
@@ -339,23 +429,36 @@ def success_after_failures(now: datetime) -> tuple[Case, Case]:
 @scenario("KeeperTwoFactorChanged")
 def two_factor_changed(now: datetime) -> tuple[Case, Case]:
     k = Keeper(now)
-    fires = Case("Bob turns on two-factor authentication", keeper=[k.event(6 * M, "set_two_factor_on", BOB, channel="totp")])
-    quiet = Case("Bob logs in with his second factor", keeper=[k.event(6 * M, "login", BOB, category="login")])
+    fires = Case(
+        "Bob turns on two-factor authentication",
+        keeper=[k.event(6 * M, "set_two_factor_on", BOB, channel="totp")],
+    )
+    quiet = Case(
+        "Bob logs in with his second factor", keeper=[k.event(6 * M, "login", BOB, category="login")]
+    )
     return fires, quiet
 
 
 @scenario("KeeperTwoFactorDisabled")
 def two_factor_disabled(now: datetime) -> tuple[Case, Case]:
     k = Keeper(now)
-    fires = Case("Bob turns off two-factor authentication", keeper=[k.event(6 * M, "set_two_factor_off", BOB, channel="totp")])
-    quiet = Case("Bob turns on two-factor authentication", keeper=[k.event(6 * M, "set_two_factor_on", BOB, channel="totp")])
+    fires = Case(
+        "Bob turns off two-factor authentication",
+        keeper=[k.event(6 * M, "set_two_factor_off", BOB, channel="totp")],
+    )
+    quiet = Case(
+        "Bob turns on two-factor authentication",
+        keeper=[k.event(6 * M, "set_two_factor_on", BOB, channel="totp")],
+    )
     return fires, quiet
 
 
 @scenario("KeeperVaultExport")
 def vault_export(now: datetime) -> tuple[Case, Case]:
     k = Keeper(now)
-    fires = Case("Bob exports his vault's records", keeper=[k.event(6 * M, "exported_records", BOB, category="usage")])
+    fires = Case(
+        "Bob exports his vault's records", keeper=[k.event(6 * M, "exported_records", BOB, category="usage")]
+    )
     quiet = Case("Bob imports records", keeper=[k.event(6 * M, "imported_records", BOB, category="usage")])
     return fires, quiet
 
@@ -367,5 +470,7 @@ def vault_transferred(now: datetime) -> tuple[Case, Case]:
         "the admin transfers a leaver's vault to Alice",
         keeper=[k.event(6 * M, "vault_transferred", ADMIN, from_username=STAFF[0], to_username=ALICE)],
     )
-    quiet = Case("Alice accepts the account transfer policy", keeper=[k.event(6 * M, "accept_transfer", ALICE)])
+    quiet = Case(
+        "Alice accepts the account transfer policy", keeper=[k.event(6 * M, "accept_transfer", ALICE)]
+    )
     return fires, quiet

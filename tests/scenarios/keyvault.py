@@ -16,7 +16,9 @@ FUNCTION_IP = "20.50.2.10"
 
 def _collector_reads(now: datetime) -> list[KeyVaultRecord]:
     return [
-        KeyVaultRecord(now - t, "SecretGet", COLLECTOR_PRINCIPAL, COLLECTOR_APP, "", FUNCTION_IP, "keeper-api-token")
+        KeyVaultRecord(
+            now - t, "SecretGet", COLLECTOR_PRINCIPAL, COLLECTOR_APP, "", FUNCTION_IP, "keeper-api-token"
+        )
         for t in (12 * M, 7 * M, 2 * M)
     ]
 
@@ -27,9 +29,16 @@ def read_by_other_identity(now: datetime) -> tuple[Case, Case]:
         "a user reads the Keeper token secret in the portal",
         keyvault=[
             *_collector_reads(now),
-            KeyVaultRecord(now - 6 * M, "SecretGet", MALLORY, "c44b4083-3bb0-49c1-b47d-974e53cbdf3c",
-                           "mallory@contoso.example", "203.0.113.80", "keeper-api-token",
-                           client_info="Mozilla/5.0 (Azure portal)"),
+            KeyVaultRecord(
+                now - 6 * M,
+                "SecretGet",
+                MALLORY,
+                "c44b4083-3bb0-49c1-b47d-974e53cbdf3c",
+                "mallory@contoso.example",
+                "203.0.113.80",
+                "keeper-api-token",
+                client_info="Mozilla/5.0 (Azure portal)",
+            ),
         ],
     )
     quiet = Case("the collector reads its tokens every five minutes", keyvault=_collector_reads(now))
@@ -41,8 +50,17 @@ def repeated_denied(now: datetime) -> tuple[Case, Case]:
     fires = Case(
         "an identity without access tries to read the tokens 6 times (403)",
         keyvault=[
-            KeyVaultRecord(now - t, "SecretGet", MALLORY, "", "mallory@contoso.example", "203.0.113.80",
-                           "onepassword-api-token", status=403, result="Forbidden")
+            KeyVaultRecord(
+                now - t,
+                "SecretGet",
+                MALLORY,
+                "",
+                "mallory@contoso.example",
+                "203.0.113.80",
+                "onepassword-api-token",
+                status=403,
+                result="Forbidden",
+            )
             for t in (40 * M, 35 * M, 30 * M, 25 * M, 20 * M, 15 * M)
         ],
     )
@@ -50,8 +68,14 @@ def repeated_denied(now: datetime) -> tuple[Case, Case]:
         "the collector's requests each start with an unauthenticated 401 challenge, then succeed",
         keyvault=[
             *[
-                KeyVaultRecord(now - t - M, "SecretGet", caller_ip=FUNCTION_IP, secret="keeper-api-token", status=401,
-                               result="Unauthorized")
+                KeyVaultRecord(
+                    now - t - M,
+                    "SecretGet",
+                    caller_ip=FUNCTION_IP,
+                    secret="keeper-api-token",
+                    status=401,
+                    result="Unauthorized",
+                )
                 for t in (40 * M, 30 * M, 20 * M, 10 * M, 5 * M, 2 * M)
             ],
             *_collector_reads(now),
@@ -65,8 +89,15 @@ def changed_or_listed(now: datetime) -> tuple[Case, Case]:
     fires = Case(
         "a user sets a new version of the 1Password token",
         keyvault=[
-            KeyVaultRecord(now - 20 * M, "SecretSet", MALLORY, "", "mallory@contoso.example", "203.0.113.80",
-                           "onepassword-api-token")
+            KeyVaultRecord(
+                now - 20 * M,
+                "SecretSet",
+                MALLORY,
+                "",
+                "mallory@contoso.example",
+                "203.0.113.80",
+                "onepassword-api-token",
+            )
         ],
     )
     quiet = Case("the collector reads its tokens", keyvault=_collector_reads(now))

@@ -68,7 +68,9 @@ def added_to_privileged_group(now: datetime) -> tuple[Case, Case]:
         audit(
             [
                 op.audit(9 * M, ADA, "join", "gm", object_uuid=DESIGN, aux_user=BOB, aux_info="R"),
-                op.audit(8 * M, CHIDI, "join", "gm", object_uuid=FINANCE_ADMINS, aux_user=CHIDI, aux_info="R"),
+                op.audit(
+                    8 * M, CHIDI, "join", "gm", object_uuid=FINANCE_ADMINS, aux_user=CHIDI, aux_info="R"
+                ),
                 op.audit(7 * M, ADA, "join", "gm", object_uuid=OWNERS, aux_user=ZOE, aux_info="R"),
             ]
         ),
@@ -93,7 +95,10 @@ def brute_force(now: datetime) -> tuple[Case, Case]:
         "Bob mistypes his password 3 times, then signs in; 5 others fail once each",
         {
             "signinattempts": [
-                *[op.signin(t, BOB, "credentials_failed", "password_secret_bad") for t in every(3, 40 * M, M)],
+                *[
+                    op.signin(t, BOB, "credentials_failed", "password_secret_bad")
+                    for t in every(3, 40 * M, M)
+                ],
                 op.signin(36 * M, BOB, "success", "credentials_ok"),
                 *[op.signin(30 * M, u, "credentials_failed", "password_secret_bad") for u in STAFF[:5]],
             ]
@@ -114,7 +119,11 @@ def export(now: datetime) -> tuple[Case, Case]:
         {
             "itemusages": [
                 op.item_usage(
-                    12 * M - n * 20 * S, STAFF[n % 5], ("fill", "reveal", "secure-copy")[n % 3], vault=MARKETING, item=ITEMS[n]
+                    12 * M - n * 20 * S,
+                    STAFF[n % 5],
+                    ("fill", "reveal", "secure-copy")[n % 3],
+                    vault=MARKETING,
+                    item=ITEMS[n],
                 )
                 for n in range(20)
             ]
@@ -139,7 +148,9 @@ def export_after_creation(now: datetime) -> tuple[Case, Case]:
         "Zoë's account is activated 3 days ago and she only fills items; Bob (activated 20 days ago) exports",
         {
             "auditevents": [op.audit(3 * D, ADA, "activate", "user", object_user=ZOE)],
-            "itemusages": [op.item_usage(t, ZOE, "fill", vault=MARKETING, item=ITEMS[1]) for t in every(5, 50 * M, 5 * M)]
+            "itemusages": [
+                op.item_usage(t, ZOE, "fill", vault=MARKETING, item=ITEMS[1]) for t in every(5, 50 * M, 5 * M)
+            ]
             + [op.item_usage(25 * M, BOB, "export", vault=MARKETING, item=ITEMS[2])],
         },
     )
@@ -220,7 +231,9 @@ def mass_item_reveal(now: datetime) -> tuple[Case, Case]:
         "Bob reveals or copies 60 different items in 40 minutes",
         {
             "itemusages": [
-                op.item_usage(t, BOB, ("reveal", "secure-copy")[n % 2], vault=MARKETING, item=ITEMS[n], ip="203.0.113.9")
+                op.item_usage(
+                    t, BOB, ("reveal", "secure-copy")[n % 2], vault=MARKETING, item=ITEMS[n], ip="203.0.113.9"
+                )
                 for n, t in enumerate(every(60, 45 * M, 40 * S))
             ]
         },
@@ -243,7 +256,12 @@ def mass_user_suspension(now: datetime) -> tuple[Case, Case]:
     op = OnePassword(now)
     fires = Case(
         "Zoë suspends 6 users within 20 minutes",
-        audit([op.audit(t, ZOE, "suspend", "user", object_user=u) for t, u in zip(every(6, 30 * M, 4 * M), STAFF, strict=False)]),
+        audit(
+            [
+                op.audit(t, ZOE, "suspend", "user", object_user=u)
+                for t, u in zip(every(6, 30 * M, 4 * M), STAFF, strict=False)
+            ]
+        ),
     )
     quiet = Case(
         "Ada suspends 2 leavers and reactivates 1",
@@ -265,7 +283,10 @@ def mfa_changed(now: datetime) -> tuple[Case, Case]:
         "Bob turns on two-factor authentication for his account",
         audit([op.audit(20 * M, BOB, "enblmfa", "user", object_user=BOB)]),
     )
-    quiet = Case("Bob updates an item and renames a vault", audit([op.audit(20 * M, BOB, "update", "item"), op.audit(19 * M, BOB, "update", "vault")]))
+    quiet = Case(
+        "Bob updates an item and renames a vault",
+        audit([op.audit(20 * M, BOB, "update", "item"), op.audit(19 * M, BOB, "update", "vault")]),
+    )
     return fires, quiet
 
 
@@ -278,7 +299,12 @@ def mfa_disabled(now: datetime) -> tuple[Case, Case]:
     )
     quiet = Case(
         "Bob turns on two-factor authentication and updates it",
-        audit([op.audit(8 * M, BOB, "enblmfa", "user", object_user=BOB), op.audit(6 * M, BOB, "updatmfa", "user", object_user=BOB)]),
+        audit(
+            [
+                op.audit(8 * M, BOB, "enblmfa", "user", object_user=BOB),
+                op.audit(6 * M, BOB, "updatmfa", "user", object_user=BOB),
+            ]
+        ),
     )
     return fires, quiet
 
@@ -329,18 +355,32 @@ def secret_extraction(now: datetime) -> tuple[Case, Case]:
     fires = Case(
         "Chidi grants himself access to Break glass, then reveals 3 of its items",
         {
-            "auditevents": [op.audit(40 * M, CHIDI, "grant", "uva", object_uuid=BREAK_GLASS, aux_user=CHIDI, aux_info="2097150")],
-            "itemusages": [op.item_usage(t, CHIDI, "reveal", vault=BREAK_GLASS, item=ITEMS[n]) for n, t in enumerate(every(3, 30 * M, M))],
+            "auditevents": [
+                op.audit(
+                    40 * M, CHIDI, "grant", "uva", object_uuid=BREAK_GLASS, aux_user=CHIDI, aux_info="2097150"
+                )
+            ],
+            "itemusages": [
+                op.item_usage(t, CHIDI, "reveal", vault=BREAK_GLASS, item=ITEMS[n])
+                for n, t in enumerate(every(3, 30 * M, M))
+            ],
         },
     )
     quiet = Case(
         "Ada grants Chidi access to Break glass and Chidi reveals its items; Chidi grants himself Marketing, uses nothing there",
         {
             "auditevents": [
-                op.audit(40 * M, ADA, "grant", "uva", object_uuid=BREAK_GLASS, aux_user=CHIDI, aux_info="1016"),
-                op.audit(35 * M, CHIDI, "grant", "uva", object_uuid=MARKETING, aux_user=CHIDI, aux_info="1016"),
+                op.audit(
+                    40 * M, ADA, "grant", "uva", object_uuid=BREAK_GLASS, aux_user=CHIDI, aux_info="1016"
+                ),
+                op.audit(
+                    35 * M, CHIDI, "grant", "uva", object_uuid=MARKETING, aux_user=CHIDI, aux_info="1016"
+                ),
             ],
-            "itemusages": [op.item_usage(t, CHIDI, "reveal", vault=BREAK_GLASS, item=ITEMS[n]) for n, t in enumerate(every(3, 30 * M, M))],
+            "itemusages": [
+                op.item_usage(t, CHIDI, "reveal", vault=BREAK_GLASS, item=ITEMS[n])
+                for n, t in enumerate(every(3, 30 * M, M))
+            ],
         },
     )
     return fires, quiet
@@ -351,13 +391,21 @@ def self_granted_vault_access(now: datetime) -> tuple[Case, Case]:
     op = OnePassword(now)
     fires = Case(
         "Chidi grants himself access to Break glass",
-        audit([op.audit(6 * M, CHIDI, "grant", "uva", object_uuid=BREAK_GLASS, aux_user=CHIDI, aux_info="2097150")]),
+        audit(
+            [
+                op.audit(
+                    6 * M, CHIDI, "grant", "uva", object_uuid=BREAK_GLASS, aux_user=CHIDI, aux_info="2097150"
+                )
+            ]
+        ),
     )
     quiet = Case(
         "Ada grants Chidi access; Chidi grants the Design group access",
         audit(
             [
-                op.audit(7 * M, ADA, "grant", "uva", object_uuid=BREAK_GLASS, aux_user=CHIDI, aux_info="1016"),
+                op.audit(
+                    7 * M, ADA, "grant", "uva", object_uuid=BREAK_GLASS, aux_user=CHIDI, aux_info="1016"
+                ),
                 op.audit(6 * M, CHIDI, "grant", "gva", object_uuid=MARKETING, aux_uuid=DESIGN, aux_info="32"),
             ]
         ),
@@ -390,7 +438,12 @@ def service_account_changed(now: datetime) -> tuple[Case, Case]:
     sa = op_id("service-account-ci")
     fires = Case(
         "Ada creates a service account and a token for it",
-        audit([op.audit(30 * M, ADA, "create", "sa", object_uuid=sa), op.audit(29 * M, ADA, "create", "satoken", aux_uuid=sa)]),
+        audit(
+            [
+                op.audit(30 * M, ADA, "create", "sa", object_uuid=sa),
+                op.audit(29 * M, ADA, "create", "satoken", aux_uuid=sa),
+            ]
+        ),
     )
     quiet = Case(
         "Ada creates a vault and a group",
@@ -408,11 +461,21 @@ def signin_from_new_address(now: datetime) -> tuple[Case, Case]:
     op = OnePassword(now)
     fires = Case(
         "Bob signs in daily from the office for 12 days, then from an address never seen",
-        {"signinattempts": [*_history(op, BOB, "198.51.100.10", 13), op.signin(20 * M, BOB, "success", "credentials_ok", ip="198.51.100.200")]},
+        {
+            "signinattempts": [
+                *_history(op, BOB, "198.51.100.10", 13),
+                op.signin(20 * M, BOB, "success", "credentials_ok", ip="198.51.100.200"),
+            ]
+        },
     )
     quiet = Case(
         "Bob signs in daily from the office for 12 days, and today again from the office",
-        {"signinattempts": [*_history(op, BOB, "198.51.100.10", 13), op.signin(20 * M, BOB, "success", "credentials_ok", ip="198.51.100.10")]},
+        {
+            "signinattempts": [
+                *_history(op, BOB, "198.51.100.10", 13),
+                op.signin(20 * M, BOB, "success", "credentials_ok", ip="198.51.100.10"),
+            ]
+        },
     )
     return fires, quiet
 
@@ -422,11 +485,21 @@ def signin_from_new_country(now: datetime) -> tuple[Case, Case]:
     op = OnePassword(now)
     fires = Case(
         "Ada signs in from Switzerland for 12 days, then from Brazil",
-        {"signinattempts": [*_history(op, ADA, "198.51.100.11", 13), op.signin(25 * M, ADA, "success", "credentials_ok", ip="192.0.2.31")]},
+        {
+            "signinattempts": [
+                *_history(op, ADA, "198.51.100.11", 13),
+                op.signin(25 * M, ADA, "success", "credentials_ok", ip="192.0.2.31"),
+            ]
+        },
     )
     quiet = Case(
         "Ada signs in from Switzerland for 12 days, and today from another Swiss address",
-        {"signinattempts": [*_history(op, ADA, "198.51.100.11", 13), op.signin(25 * M, ADA, "success", "credentials_ok", ip="198.51.100.12")]},
+        {
+            "signinattempts": [
+                *_history(op, ADA, "198.51.100.11", 13),
+                op.signin(25 * M, ADA, "success", "credentials_ok", ip="198.51.100.12"),
+            ]
+        },
     )
     return fires, quiet
 
@@ -434,8 +507,13 @@ def signin_from_new_country(now: datetime) -> tuple[Case, Case]:
 @scenario("OnePasswordSsoChanged")
 def sso_changed(now: datetime) -> tuple[Case, Case]:
     op = OnePassword(now)
-    fires = Case("Ada changes the SSO identity provider's settings", audit([op.audit(6 * M, ADA, "chngpsso", "sso")]))
-    quiet = Case("Ada turns on two-factor authentication for herself", audit([op.audit(6 * M, ADA, "enblmfa", "user", object_user=ADA)]))
+    fires = Case(
+        "Ada changes the SSO identity provider's settings", audit([op.audit(6 * M, ADA, "chngpsso", "sso")])
+    )
+    quiet = Case(
+        "Ada turns on two-factor authentication for herself",
+        audit([op.audit(6 * M, ADA, "enblmfa", "user", object_user=ADA)]),
+    )
     return fires, quiet
 
 
@@ -482,4 +560,3 @@ def vault_permission_changed(now: datetime) -> tuple[Case, Case]:
         watchlists={"PV1PW": PRIVILEGED_VAULTS},
     )
     return fires, quiet
-

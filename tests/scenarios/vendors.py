@@ -25,7 +25,13 @@ GEO = (
 LOCATIONS = {
     "CH": {"country": "CH", "region": "Zurich", "city": "Zürich", "latitude": 47.3769, "longitude": 8.5417},
     "DE": {"country": "DE", "region": "Bavaria", "city": "München", "latitude": 48.1351, "longitude": 11.582},
-    "BR": {"country": "BR", "region": "São Paulo", "city": "São Paulo", "latitude": -23.55, "longitude": -46.6333},
+    "BR": {
+        "country": "BR",
+        "region": "São Paulo",
+        "city": "São Paulo",
+        "latitude": -23.55,
+        "longitude": -46.6333,
+    },
 }
 
 
