@@ -16,61 +16,57 @@ T = TypeVar("T")
 
 EVENT_TYPES = ("auditevents", "itemusages", "signinattempts")
 
-AUDIT_ACTIONS = (
-    "create",
-    "grant",
-    "revoke",
-    "join",
-    "role",
-    "export",
-    "suspend",
-    "delete",
-    "activate",
-    "enblmfa",
-    "disblmfa",
-    "updatmfa",
-    "updatfw",
-    "enblsso",
-    "disblsso",
-    "trename",
-    "tverify",
-    "trevoke",
-    "update",
-    "reactivate",
-    "propose",
-    "beginr",
-    "completr",
-    "cancelr",
-    "upguest",
-    "unlink",
-    "sendpkg",
-    "dlink",
+#: Audit events as 1Password records them: ``(action, object_type, aux, aux_info)``. Every name is from the
+#: Events API reference (simulators/vocabulary/onepassword.json; tests/content/test_vocabulary.py keeps it so);
+#: which action goes with which object is our reading of the names and of 1Password's own Sentinel rules.
+#: ``aux`` says what ``aux_uuid`` names: a ``user`` (then, and only then, ``aux_details`` is filled, as the
+#: reference says), a ``group``, or nothing. ``aux_info`` is ``email`` (an invite's address), ``role``
+#: (a group membership: R member, A manager), ``permissions`` (a vault access bitmask) or empty.
+#: ``object_details`` is filled only when the object is a user.
+AUDIT_KINDS: tuple[tuple[str, str, str, str], ...] = (
+    ("create", "invite", "", "email"),
+    ("join", "gm", "user", "role"),
+    ("leave", "gm", "user", ""),
+    ("role", "gm", "user", "role"),
+    ("grant", "uva", "user", "permissions"),
+    ("update", "uva", "user", "permissions"),
+    ("revoke", "uva", "user", ""),
+    ("grant", "gva", "group", "permissions"),
+    ("revoke", "gva", "group", ""),
+    ("create", "vault", "", ""),
+    ("delete", "vault", "", ""),
+    ("export", "vault", "", ""),
+    ("create", "group", "", ""),
+    ("delete", "group", "", ""),
+    ("activate", "user", "", ""),
+    ("suspend", "user", "", ""),
+    ("reactive", "user", "", ""),
+    ("delete", "user", "", ""),
+    ("upguest", "user", "", ""),
+    ("beginr", "user", "", ""),
+    ("completr", "user", "", ""),
+    ("cancelr", "user", "", ""),
+    ("enblmfa", "user", "", ""),
+    ("updatmfa", "user", "", ""),
+    ("disblmfa", "user", "", ""),
+    ("disblmfa", "account", "", ""),
+    ("updatfw", "account", "", ""),
+    ("enblsso", "sso", "", ""),
+    ("chngpsso", "sso", "", ""),
+    ("disblsso", "sso", "", ""),
+    ("create", "sa", "", ""),
+    ("create", "satoken", "", ""),
+    ("trename", "satoken", "", ""),
+    ("tverify", "satoken", "", ""),
+    ("trevoke", "satoken", "", ""),
+    ("update", "item", "", ""),
+    ("delete", "item", "", ""),
+    ("create", "template", "", ""),
+    ("unlink", "device", "user", ""),
+    ("sendpkg", "user", "", ""),
 )
-AUDIT_OBJECT_TYPES = (
-    "user",
-    "vault",
-    "uva",
-    "gva",
-    "gm",
-    "group",
-    "invite",
-    "sa",
-    "satoken",
-    "sso",
-    "account",
-    "cred",
-    "item",
-    "itemhist",
-    "ml",
-    "dvault",
-    "ffile",
-    "mfa",
-    "ua",
-    "tmpl",
-    "card",
-    "ev",
-    "sub",
-)
+#: Vault permission bitmasks as ``aux_info`` text (a value of our own: the reference does not list them).
+VAULT_PERMISSIONS = ("32", "128", "1016", "2097150")
 ITEM_ACTIONS = (
     "enter-item-edit-mode",
     "export",
@@ -93,14 +89,21 @@ SIGNIN_CATEGORIES = (
     "firewall_failed",
     "firewall_reported_success",
 )
+#: Sign-in types per category. Each type is in the reference's list; the pairing is our reading of the names.
 SIGNIN_TYPES = {
-    "success": ("credentials_ok", "mfa_ok", "sso_ok", "federated"),
-    "credentials_failed": ("password_secret_bad", "continuous_lock", "passkey_bad"),
-    "mfa_failed": ("totp_bad", "totp_disabled", "dsecret_bad", "duo_bad", "duo_disabled", "duo_native_bad"),
-    "sso_failed": ("sso_user_mismatch", "sso_bad"),
+    "success": ("credentials_ok", "mfa_ok", "federated"),
+    "credentials_failed": ("password_secret_bad", "platform_secret_bad"),
+    "mfa_failed": ("totp_bad", "totp_timeout", "duo_bad", "duo_timeout", "u2f_bad", "mfa_missing"),
+    "sso_failed": ("sso_user_mismatch", "non_sso_user"),
     "modern_version_failed": ("modern_version_missing", "modern_version_old"),
-    "firewall_failed": ("ip_blocked", "country_blocked", "anonymous_blocked", "all_blocked"),
-    "firewall_reported_success": ("ip_allowed", "country_allowed"),
+    "firewall_failed": (
+        "ip_blocked",
+        "country_blocked",
+        "continent_blocked",
+        "anonymous_blocked",
+        "all_blocked",
+    ),
+    "firewall_reported_success": ("ip_blocked", "country_blocked", "anonymous_blocked"),
 }
 NAMES = (
     ("Zoë Ångström", "zoe.angstrom"),
@@ -196,6 +199,7 @@ class _Pools:
             for i, (app, version, platform, pv, os_name, os_version) in enumerate(CLIENTS)
         ]
         self.vaults = [op_uuid(rng) for _ in VAULT_NAMES]
+        self.groups = [op_uuid(rng) for _ in range(6)]
         self.items = [op_uuid(rng) for _ in range(40)]
         self.sessions = [
             {
@@ -210,9 +214,9 @@ class _Pools:
 
 def _audit(rng: random.Random, pools: _Pools, uuid: str, stamp: str) -> dict[str, Any]:
     actor = _pick(rng, pools.users)
-    target = _pick(rng, pools.users)
+    action, object_type, aux, aux_info = _pick(rng, AUDIT_KINDS)
     location = _pick(rng, pools.locations)
-    return {
+    event: dict[str, Any] = {
         "uuid": uuid,
         "timestamp": stamp,
         "actor_uuid": actor["uuid"],
@@ -220,17 +224,38 @@ def _audit(rng: random.Random, pools: _Pools, uuid: str, stamp: str) -> dict[str
         "actor_type": actor.get("user_type", "user"),
         "actor_account_uuid": actor.get("user_account_uuid", pools.account_uuid),
         "account_uuid": pools.account_uuid,
-        "action": _pick(rng, AUDIT_ACTIONS),
-        "object_type": _pick(rng, AUDIT_OBJECT_TYPES),
-        "object_uuid": target["uuid"],
-        "object_details": {"uuid": target["uuid"], "name": target["name"], "email": target["email"]},
-        "aux_id": _between(rng, 1, 100000),
-        "aux_uuid": _pick(rng, pools.vaults),
-        "aux_details": {"uuid": target["uuid"], "name": target["name"], "email": target["email"]},
-        "aux_info": _pick(rng, ("R", "W", "A", "", "Zugriff gewährt")),
-        "session": dict(_pick(rng, pools.sessions)),
-        "location": dict(location),
+        "action": action,
+        "object_type": object_type,
     }
+    if object_type == "user":
+        target = _pick(rng, pools.users)
+        event["object_uuid"] = target["uuid"]
+        event["object_details"] = {"uuid": target["uuid"], "name": target["name"], "email": target["email"]}
+    elif object_type in ("uva", "gva", "vault"):
+        event["object_uuid"] = _pick(rng, pools.vaults)
+    elif object_type in ("gm", "group"):
+        event["object_uuid"] = _pick(rng, pools.groups)
+    elif object_type == "account":
+        event["object_uuid"] = pools.account_uuid
+    else:
+        event["object_uuid"] = op_uuid(rng)
+    if aux == "user":
+        member = _pick(rng, pools.users)
+        event["aux_id"] = _between(rng, 1, 100000)
+        event["aux_uuid"] = member["uuid"]
+        event["aux_details"] = {"uuid": member["uuid"], "name": member["name"], "email": member["email"]}
+    elif aux == "group":
+        event["aux_id"] = _between(rng, 1, 100000)
+        event["aux_uuid"] = _pick(rng, pools.groups)
+    if aux_info == "email":
+        event["aux_info"] = f"{_pick(rng, NAMES)[1]}.{_between(rng, 1, 999)}@example.org"
+    elif aux_info == "role":
+        event["aux_info"] = _pick(rng, ("R", "A"))
+    elif aux_info == "permissions":
+        event["aux_info"] = _pick(rng, VAULT_PERMISSIONS)
+    event["session"] = dict(_pick(rng, pools.sessions))
+    event["location"] = dict(location)
+    return event
 
 
 def _item_usage(rng: random.Random, pools: _Pools, uuid: str, stamp: str) -> dict[str, Any]:
@@ -259,7 +284,7 @@ def _signin(rng: random.Random, pools: _Pools, uuid: str, stamp: str) -> dict[st
         "category": category,
         "type": kind,
         "country": location["country"],
-        "details": {"value": location["country"]} if category == "firewall_failed" else None,
+        "details": {"value": location["country"]} if category.startswith("firewall_") else None,
         "target_user": dict(_pick(rng, pools.users)),
         "client": dict(_pick(rng, pools.clients)),
         "location": dict(location),

@@ -581,8 +581,7 @@ def test_generated_events_have_the_v2_fields(event_type: str) -> None:
             "actor_type",
             "action",
             "object_type",
-            "object_details",
-            "aux_id",
+            "object_uuid",
             "session",
             "location",
             "account_uuid",
@@ -620,7 +619,11 @@ def test_generated_events_have_the_v2_fields(event_type: str) -> None:
     text = json.dumps(events, ensure_ascii=False)
     assert any(ord(ch) > 127 for ch in text)
     if event_type == "auditevents":
-        assert all(isinstance(e["aux_id"], int) for e in events)
+        assert all(isinstance(e["aux_id"], int) for e in events if "aux_id" in e)
+        # As the reference says: object_details only for a user object, aux_details only for a user aux.
+        assert all(("object_details" in e) == (e["object_type"] == "user") for e in events)
+        assert any("aux_details" in e for e in events)
+        assert all(e["aux_details"]["uuid"] == e["aux_uuid"] for e in events if "aux_details" in e)
     if event_type == "itemusages":
         assert all(isinstance(e["used_version"], int) for e in events)
 
