@@ -93,7 +93,10 @@ def test_backfill_resends_exactly_the_range_and_leaves_the_live_checkpoint(
 
     code, out = run(["status"], env)
     assert code == 0
-    assert "onepassword/auditevents" in out.split("backfills")[1] and f"{len(expected)} events sent, complete" in out
+    assert (
+        "onepassword/auditevents" in out.split("backfills")[1]
+        and f"{len(expected)} events sent, complete" in out
+    )
 
 
 def test_backfill_stopped_by_the_deadline_resumes_where_it_stopped(
