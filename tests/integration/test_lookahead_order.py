@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from simulators.base import Request, SimServer
-from tests.fixtures.pipeline import Pipeline
+from tests.fixtures.pipeline import Pipeline, large_audit_events
 
 PAGE = 1_000
 STREAM = "onepassword/auditevents"
@@ -60,7 +60,8 @@ def hold_upload_until(pipeline: Pipeline, upload: int, fetches: Arrivals, fetch:
 
 
 def backlog(pipeline: Pipeline, count: int) -> list[dict[str, Any]]:
-    return pipeline.onepassword.generate("auditevents", count, step=timedelta(seconds=2))
+    """Events whose pages of 1,000 go in two requests each."""
+    return large_audit_events(pipeline.onepassword, count)
 
 
 def test_the_next_page_is_fetched_while_a_page_is_uploaded_and_every_event_arrives_once(

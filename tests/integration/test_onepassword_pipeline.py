@@ -4,7 +4,6 @@ the services, file checkpoints. Asserts what a SOC engineer would observe in the
 from __future__ import annotations
 
 import logging
-import random
 import threading
 from collections import Counter
 from datetime import timedelta
@@ -13,8 +12,7 @@ import pytest
 
 from auditsync.tables import TABLES
 from simulators.base import Request
-from simulators.onepassword import make_events
-from tests.fixtures.pipeline import Pipeline, event_rows, health, ticking
+from tests.fixtures.pipeline import Pipeline, event_rows, health, large_audit_events, ticking
 
 STREAMS = ("onepassword/auditevents", "onepassword/itemusages", "onepassword/signinattempts")
 
@@ -125,11 +123,7 @@ def test_sink_failing_on_page_n_keeps_the_checkpoint_and_loses_nothing(pipeline:
 def test_a_failed_later_chunk_keeps_the_accepted_chunk_and_the_rerun_sends_only_the_rest(
     pipeline: Pipeline,
 ) -> None:
-    start = pipeline.clock.now() - timedelta(seconds=2 * 3_000)
-    events = make_events("auditevents", 3_000, start, timedelta(seconds=2), random.Random(7))
-    for event in events:  # long display names (as a directory sync can write them)
-        event["actor_details"]["name"] = event["actor_details"]["name"].ljust(300, ".")
-    pipeline.onepassword.add("auditevents", events)
+    events = large_audit_events(pipeline.onepassword, 3_000)
     settings = pipeline.settings("auditevents")
     sink = pipeline.sink()
     # A page of 1,000 such audit events is more than 1 MB, so it goes in two requests; the 2nd of page 2 fails.
