@@ -28,6 +28,9 @@ from tests.fixtures.kql import (
 )
 from tools import build_sentinel
 
+# The session's Kusto.Language analysis (sentinel_kql) runs on one worker, not once per worker.
+pytestmark = pytest.mark.xdist_group("sentinel_kql")
+
 CONTENT = committed_content()
 PARSERS = [p["name"] for p in CONTENT["parsers"]]
 QUERIES = [name for name, _ in build_sentinel.all_queries(CONTENT)]

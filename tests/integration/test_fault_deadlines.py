@@ -41,6 +41,9 @@ from simulators.proxy import ForwardingProxy
 from simulators.tls import LoopbackTLS
 from tests.fixtures.azurite import table_connection_string
 
+# One worker plays every scenario once (the module fixture), not one copy per worker.
+pytestmark = pytest.mark.xdist_group("fault_deadlines")
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUDGET_SECONDS = 10
 #: For scenarios whose retries succeed: a run under load must not stop "behind" before they do.
