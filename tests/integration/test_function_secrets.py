@@ -193,6 +193,7 @@ def test_an_unexpected_exception_quoting_the_token_is_one_line_and_its_traceback
     )
 
 
+@pytest.mark.timeout(60)  # 10 s of budget, 10 s of heartbeat grace: anything near a minute hangs
 def test_a_sink_that_resets_the_connection_ends_the_invocation_with_one_classified_line(
     app_settings: dict[str, str],
     onepassword_sim: OnePasswordSim,

@@ -256,6 +256,7 @@ def test_inner_control_characters_are_config_errors_that_name_the_setting_or_sec
     )
 
 
+@pytest.mark.timeout(60)  # 10 s of budget, 10 s of heartbeat grace: anything near a minute hangs
 def test_a_sink_that_resets_the_connection_ends_in_a_classified_line_not_a_traceback(
     identity_sim: ManagedIdentitySim,
     onepassword_sim: OnePasswordSim,
