@@ -43,9 +43,6 @@ from simulators.onepassword import OnePasswordSim
 from tests.fixtures.keeper import KEEPER_TOKEN
 from tests.fixtures.pipeline import logs_ingestion_sink_env
 
-# On the fault-deadline scenarios' worker, after them: these processes never run beside the runs timed there.
-pytestmark = pytest.mark.xdist_group("processes")
-
 RUNS = int(os.environ.get("AUDITSYNC_CRASH_RUNS", "5"))
 REPORT = os.environ.get("AUDITSYNC_CRASH_REPORT", "")
 ROOT = Path(__file__).resolve().parents[2]

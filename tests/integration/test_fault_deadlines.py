@@ -42,8 +42,8 @@ from simulators.proxy import ForwardingProxy
 from simulators.tls import LoopbackTLS
 from tests.fixtures.azurite import table_connection_string
 
-# One worker plays every scenario once (the module fixture), and the other tests that start many real
-# processes (the crash soak, fifty tenants' workers) wait for it: none of them slows the runs timed here.
+# One worker plays every scenario once (the module fixture); the fifty-tenant test, which starts four
+# worker processes at once, runs on the same worker, so never beside the runs timed here.
 pytestmark = pytest.mark.xdist_group("processes")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
