@@ -1,12 +1,26 @@
 """Loads every fixture module under tests/fixtures/ as a pytest plugin, so each part of the suite
-(simulators, Azurite, Keeper, ...) owns its fixtures in its own file."""
+(simulators, Azurite, Keeper, ...) owns its fixtures in its own file; and gives unit tests a tighter
+time limit than the suite's default (pyproject.toml)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+TESTS = Path(__file__).parent
+
 pytest_plugins = sorted(
-    f"tests.fixtures.{p.stem}"
-    for p in (Path(__file__).parent / "fixtures").glob("*.py")
-    if p.stem != "__init__"
+    f"tests.fixtures.{p.stem}" for p in (TESTS / "fixtures").glob("*.py") if p.stem != "__init__"
 )
+
+#: Seconds a unit test may take: none waits on a deadline or an outside service (the slowest, processes
+#: racing on one checkpoint file, takes about a second), so one that takes this long hangs.
+UNIT_TIMEOUT = 30
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    unit = TESTS / "unit"
+    for item in items:
+        if item.path.is_relative_to(unit) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(UNIT_TIMEOUT))

@@ -15,6 +15,9 @@ import yaml
 
 from tests.fixtures.infra import INFRA, ROOT
 
+# One worker runs checkov once (the module fixture), not one copy per worker.
+pytestmark = pytest.mark.xdist_group("checkov")
+
 CONFIG = INFRA / ".checkov.yaml"
 
 

@@ -15,6 +15,9 @@ from tests.content.armexpr import ArmContext
 from tests.fixtures.infra import WORKSPACE_ID, arm_resources, bicep_body, bicep_resources
 from tools import build_infra, kql
 
+# One worker analyses the alert queries once (the module fixture), not one copy per worker.
+pytestmark = pytest.mark.xdist_group("infra_monitoring")
+
 SQR = "Microsoft.Insights/scheduledQueryRules"
 DIAG = "Microsoft.Insights/diagnosticSettings"
 

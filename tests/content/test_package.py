@@ -30,6 +30,9 @@ from tests.fixtures.infra import ROOT
 from tests.fixtures.pipeline import event_rows, health, uuid_counts
 from tools.package import LOCK_FILE, MANIFEST, SITE_PACKAGES, build, download_wheels, version
 
+# One worker downloads the wheels and builds the package once (module fixtures), not one copy per worker.
+pytestmark = pytest.mark.xdist_group("package")
+
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 #: Nothing of the test or dev tool chain may ride along into the Function App.
 DEV_ONLY = ("pytest", "checkov", "ruff", "mypy", "hypothesis", "simulators", "tests", "bench", "tools", "uv")

@@ -12,6 +12,9 @@ from auditsync.tables import TABLES
 from tests.fixtures.kql import CANARIES, SCENARIOS, SentinelKql, committed_content, transform_name
 from tools import build_sentinel, kql
 
+# The session's Kusto.Language analysis (sentinel_kql) runs on one worker, not once per worker.
+pytestmark = pytest.mark.xdist_group("sentinel_kql")
+
 CONTENT = committed_content()
 PARSERS = [p["name"] for p in CONTENT["parsers"]]
 QUERIES = [name for name, _ in build_sentinel.all_queries(CONTENT)]

@@ -14,6 +14,9 @@ from tests.content.sentinel_schema import hunting_problems, rule_problems
 from tests.fixtures.kql import SentinelKql
 from tools import build_sentinel
 
+# The session's Kusto.Language analysis (sentinel_kql) runs on one worker, not once per worker.
+pytestmark = pytest.mark.xdist_group("sentinel_kql")
+
 RULE_FILES = build_sentinel.rule_files()
 HUNTING_FILES = sorted(build_sentinel.SENTINEL.glob("hunting/*.yaml"))
 

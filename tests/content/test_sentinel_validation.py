@@ -37,6 +37,9 @@ from tests.fixtures.kql import (
 from tests.fixtures.sentinel_api import Deployed, solution_resources, solution_template
 from tools import build_sentinel
 
+# The session's Kusto.Language analysis (sentinel_kql) runs on one worker, not once per worker.
+pytestmark = pytest.mark.xdist_group("sentinel_kql")
+
 CONTENT = committed_content()
 PARSERS = [p["name"] for p in CONTENT["parsers"]]
 QUERIES = [name for name, _ in build_sentinel.all_queries(CONTENT)]

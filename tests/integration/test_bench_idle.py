@@ -4,7 +4,12 @@ counted per service. The count itself is the benchmark's figure, not asserted he
 
 from __future__ import annotations
 
+import pytest
+
 from bench.idle_bench import main
+
+# The benchmarks' smoke tests one after another on one worker: each drives a benchmark at full CPU.
+pytestmark = pytest.mark.xdist_group("bench")
 
 SERVICES = {"1Password", "Keeper", "Logs Ingestion", "Table Storage (checkpoints)", "managed identity"}
 

@@ -6,8 +6,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from bench.import_bench import RUNTIME_SDKS, SDK_MODULES, main, requirement_names, runtime_site
 from bench.measure import ROOT
+
+# The benchmarks' smoke tests one after another on one worker: each drives a benchmark at full CPU.
+pytestmark = pytest.mark.xdist_group("bench")
 
 
 def test_cold_import_is_measured_in_pairs_against_the_sdks_alone() -> None:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench.keeper_bench import main
+
+# The benchmarks' smoke tests one after another on one worker: each drives a benchmark at full CPU.
+pytestmark = pytest.mark.xdist_group("bench")
 
 
 def test_keeper_bench_drains_every_event_in_each_measurement() -> None:

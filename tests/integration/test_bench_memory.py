@@ -4,8 +4,13 @@ about their own bytes (orjson's rounded-up buffers are not kept). No figure is a
 
 from __future__ import annotations
 
+import pytest
+
 from bench.memory_bench import main
 from simulators.onepassword_data import EVENT_TYPES
+
+# The benchmarks' smoke tests one after another on one worker: each drives a benchmark at full CPU.
+pytestmark = pytest.mark.xdist_group("bench")
 
 
 def test_the_drain_is_watched_at_its_peak_and_a_page_is_costed_stage_by_stage() -> None:

@@ -26,6 +26,9 @@ from bench.onepassword_wan_bench import main as wan_main
 from bench.profile import Profile
 from simulators.onepassword_data import EVENT_TYPES
 
+# The benchmarks' smoke tests one after another on one worker: each drives a benchmark at full CPU.
+pytestmark = pytest.mark.xdist_group("bench")
+
 FIGURES = (
     "events",
     "events_per_s",

@@ -37,6 +37,9 @@ from simulators.logs_ingestion import LogsIngestionSim
 from simulators.onepassword import EVENT_TYPES, OnePasswordSim
 from tests.fixtures.pipeline import event_rows, uuid_counts
 
+# On the fault-deadline scenarios' worker, before them: its worker processes never run beside the runs timed there.
+pytestmark = pytest.mark.xdist_group("processes")
+
 ROOT = Path(__file__).resolve().parents[2]
 TENANTS = 50
 WORKERS = 4

@@ -7,7 +7,8 @@ exit, and its whole process within a further allowance for interpreter start; it
 the sink did not accept; the clean run after it must deliver every event exactly once.
 
 The scenarios take real seconds (a hanging sink is waited out), so they run side by side in threads,
-each with its own simulators and data dir, once per module; each test then checks one scenario.
+each with its own simulators and data dir, once per module (on one worker: the module's xdist_group);
+each test then checks one scenario.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ from simulators.onepassword import OnePasswordSim
 from simulators.proxy import ForwardingProxy
 from simulators.tls import LoopbackTLS
 from tests.fixtures.azurite import table_connection_string
+
+# One worker plays every scenario once (the module fixture); the fifty-tenant test, which starts four
+# worker processes at once, runs on the same worker, so never beside the runs timed here.
+pytestmark = pytest.mark.xdist_group("processes")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUDGET_SECONDS = 10
@@ -444,42 +449,75 @@ def build(scenario: Scenario, stack: ExitStack, data_dir: Path, tls: LoopbackTLS
     return world
 
 
-def play(entry: str, scenario: Scenario, root: Path, tls: LoopbackTLS, azurite_port: int) -> Result:
-    """Faulty run, observations, faults cleared, clean run: all against the scenario's own simulators."""
-    with ExitStack() as stack:
-        world = build(scenario, stack, root / f"{entry}-{scenario.name}", tls, azurite_port)
-        events = Counter(e["uuid"] for e in world.onepassword.generate("auditevents", EVENTS))
-        scenario.inject(world)
-        faulty = ENTRIES[entry](world.env)
-        faulty.first_request = min(
-            r.received for s in world.servers() for r in s.requests if r.received >= faulty.started
-        )
-        health = world.health()
-        delivered_after_faulty = world.delivered()
-        for server in world.servers():
-            with server.lock:
-                server.faults.clear()
-        saved = world.saved_events()
-        clean_env = {**world.env, "RUN_TIME_BUDGET": "2m"}
-        if scenario.env:  # the store that could not be opened is replaced by a working one
-            clean_env["CHECKPOINT_STORE"] = "file"
-        clean = cli_run(clean_env)
-        return Result(
-            scenario, entry, events, faulty, health, delivered_after_faulty, saved, clean, world.delivered()
-        )
+@dataclass
+class Stage:
+    """One scenario's simulators with its fault injected, and the events 1Password holds."""
+
+    entry: str
+    scenario: Scenario
+    world: World
+    events: Counter[str]
+
+
+def stage(
+    entry: str, scenario: Scenario, stack: ExitStack, root: Path, tls: LoopbackTLS, azurite_port: int
+) -> Stage:
+    world = build(scenario, stack, root / f"{entry}-{scenario.name}", tls, azurite_port)
+    events = Counter(e["uuid"] for e in world.onepassword.generate("auditevents", EVENTS))
+    scenario.inject(world)
+    return Stage(entry, scenario, world, events)
+
+
+def faulty_run(staged: Stage) -> Outcome:
+    faulty = ENTRIES[staged.entry](staged.world.env)
+    faulty.first_request = min(
+        r.received for s in staged.world.servers() for r in s.requests if r.received >= faulty.started
+    )
+    return faulty
+
+
+def observe_and_recover(staged: Stage, faulty: Outcome) -> Result:
+    """What the faulty run left, then the faults cleared and a clean run."""
+    world, scenario = staged.world, staged.scenario
+    health = world.health()
+    delivered_after_faulty = world.delivered()
+    for server in world.servers():
+        with server.lock:
+            server.faults.clear()
+    saved = world.saved_events()
+    clean_env = {**world.env, "RUN_TIME_BUDGET": "2m"}
+    if scenario.env:  # the store that could not be opened is replaced by a working one
+        clean_env["CHECKPOINT_STORE"] = "file"
+    clean = cli_run(clean_env)
+    return Result(
+        scenario,
+        staged.entry,
+        staged.events,
+        faulty,
+        health,
+        delivered_after_faulty,
+        saved,
+        clean,
+        world.delivered(),
+    )
 
 
 @pytest.fixture(scope="module")
 def results(
     tmp_path_factory: pytest.TempPathFactory, loopback_tls: LoopbackTLS, azurite_port: int
 ) -> Iterator[dict[tuple[str, str], Result]]:
+    """Every scenario against its own simulators: all faulty runs side by side, then, once the last of them
+    has ended, all clean runs. A clean run reads and sends every event, a CPU load that must not fall
+    into the faulty runs being timed."""
     root = tmp_path_factory.mktemp("faults")
-    with ThreadPoolExecutor(max_workers=len(CASES)) as pool:
-        futures = {
-            (entry, s.name): pool.submit(play, entry, s, root, loopback_tls, azurite_port)
-            for entry, s in CASES
+    with ExitStack() as stack, ThreadPoolExecutor(max_workers=len(CASES)) as pool:
+        staged = {
+            (entry, s.name): stage(entry, s, stack, root, loopback_tls, azurite_port) for entry, s in CASES
         }
-        played = {case: future.result() for case, future in futures.items()}
+        outcomes = dict(zip(staged, pool.map(faulty_run, staged.values()), strict=True))
+        played = dict(
+            zip(staged, pool.map(observe_and_recover, staged.values(), outcomes.values()), strict=True)
+        )
     for (entry, name), result in played.items():  # shown with -s: the figures README "Time bounds" quotes
         faulty = result.faulty
         print(

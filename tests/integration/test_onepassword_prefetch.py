@@ -127,6 +127,9 @@ def test_a_failed_request_sent_ahead_fails_the_stream_after_the_page_before_it_i
     pipeline: Pipeline,
 ) -> None:
     events = backlog(pipeline, 3_500)
+    # First, so that it sees page 2's request arrive (the first matching fault answers a request, and the
+    # hold's hook matches none) and releases page 1's answer then, not after WAIT.
+    hold = HoldFirstAnswer(pipeline, more=1)
     # Page 2's request, sent ahead while page 1 is read, is refused (once: the next run is answered).
     pipeline.onepassword.inject(
         400,
@@ -134,7 +137,6 @@ def test_a_failed_request_sent_ahead_fails_the_stream_after_the_page_before_it_i
         path=PATH,
         when=lambda request: len(page_requests(pipeline)) >= 2,
     )
-    hold = HoldFirstAnswer(pipeline, more=1)
 
     report = pipeline.run(pipeline.settings("auditevents"), sink=pipeline.sink())
 

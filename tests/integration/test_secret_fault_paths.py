@@ -256,6 +256,7 @@ def test_inner_control_characters_are_config_errors_that_name_the_setting_or_sec
     )
 
 
+@pytest.mark.timeout(60)  # 10 s of budget, 10 s of heartbeat grace: anything near a minute hangs
 def test_a_sink_that_resets_the_connection_ends_in_a_classified_line_not_a_traceback(
     identity_sim: ManagedIdentitySim,
     onepassword_sim: OnePasswordSim,
@@ -273,6 +274,9 @@ def test_a_sink_that_resets_the_connection_ends_in_a_classified_line_not_a_trace
         "LOGS_INGESTION_ENDPOINT": resetting_endpoint,
         "LOGS_INGESTION_RULE_ID": "dcr-" + "0" * 32,
         "AUDITSYNC_DATA_DIR": str(tmp_path / "data"),
+        # The sink retries the resets in real time until the deadline, then the heartbeat for its grace:
+        # the shortest budget allowed reaches the same classified failure in seconds instead of a minute.
+        "RUN_TIME_BUDGET": "10s",
     }
     run = run_cli(["run"], env)
     # Either the runner reports the failed heartbeat itself (exit 1) or the last-resort guard does (exit 3):
