@@ -4,7 +4,6 @@ python -m auditsync run      one cycle, per-stream summary; exit 1 if any stream
 python -m auditsync check    settings, Key Vault, tokens, sink, checkpoint store: what is wrong and how to fix it
 python -m auditsync status   per stream: last run, newest event, totals, last outcome (no tokens needed)
 python -m auditsync backfill re-send a past range of one stream without moving its checkpoint
-python -m auditsync demo     the whole flow against the bundled simulators, no account needed
 
 Exit codes: 0 every stream ok; 1 a stream or a check failed (see the output); 2 settings are not
 valid; 3 the command itself failed unexpectedly (one classified, redacted line on stderr, no
@@ -78,9 +77,6 @@ def main(
         "--since", required=True, help="range start: 2026-11-01T00:00:00Z, a date, or an age (3d)"
     )
     backfill.add_argument("--until", help="range end (exclusive; default: now)")
-    demo = sub.add_parser("demo", help="run against the bundled simulators with sample data")
-    demo.add_argument("--events", type=int, default=300, help="sample events per stream")
-    demo.add_argument("--tenants", type=int, default=0, help="multi-tenant demo with this many tenants")
     fanout_commands.register(sub)
     sentinel_commands.register(sub)
     args = parser.parse_args(argv)
@@ -141,17 +137,6 @@ class RedactingWriter:
 def _command(args: argparse.Namespace, environ: dict[str, str], out: TextIO) -> int:
     # AZURE_LOG_LEVEL=debug asks for everything, the SDKs' HTTP logging included (still redacted).
     quiet_sdk_loggers(args.verbose or environ.get("AZURE_LOG_LEVEL", "").strip().lower() == "debug")
-    if args.command == "demo" and args.tenants:
-        from auditsync.demo import run_tenants_demo
-
-        data_dir = environ.get("AUDITSYNC_DATA_DIR", ".auditsync")
-        return run_tenants_demo(out, tenants=args.tenants, events_per_stream=args.events, data_dir=data_dir)
-    if args.command == "demo":
-        from auditsync.demo import run_demo
-
-        return run_demo(
-            out, events_per_stream=args.events, data_dir=environ.get("AUDITSYNC_DATA_DIR", ".auditsync")
-        )
     if (
         args.command == sentinel_commands.COMMAND
     ):  # works on a workspace, needs none of the collector's settings
@@ -161,9 +146,7 @@ def _command(args: argparse.Namespace, environ: dict[str, str], out: TextIO) -> 
         # neither needs the deployment's own tokens.
         settings = Settings.from_env(environ, require_tokens=args.command not in ("status", "tenants"))
     except ConfigError as error:
-        print("Settings are not valid:", file=out)
-        for problem in error.problems:
-            print(f"  x {problem}", file=out)
+        print_problems(error, out)
         return EXIT_CONFIG
     if args.command in fanout_commands.COMMANDS:
         return fanout_commands.run(args, settings, environ, out)
@@ -177,16 +160,31 @@ def _command(args: argparse.Namespace, environ: dict[str, str], out: TextIO) -> 
     return commands[args.command](settings, out)
 
 
-def cmd_run(settings: Settings, out: TextIO, **kwargs: object) -> int:
+def print_problems(error: ConfigError, out: TextIO) -> None:
+    """Every settings problem, one per line."""
+    print("Settings are not valid:", file=out)
+    for problem in error.problems:
+        print(f"  x {problem}", file=out)
+
+
+#: A long run prints a line per stream every this many events, so it never looks hung.
+PROGRESS_EVERY = 10_000
+
+
+def progress_printer(out: TextIO | None = None) -> Callable[[str, int], None]:
+    """A run's progress callback: ``... stream: N events so far`` every PROGRESS_EVERY events (stderr)."""
     last: dict[str, int] = {}
 
     def progress(stream: str, events: int) -> None:
-        # Long runs print a line every 10,000 events per stream, so a backfill never looks hung.
-        if events // 10_000 > last.get(stream, 0) // 10_000:
-            print(f"  ... {stream}: {events} events so far", file=sys.stderr, flush=True)
+        if events // PROGRESS_EVERY > last.get(stream, 0) // PROGRESS_EVERY:
+            print(f"  ... {stream}: {events} events so far", file=out or sys.stderr, flush=True)
         last[stream] = events
 
-    report = run_cycle(settings, progress=progress, **kwargs)  # type: ignore[arg-type]
+    return progress
+
+
+def cmd_run(settings: Settings, out: TextIO, **kwargs: object) -> int:
+    report = run_cycle(settings, progress=progress_printer(), **kwargs)  # type: ignore[arg-type]
     print_summary(report, out)
     return EXIT_FAILED if report.failed else EXIT_OK
 

@@ -100,19 +100,6 @@ def test_check_reports_each_dependency(onepassword_sim: OnePasswordSim, tmp_path
     assert code == 0 and "all checks passed" in out
 
 
-def test_demo_shows_the_whole_flow(tmp_path: Path) -> None:
-    code, out = run(["demo", "--events", "40"], {"AUDITSYNC_DATA_DIR": str(tmp_path)})
-    assert code == 0, out
-    assert "undeclared columns or type errors: 0" in out
-    rows = (tmp_path / "demo" / "OnePasswordEventLogs_CL.jsonl").read_text(encoding="utf-8").splitlines()
-    kinds = [json.loads(r)["log_source"] for r in rows]
-    assert (
-        kinds.count("itemusages") == 40 + 25
-        and kinds.count("auditevents") == 40
-        and kinds.count("healthevents") == 9
-    )
-
-
 def test_check_probes_logs_ingestion_with_the_managed_identity(
     onepassword_sim: OnePasswordSim,
     logs_ingestion_sim: LogsIngestionSim,
