@@ -33,7 +33,7 @@ from auditsync.errors import AuditSyncError, ConfigError
 from auditsync.fanout import commands as fanout_commands
 from auditsync.model import STATUS_ERROR, Clock, StreamReport
 from auditsync.redaction import install_log_redaction, redact
-from auditsync.runner import CycleReport, run_cycle
+from auditsync.runner import OUTCOME, CycleReport, run_cycle
 from auditsync.secrets import CredentialFactory, default_credential
 from auditsync.telemetry import quiet_sdk_loggers
 
@@ -84,11 +84,16 @@ def main(
     stream = cast(TextIO, RedactingWriter(out or sys.stdout))
     environ = dict(os.environ if env is None else env)
     level = _LOG_LEVELS.get(environ.get("AZURE_LOG_LEVEL", "").strip().lower())
+    configured = bool(logging.getLogger().handlers)
     logging.basicConfig(
         level=level or (logging.INFO if args.verbose else logging.WARNING),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not configured and not args.verbose and level is None:
+        # Each stream's outcome is in the summary printed on stdout: not a second time on stderr.
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(lambda record: not getattr(record, OUTCOME, False))
     try:
         return _command(args, environ, stream)
     except KeyboardInterrupt:
@@ -190,12 +195,19 @@ def cmd_run(settings: Settings, out: TextIO, **kwargs: object) -> int:
 
 
 def print_summary(report: CycleReport, out: TextIO) -> None:
+    """One line per stream; then each failure once, with what to do, naming the streams it stopped (a
+    refused token stops every stream of its source with the same words)."""
     seconds = (report.finished - report.started).total_seconds()
     print(f"run {report.run_id} finished in {seconds:.1f}s", file=out)
+    failures: dict[tuple[str, str, str], list[str]] = {}
     for r in report.reports:
         print("  " + _summary_line(r), file=out)
-        if r.hint and r.status == STATUS_ERROR:
-            print(f"      what to do: {r.hint}", file=out)
+        if r.status == STATUS_ERROR:
+            failures.setdefault((r.error_kind, r.message, r.hint), []).append(r.stream)
+    for (kind, message, hint), streams in failures.items():
+        print(f"  x {', '.join(streams)}: {kind}: {message}", file=out)
+        if hint:
+            print(f"      what to do: {hint}", file=out)
     if report.heartbeat_error:
         print(f"  ! health rows were not sent: {report.heartbeat_error}", file=out)
 
@@ -204,11 +216,12 @@ def _summary_line(r: StreamReport) -> str:
     line = f"{r.stream:<28} {r.status:<7} {r.events:>8} events {r.pages:>5} pages"
     if r.lag_seconds is not None:
         line += f"  lag {_age(timedelta(seconds=r.lag_seconds))}"
+    line += f"  {r.duration_ms / 1000:.1f}s"
     extra = {k: v for k, v in r.counters.items() if v}
     if extra:
         line += "  " + " ".join(f"{k}={v}" for k, v in sorted(extra.items()))
     if r.status == STATUS_ERROR:
-        line += f"  {r.error_kind}: {r.message}"
+        line += f"  ({r.error_kind})"
     elif r.message:
         line += f"  ({r.message})"
     return line
@@ -285,6 +298,13 @@ def cmd_status(
         print(json.dumps({"streams": [r.as_json() for r in rows]}, indent=2), file=out)
         return EXIT_OK
     now = clock.now()
+    if settings.store.kind == "file" and not settings.store.directory.is_dir():
+        print(
+            f"No checkpoints in {settings.store.directory}: nothing has run with AUDITSYNC_DATA_DIR="
+            f"{settings.data_dir} yet (./dev run; the demo keeps its own under {settings.data_dir / 'demo'}).",
+            file=out,
+        )
+        return EXIT_OK
     print(f"{'stream':<28} {'last run':<10} {'newest event':<21} {'total':>9}  last outcome", file=out)
     backfills = [r for r in rows if r.backfill is not None]
     for r in rows:

@@ -65,6 +65,8 @@ LEASE_SLACK = timedelta(minutes=2)
 HEARTBEAT_GRACE = timedelta(seconds=10)
 
 ProgressCallback = Callable[[str, int], None]
+#: Marks the log record of each stream's outcome (the CLI prints its summary instead of them).
+OUTCOME = "outcome"
 
 
 @dataclass(frozen=True)
@@ -650,6 +652,7 @@ def _finish(
                 "stream": report.stream,
                 "status": report.status,
                 "error_kind": report.error_kind,
+                OUTCOME: True,
             },
         )
     heartbeat_error = ""
