@@ -156,7 +156,7 @@ def _command(args: argparse.Namespace, environ: dict[str, str], out: TextIO) -> 
     if args.command in fanout_commands.COMMANDS:
         return fanout_commands.run(args, settings, environ, out)
     if args.command == "status" and settings.multi_tenant:
-        return fanout_commands.tenant_status(settings, environ, out)
+        return fanout_commands.tenant_status(settings, environ, out, as_json=args.json)
     if args.command == "status":
         return cmd_status(settings, out, as_json=args.json)
     if args.command == "backfill":

@@ -93,3 +93,23 @@ def test_the_multi_tenant_demo_delivers_each_tenant_into_its_own_dcr(tmp_path: P
         assert f"{name:<12}    80 events, 4 health rows with Tenant={name} (ok: 4)" in text
     status = [line for line in text.splitlines() if line.startswith("customer-") and "/" in line]
     assert len(status) == 8 and all(line.endswith("ok") for line in status), status
+
+    # The tenants' outcomes as one JSON document, per tenant (what status --json promises).
+    out = io.StringIO()
+    env = {
+        "AUDITSYNC_DATA_DIR": str(tmp_path / "demo-tenants"),
+        "TENANT_REGISTRY": "file",
+        "KEY_VAULT_URL": "https://demo.vault.azure.net",
+        "WORK_QUEUE_CONNECTION_STRING": "UseDevelopmentStorage=true",
+    }
+    assert cli(["status", "--json"], env=env, out=out) == 0, out.getvalue()
+    document = json.loads(out.getvalue())
+    assert [t["tenant"] for t in document["tenants"]] == ["customer-1", "customer-2"]
+    for tenant in document["tenants"]:
+        assert tenant["enabled"] and tenant["problem"] is None
+        assert {s["stream"]: s["status"] for s in tenant["streams"]} == {
+            "onepassword/auditevents": "ok",
+            "onepassword/itemusages": "ok",
+            "onepassword/signinattempts": "ok",
+            "keeper/events": "ok",
+        }
