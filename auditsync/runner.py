@@ -11,7 +11,7 @@ ERROR level.
 
 One deadline bounds the run: vendor calls and every sink request (with its retries and waits) end by
 it; the heartbeat gets what is left, but at least ``HEARTBEAT_GRACE``, so a run ends within its budget
-plus that grace and one checkpoint operation's bound (README, "Time bounds", gives the measured figures).
+plus that grace and one checkpoint operation's bound (docs/architecture.md, "Time bounds", gives the measured figures).
 """
 
 from __future__ import annotations

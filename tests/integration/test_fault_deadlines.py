@@ -50,7 +50,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BUDGET_SECONDS = 10
 #: For scenarios whose retries succeed: a run under load must not stop "behind" before they do.
 ROOMY_BUDGET = 40
-#: README "Time bounds": a run ends within RUN_TIME_BUDGET plus this (the heartbeat's 10 s grace, a
+#: docs/architecture.md "Time bounds": a run ends within RUN_TIME_BUDGET plus this (the heartbeat's 10 s grace, a
 #: checkpoint save's bound near the deadline, slack for a loaded machine). Measured worst over three
 #: rounds of these scenarios: +13.4 s, a sink that never answers.
 MARGIN_SECONDS = 20
@@ -518,7 +518,10 @@ def results(
         played = dict(
             zip(staged, pool.map(observe_and_recover, staged.values(), outcomes.values()), strict=True)
         )
-    for (entry, name), result in played.items():  # shown with -s: the figures README "Time bounds" quotes
+    for (
+        entry,
+        name,
+    ), result in played.items():  # shown with -s: the figures docs/architecture.md "Time bounds" quotes
         faulty = result.faulty
         print(
             f"{entry} {name}: run {faulty.run_seconds:.1f}s, process {faulty.seconds:.1f}s "
