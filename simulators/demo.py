@@ -224,7 +224,7 @@ def _print_tables(logs: Any, tables_dir: Path, out: TextIO) -> None:
 def run_tenants_demo(
     out: TextIO, *, tenants: int = 3, events_per_stream: int = 100, data_dir: str | Path = ".auditsync"
 ) -> int:
-    """``auditsync demo --tenants N``: N tenants, each with its own 1Password and Keeper accounts and
+    """``./dev demo --tenants N``: N tenants, each with its own 1Password and Keeper accounts and
     its own DCR, dispatched to Azurite's queue service and worked by the same loop as the queue trigger."""
     from auditsync.fanout.commands import tenant_status
     from auditsync.fanout.deployment import open_registry, open_work_queues, visibility_for, work_message
