@@ -85,10 +85,15 @@ class Outcome:
         """``stream``'s status and what was said about it: the CLI's summary line and hint, or the
         runner's log line (the function, logging at INFO)."""
         lines = self.out.splitlines()
-        for number, line in enumerate(lines):
+        for line in lines:
             if line.startswith(f"  {stream} "):
-                hint = lines[number + 1] if number + 1 < len(lines) else ""
-                return line.split()[1], line + ("\n" + hint if "what to do:" in hint else "")
+                # The failure itself is said once, below the stream lines, for every stream it stopped.
+                said = [
+                    "\n".join(lines[n : n + 2])
+                    for n, failure in enumerate(lines)
+                    if failure.startswith("  x ") and stream in failure.split(": ", 1)[0]
+                ]
+                return line.split()[1], "\n".join([line, *said])
         match = re.search(rf"auditsync\.runner: {re.escape(stream)}: (\w+), (.*)$", self.err, re.MULTILINE)
         assert match, f"no outcome of {stream} in:\n{self.out}\n{self.err}"
         return match.group(1), match.group(2)
