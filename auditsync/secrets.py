@@ -4,8 +4,8 @@ A new ``Secrets`` is made for every run, so a rotated token is picked up by the 
 restart. Secret values are registered for redaction the moment they are read (before they are even
 checked), and never logged. A vault secret's ``expires`` attribute comes back with its value and is
 kept for ``token_expiry`` (no request of its own). Surrounding whitespace is stripped (``az keyvault
-secret set --file`` stores the file's trailing newline); a value with a control character or whitespace inside is a
-config error that names the secret and its setting, never the value. The ways a vault read fails
+secret set --file`` stores the file's trailing newline); a value with a control character or
+whitespace inside is a config error that names the secret and its setting, never the value. The ways a vault read fails
 (secret missing, access denied, vault unreachable) are different errors (``auditsync.failures``), each
 telling the operator what to do.
 """

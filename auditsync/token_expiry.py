@@ -26,8 +26,8 @@ _NAMES = {"keeper": "Keeper", "onepassword": "1Password"}
 
 #: What makes a new token, per source: the hint of a token refused after its expiry (and of check).
 RENEW_HINTS = {
-    "keeper": "A Keeper root admin creates a new token with Commander: public-api-key generate --name auditsync "
-    '--integrations "SIEM:1" --expires 1y; store it as a new version of the Key Vault secret '
+    "keeper": "A Keeper root admin creates a new token with Commander: public-api-key generate --name "
+    'auditsync --integrations "SIEM:1" --expires 1y; store it as a new version of the Key Vault secret '
     "(KEEPER_TOKEN_SECRET) with the token's expiry: az keyvault secret set --vault-name <vault> --name "
     "<secret> --file <token file> --expires <when it expires, e.g. 2027-01-31T00:00:00Z>. The next run "
     "uses it; revoke the old token afterwards.",

@@ -3,12 +3,11 @@ document and a collector must survive.
 
 Configurable: sort order (``asc``, ``desc``, ``none``), whether ``end_date`` is inclusive, the page
 size cap, continuation tokens that expire after N seconds of the injected clock (counted from the
-pagination's first page) or after K uses of the same token, and
-(through ``SimServer.inject``) 401/403/429/500 answers; API tokens that expire (Keeper answers 401 from
-their expiry, as for a revoked one) and more than one valid at a time (a rotation's overlap);
-``echo_token`` (a ``simulators.echo`` mode)
-echoes the received token in every error message, injected faults included. Events are added at any time with ``add`` (late
-events land behind a collector's watermark). A pagination reads a snapshot taken at its first page, as a
+pagination's first page) or after K uses of the same token, and (through ``SimServer.inject``)
+401/403/429/500 answers; API tokens that expire (Keeper answers 401 from their expiry, as for a revoked
+one), several valid at once (a rotation's overlap) and revocable; ``echo_token`` (a ``simulators.echo``
+mode) echoes the received token in every error message, injected faults included. Events are added at
+any time with ``add`` (late events land behind a collector's watermark). A pagination reads a snapshot taken at its first page, as a
 server-side cursor would. Standard library only.
 """
 
@@ -117,7 +116,7 @@ class KeeperSim(SimServer):
             self._primary = value
 
     def issue_token(self, *, expires_at: datetime | None = None) -> str:
-        """One more accepted token (``public-api-key generate --expires ...``), refused from ``expires_at``."""
+        """One more accepted token (``public-api-key generate``), refused from ``expires_at`` (None: never)."""
         token = secrets.token_urlsafe(24)
         with self._data_lock:
             self._tokens[token] = expires_at

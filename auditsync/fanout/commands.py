@@ -34,6 +34,7 @@ from auditsync.fanout.scoped_store import tenant_key
 from auditsync.model import Clock
 from auditsync.secrets import CredentialFactory, default_credential
 from auditsync.tenants import TENANT_SETTINGS, Tenant, TenantRegistry, settings_for
+from auditsync.token_expiry import describe as describe_expiry
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +243,8 @@ def tenant_status(
             print(f"    what to do: {error.hint}", file=out)
         return EXIT_FAILED
     print(
-        f"{'tenant':<24} {'stream':<28} {'last run':<12} {'newest event':<22} {'total':>10}  last outcome",
+        f"{'tenant':<24} {'stream':<28} {'last run':<12} {'newest event':<22} {'total':>10}  "
+        f"{'token expires':<35}  last outcome",
         file=out,
     )
     for tenant in tenants:
@@ -256,15 +258,20 @@ def tenant_status(
             c = checkpoints.get(tenant_key(tenant.name, name))
             state = "" if tenant.enabled else "  (tenant disabled)"
             if c is None:
-                print(f"{tenant.name:<24} {name:<28} {'never':<12} {'-':<22} {0:>10}  -{state}", file=out)
+                print(
+                    f"{tenant.name:<24} {name:<28} {'never':<12} {'-':<22} {0:>10}  {'-':<35}  -{state}",
+                    file=out,
+                )
                 continue
             outcome = c.last_status or "-"
             if c.last_error_kind:
                 outcome += f" ({c.last_error_kind}: {c.last_message})"
             last_run = f"{int((now - c.last_run).total_seconds())}s ago" if c.last_run else "never"
             newest = c.newest_event_time.strftime("%Y-%m-%d %H:%M:%SZ") if c.newest_event_time else "-"
+            expires = describe_expiry(c.token_expires_on, now) if c.token_expires_on else "-"
             print(
-                f"{tenant.name:<24} {name:<28} {last_run:<12} {newest:<22} {c.total_events:>10}  {outcome}{state}",
+                f"{tenant.name:<24} {name:<28} {last_run:<12} {newest:<22} {c.total_events:>10}  "
+                f"{expires:<35}  {outcome}{state}",
                 file=out,
             )
     return EXIT_OK
