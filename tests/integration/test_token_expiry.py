@@ -87,6 +87,7 @@ def test_an_expiry_ahead_is_on_every_health_row_in_status_and_in_check(
         "keeper/events": keeper_secret,
         "onepassword/auditevents": claim,
     }
+    assert not token_world.logs.undeclared and not token_world.logs.type_errors, "the DCR declares the column"
     assert token_world.checkpoint("onepassword/auditevents").token_expires_on == claim
     assert token_world.checkpoint("keeper/events").token_expires_on == keeper_secret
 
