@@ -228,3 +228,18 @@ def test_a_keeper_token_nobody_dated_is_pointed_out_by_check_until_its_secret_ha
     token_world.run()
     assert _at(health(token_world.logs)["keeper/events"]) == expires
     assert "! keeper token expiry" not in token_world.check()[1]
+
+
+def test_status_keeps_the_last_known_expiry_when_a_run_cannot_read_the_token(token_world: World) -> None:
+    now = token_world.clock.now()
+    expires = now + 20 * DAY
+    token_world.tokens(onepassword_exp=expires, keeper_exp=None, keeper=expires)
+    token_world.events()
+    token_world.run()
+    token_world.vault.deny()  # the vault refuses the app: no token, so no expiry this run
+    report = token_world.run()
+    assert {(r.status, r.error_kind) for r in report.reports} == {("error", "auth")}
+    assert all("TokenExpiresOn" not in row for row in health(token_world.logs).values()), "unknown this run"
+    _, out = token_world.status()
+    lines = _status_lines(out)
+    assert all(f"{when(expires)} (20 days left)" in lines[s] and "error (auth)" in lines[s] for s in STREAMS)

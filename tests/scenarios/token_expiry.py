@@ -10,8 +10,8 @@ from tests.scenarios.model import Case, scenario
 
 M = timedelta(minutes=1)
 DAY = timedelta(days=1)
-#: Runs every five minutes over the last six hours, the newest two minutes ago.
-RUNS = 72
+#: Runs every ten minutes over the last three hours, the newest two minutes ago.
+RUNS = 18
 
 
 def _heartbeats(
@@ -20,7 +20,7 @@ def _heartbeats(
     """Every run's reports: one stream per source (``source/stream`` keys), each with its token's expiry."""
     runs = []
     for n in range(RUNS):
-        at = now - 2 * M - 5 * M * (RUNS - 1 - n)
+        at = now - 2 * M - 10 * M * (RUNS - 1 - n)
         reports = [
             StreamReport(
                 name.split("/")[0], name, "idle", duration_ms=800, lag_seconds=0, token_expires_on=expires
