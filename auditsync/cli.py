@@ -4,7 +4,6 @@ python -m auditsync run      one cycle, per-stream summary; exit 1 if any stream
 python -m auditsync check    settings, Key Vault, tokens, sink, checkpoint store: what is wrong and how to fix it
 python -m auditsync status   per stream: last run, newest event, totals, last outcome (no tokens needed)
 python -m auditsync backfill re-send a past range of one stream without moving its checkpoint
-python -m auditsync demo     the whole flow against the bundled simulators, no account needed
 
 Exit codes: 0 every stream ok; 1 a stream or a check failed (see the output); 2 settings are not
 valid; 3 the command itself failed unexpectedly (one classified, redacted line on stderr, no
@@ -34,7 +33,7 @@ from auditsync.errors import AuditSyncError, ConfigError
 from auditsync.fanout import commands as fanout_commands
 from auditsync.model import STATUS_ERROR, Clock, StreamReport
 from auditsync.redaction import install_log_redaction, redact
-from auditsync.runner import CycleReport, run_cycle
+from auditsync.runner import OUTCOME, CycleReport, run_cycle
 from auditsync.secrets import CredentialFactory, default_credential
 from auditsync.telemetry import quiet_sdk_loggers
 from auditsync.token_expiry import describe as describe_expiry
@@ -79,9 +78,6 @@ def main(
         "--since", required=True, help="range start: 2026-11-01T00:00:00Z, a date, or an age (3d)"
     )
     backfill.add_argument("--until", help="range end (exclusive; default: now)")
-    demo = sub.add_parser("demo", help="run against the bundled simulators with sample data")
-    demo.add_argument("--events", type=int, default=300, help="sample events per stream")
-    demo.add_argument("--tenants", type=int, default=0, help="multi-tenant demo with this many tenants")
     fanout_commands.register(sub)
     sentinel_commands.register(sub)
     args = parser.parse_args(argv)
@@ -89,11 +85,16 @@ def main(
     stream = cast(TextIO, RedactingWriter(out or sys.stdout))
     environ = dict(os.environ if env is None else env)
     level = _LOG_LEVELS.get(environ.get("AZURE_LOG_LEVEL", "").strip().lower())
+    configured = bool(logging.getLogger().handlers)
     logging.basicConfig(
         level=level or (logging.INFO if args.verbose else logging.WARNING),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not configured and not args.verbose and level is None:
+        # Each stream's outcome is in the summary printed on stdout: not a second time on stderr.
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(lambda record: not getattr(record, OUTCOME, False))
     try:
         return _command(args, environ, stream)
     except KeyboardInterrupt:
@@ -142,17 +143,6 @@ class RedactingWriter:
 def _command(args: argparse.Namespace, environ: dict[str, str], out: TextIO) -> int:
     # AZURE_LOG_LEVEL=debug asks for everything, the SDKs' HTTP logging included (still redacted).
     quiet_sdk_loggers(args.verbose or environ.get("AZURE_LOG_LEVEL", "").strip().lower() == "debug")
-    if args.command == "demo" and args.tenants:
-        from auditsync.demo import run_tenants_demo
-
-        data_dir = environ.get("AUDITSYNC_DATA_DIR", ".auditsync")
-        return run_tenants_demo(out, tenants=args.tenants, events_per_stream=args.events, data_dir=data_dir)
-    if args.command == "demo":
-        from auditsync.demo import run_demo
-
-        return run_demo(
-            out, events_per_stream=args.events, data_dir=environ.get("AUDITSYNC_DATA_DIR", ".auditsync")
-        )
     if (
         args.command == sentinel_commands.COMMAND
     ):  # works on a workspace, needs none of the collector's settings
@@ -162,14 +152,12 @@ def _command(args: argparse.Namespace, environ: dict[str, str], out: TextIO) -> 
         # neither needs the deployment's own tokens.
         settings = Settings.from_env(environ, require_tokens=args.command not in ("status", "tenants"))
     except ConfigError as error:
-        print("Settings are not valid:", file=out)
-        for problem in error.problems:
-            print(f"  x {problem}", file=out)
+        print_problems(error, out)
         return EXIT_CONFIG
     if args.command in fanout_commands.COMMANDS:
         return fanout_commands.run(args, settings, environ, out)
     if args.command == "status" and settings.multi_tenant:
-        return fanout_commands.tenant_status(settings, environ, out)
+        return fanout_commands.tenant_status(settings, environ, out, as_json=args.json)
     if args.command == "status":
         return cmd_status(settings, out, as_json=args.json)
     if args.command == "backfill":
@@ -178,27 +166,49 @@ def _command(args: argparse.Namespace, environ: dict[str, str], out: TextIO) -> 
     return commands[args.command](settings, out)
 
 
-def cmd_run(settings: Settings, out: TextIO, **kwargs: object) -> int:
+def print_problems(error: ConfigError, out: TextIO) -> None:
+    """Every settings problem, one per line."""
+    print("Settings are not valid:", file=out)
+    for problem in error.problems:
+        print(f"  x {problem}", file=out)
+
+
+#: A long run prints a line per stream every this many events, so it never looks hung.
+PROGRESS_EVERY = 10_000
+
+
+def progress_printer(out: TextIO | None = None) -> Callable[[str, int], None]:
+    """A run's progress callback: ``... stream: N events so far`` every PROGRESS_EVERY events (stderr)."""
     last: dict[str, int] = {}
 
     def progress(stream: str, events: int) -> None:
-        # Long runs print a line every 10,000 events per stream, so a backfill never looks hung.
-        if events // 10_000 > last.get(stream, 0) // 10_000:
-            print(f"  ... {stream}: {events} events so far", file=sys.stderr, flush=True)
+        if events // PROGRESS_EVERY > last.get(stream, 0) // PROGRESS_EVERY:
+            print(f"  ... {stream}: {events} events so far", file=out or sys.stderr, flush=True)
         last[stream] = events
 
-    report = run_cycle(settings, progress=progress, **kwargs)  # type: ignore[arg-type]
+    return progress
+
+
+def cmd_run(settings: Settings, out: TextIO, **kwargs: object) -> int:
+    report = run_cycle(settings, progress=progress_printer(), **kwargs)  # type: ignore[arg-type]
     print_summary(report, out)
     return EXIT_FAILED if report.failed else EXIT_OK
 
 
 def print_summary(report: CycleReport, out: TextIO) -> None:
+    """One line per stream; then each failure once, with what to do, naming the streams it stopped (a
+    refused token stops every stream of its source with the same words)."""
     seconds = (report.finished - report.started).total_seconds()
     print(f"run {report.run_id} finished in {seconds:.1f}s", file=out)
+    failures: dict[tuple[str, str, str], list[str]] = {}
     for r in report.reports:
         print("  " + _summary_line(r), file=out)
-        if r.hint and r.status == STATUS_ERROR:
-            print(f"      what to do: {r.hint}", file=out)
+        if r.status == STATUS_ERROR:
+            failures.setdefault((r.error_kind, r.message, r.hint), []).append(r.stream)
+    for (kind, message, hint), streams in failures.items():
+        print(f"  x {', '.join(streams)}: {kind}: {message}", file=out)
+        if hint:
+            print(f"      what to do: {hint}", file=out)
     if report.heartbeat_error:
         print(f"  ! health rows were not sent: {report.heartbeat_error}", file=out)
 
@@ -207,11 +217,12 @@ def _summary_line(r: StreamReport) -> str:
     line = f"{r.stream:<28} {r.status:<7} {r.events:>8} events {r.pages:>5} pages"
     if r.lag_seconds is not None:
         line += f"  lag {_age(timedelta(seconds=r.lag_seconds))}"
+    line += f"  {r.duration_ms / 1000:.1f}s"
     extra = {k: v for k, v in r.counters.items() if v}
     if extra:
         line += "  " + " ".join(f"{k}={v}" for k, v in sorted(extra.items()))
     if r.status == STATUS_ERROR:
-        line += f"  {r.error_kind}: {r.message}"
+        line += f"  ({r.error_kind})"
     elif r.message:
         line += f"  ({r.message})"
     return line
@@ -293,6 +304,13 @@ def cmd_status(
         print(json.dumps({"streams": [r.as_json() for r in rows]}, indent=2), file=out)
         return EXIT_OK
     now = clock.now()
+    if settings.store.kind == "file" and not settings.store.directory.is_dir():
+        print(
+            f"No checkpoints in {settings.store.directory}: nothing has run with AUDITSYNC_DATA_DIR="
+            f"{settings.data_dir} yet (./dev run; the demo keeps its own under {settings.data_dir / 'demo'}).",
+            file=out,
+        )
+        return EXIT_OK
     print(
         f"{'stream':<28} {'last run':<10} {'newest event':<21} {'total':>9}  {'token expires':<35}  last outcome",
         file=out,

@@ -54,6 +54,8 @@ class Component:
     then: str = "the next run retries"
     #: What to do when it refuses the caller (401/403).
     refused: str = ""
+    #: A vendor's API: the source of events, not a part of Azure (throttling is ``throttled``).
+    vendor: bool = False
 
 
 VENDOR_API = Component(
@@ -61,6 +63,21 @@ VENDOR_API = Component(
     RetryableError,
     "the base URL setting (KEEPER_BASE_URL, ONEPASSWORD_BASE_URL)",
     "the next run resumes from the checkpoint",
+    vendor=True,
+)
+KEEPER_API = Component(
+    "Keeper Admin API",
+    RetryableError,
+    "KEEPER_BASE_URL",
+    "the next run resumes from the checkpoint",
+    vendor=True,
+)
+ONEPASSWORD_API = Component(
+    "1Password Events API",
+    RetryableError,
+    "ONEPASSWORD_BASE_URL",
+    "the next run resumes from the checkpoint",
+    vendor=True,
 )
 LOGS_INGESTION = Component(
     "Logs Ingestion",
@@ -122,6 +139,8 @@ SECURITY_INSIGHTS = Component(
 COMPONENTS = (
     SECURITY_INSIGHTS,
     VENDOR_API,
+    KEEPER_API,
+    ONEPASSWORD_API,
     LOGS_INGESTION,
     DATA_COLLECTOR,
     CHECKPOINT_TABLE,
@@ -148,8 +167,7 @@ _NETWORK_FAILURES: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (
         ("NameResolutionError", "gaierror", "Name or service not known", "getaddrinfo failed"),
         "DNS lookup failed",
-        "Check the host name in {setting} and the Function App's DNS (private endpoints need a private DNS "
-        "zone); {then}.",
+        "Check the host name in {setting} and {dns}; {then}.",
     ),
     (
         ("SSLError", "SSLCertVerificationError", "CERTIFICATE_VERIFY_FAILED", "SSLEOFError"),
@@ -209,7 +227,12 @@ def network_failure(exc: BaseException) -> str:
 
 def _network_hint(reason: str, component: Component) -> str:
     template = next((hint for _, known, hint in _NETWORK_FAILURES if known == reason), _OTHER_NETWORK_HINT)
-    return template.format(setting=component.setting, then=component.then)
+    dns = (
+        "the Function App's DNS (private endpoints need a private DNS zone)"
+        if running_in_azure()
+        else "that this machine's DNS resolves it (VPN, proxy, /etc/hosts)"
+    )
+    return template.format(setting=component.setting, then=component.then, dns=dns)
 
 
 def transport_failure(
@@ -233,12 +256,12 @@ def gave_up(component: Component, description: str, *, throttled: bool) -> Audit
 
     ``description`` is the answer as ``http.describe`` gives it (``GET https://host/path -> 503: busy``).
     """
-    if component is VENDOR_API and throttled:
+    if component.vendor and throttled:
         return ThrottledError(
             f"{description} (throttled; retries exhausted within the run's deadline)",
             hint="The vendor is rate limiting this account; the next run resumes from the checkpoint.",
         )
-    if component is VENDOR_API:
+    if component.vendor:
         return RetryableError(
             f"{description} (retries exhausted within the run's deadline)",
             hint="The vendor service is failing; the next run resumes from the checkpoint.",

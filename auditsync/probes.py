@@ -57,11 +57,13 @@ class ProbeResult:
     warning: bool = False
 
 
-def _attempt(part: str, action: Callable[[], str], redactor: Redactor) -> ProbeResult:
+def _attempt(part: str, action: Callable[[], str], redactor: Redactor, named: str = "") -> ProbeResult:
+    """Run one probe; ``named`` is a setting the part's name already says (not repeated in its message)."""
     try:
         detail = action()
     except AuditSyncError as error:
-        return ProbeResult(part, False, redactor(str(error)), redactor(error.hint))
+        message = str(error).removeprefix(f"{named}: ") if named else str(error)
+        return ProbeResult(part, False, redactor(message), redactor(error.hint))
     except Exception as error:  # a probe must report, never crash check
         return ProbeResult(
             part, False, f"unexpected {type(error).__name__}: {redactor(str(error))[:300]}", _BUG_HINT
@@ -106,7 +108,7 @@ def run_probes(
         label = (
             ref.setting if ref.value or not settings.key_vault_url else f"Key Vault secret {ref.secret_name}"
         )
-        yield _attempt(f"{source} token ({label})", read, redactor)
+        yield _attempt(f"{source} token ({label})", read, redactor, named=label)
         if source in expiries:
             warning = expiry_warning(source, ref, expiries[source], secrets, clock.now())
             if warning is not None:

@@ -11,7 +11,7 @@ ERROR level.
 
 One deadline bounds the run: vendor calls and every sink request (with its retries and waits) end by
 it; the heartbeat gets what is left, but at least ``HEARTBEAT_GRACE``, so a run ends within its budget
-plus that grace and one checkpoint operation's bound (README, "Time bounds", gives the measured figures).
+plus that grace and one checkpoint operation's bound (docs/architecture.md, "Time bounds", gives the measured figures).
 """
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ LEASE_SLACK = timedelta(minutes=2)
 HEARTBEAT_GRACE = timedelta(seconds=10)
 
 ProgressCallback = Callable[[str, int], None]
+#: Marks the log record of each stream's outcome (the CLI prints its summary instead of them).
+OUTCOME = "outcome"
 
 
 @dataclass(frozen=True)
@@ -658,6 +660,7 @@ def _finish(
                 "stream": report.stream,
                 "status": report.status,
                 "error_kind": report.error_kind,
+                OUTCOME: True,
             },
         )
     heartbeat_error = ""

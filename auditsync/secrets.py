@@ -145,11 +145,11 @@ class Secrets:
                 hint=f"Store the token in '{name}' (a new version of the secret).",
             )
         register(value)
-        problem = secret_value_problem(value)
+        problem, fix = secret_value_problem(value)
         if problem:
             raise ConfigError(
                 f"Key Vault secret '{name}' (named by {setting}) {problem}",
-                hint=f"Store the value alone, on one line, as a new version of the secret '{name}'.",
+                hint=f"{fix[0].upper()}{fix[1:]}, as a new version of the secret '{name}'.",
             )
         self._cache[name] = value
         self._expires[name] = secret.properties.expires_on
@@ -162,7 +162,7 @@ def _clean(value: str, setting: str) -> str:
     register(value)
     value = value.strip()
     register(value)
-    problem = secret_value_problem(value)
+    problem, fix = secret_value_problem(value)
     if problem:
-        raise ConfigError(f"{setting}: {problem}", hint="Store the secret alone, on one line.")
+        raise ConfigError(f"{setting}: {problem}", hint=f"{fix[0].upper()}{fix[1:]}.")
     return value

@@ -9,14 +9,14 @@ normally deletes) are left out.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from auditsync.backfill import RECORD_PREFIX
 from auditsync.config import Settings
-from auditsync.model import Checkpoint
+from auditsync.model import Checkpoint, CheckpointStore
 from auditsync.sources import enabled_streams
 from auditsync.token_expiry import days_left
 
@@ -74,12 +74,16 @@ class StreamStatus:
 
 
 def read_status(
-    settings: Settings, credential_factory: Callable[[], Any], now: datetime
+    settings: Settings,
+    credential_factory: Callable[[], Any],
+    now: datetime,
+    store: CheckpointStore | None = None,
 ) -> list[StreamStatus]:
     """One StreamStatus per configured stream, then other live streams found, then backfill records."""
     from auditsync.checkpoints import open_store
 
-    checkpoints = {c.stream: c for c in open_store(settings.store, credential_factory).list()}
+    store = store or open_store(settings.store, credential_factory)
+    checkpoints = {c.stream: c for c in store.list()}
     names = [name for _, name in enabled_streams(settings)]
     others = sorted(n for n in checkpoints if n not in names and not n.startswith(_INTERNAL_PREFIX))
     backfills = sorted(n for n in checkpoints if n.startswith(RECORD_PREFIX))
@@ -117,3 +121,44 @@ def _row(name: str, checkpoint: Checkpoint | None, now: datetime, *, backfill: b
         token_expires_on=checkpoint.token_expires_on,
         token_days_left=days_left(checkpoint.token_expires_on, now) if checkpoint.token_expires_on else None,
     )
+
+
+@dataclass(frozen=True)
+class TenantStatus:
+    """One tenant of a registry: its streams' status, or why its settings could not be read."""
+
+    name: str
+    enabled: bool
+    streams: list[StreamStatus]
+    problem: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "tenant": self.name,
+            "enabled": self.enabled,
+            "problem": self.problem or None,
+            "streams": [s.as_json() for s in self.streams],
+        }
+
+
+def read_tenant_status(
+    settings: Settings, env: Mapping[str, str], credential_factory: Callable[[], Any], now: datetime
+) -> list[TenantStatus]:
+    """Every tenant of the registry, each read from its own checkpoints only (a prefix query each)."""
+    from auditsync.checkpoints import open_store
+    from auditsync.errors import ConfigError
+    from auditsync.fanout.deployment import open_registry
+    from auditsync.fanout.scoped_store import TenantScopedStore
+    from auditsync.tenants import settings_for
+
+    store = open_store(settings.store, credential_factory)
+    statuses = []
+    for tenant in open_registry(settings.fanout, credential_factory).list():
+        try:
+            tenant_settings = settings_for(tenant, env)
+        except ConfigError as error:
+            statuses.append(TenantStatus(tenant.name, tenant.enabled, [], str(error)))
+            continue
+        streams = read_status(tenant_settings, credential_factory, now, TenantScopedStore(store, tenant.name))
+        statuses.append(TenantStatus(tenant.name, tenant.enabled, streams))
+    return statuses

@@ -19,7 +19,10 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
+
+import orjson
 
 from auditsync.tables import TABLES, TableDef
 from simulators.base import Request, Response, SimServer
@@ -86,12 +89,16 @@ class LogsIngestionSim(SimServer):
         ssl_context: ssl.SSLContext | None = None,
         keep_rows: bool = True,
         max_body: int = MAX_BODY,
+        spool: Path | None = None,
     ) -> None:
+        """``keep_rows=False`` keeps only counts; ``spool`` appends every accepted row to
+        ``spool/<table>.jsonl`` instead of memory (the demo: a backlog of any size in bounded memory)."""
         super().__init__(ssl_context=ssl_context)
         self.identity = identity
         self.dcr_id = dcr_id or "dcr-" + uuid.uuid4().hex
         self.streams: dict[str, TableDef] = {t.stream: t for t in tables.values()}
-        self.keep_rows = keep_rows
+        self.keep_rows = keep_rows and spool is None
+        self.spool = spool
         self.max_body = max_body
         self.denied = False
         self.uploads = 0
@@ -225,6 +232,10 @@ class LogsIngestionSim(SimServer):
             self.request_rows.append((table.name, len(kept_rows)))
             if self.keep_rows:
                 self._rows.setdefault(table.name, []).extend(kept_rows)
+            if self.spool is not None:
+                self.spool.mkdir(parents=True, exist_ok=True)
+                with open(self.spool / f"{table.name}.jsonl", "ab") as handle:
+                    handle.writelines(orjson.dumps(row) + b"\n" for row in kept_rows)
             self.type_errors.extend(mismatches)
             if extra:
                 self.undeclared.setdefault(table.name, Counter()).update(extra)

@@ -41,6 +41,7 @@ from auditsync.schedule import schedule_problem
 from auditsync.secret_values import connection_string_secrets, secret_value_problem
 from auditsync.urls import is_loopback_host
 
+_NAMES = {"keeper": "Keeper", "onepassword": "1Password"}
 #: A run must leave the Functions host this much of functionTimeout for the heartbeat and the last save.
 HEARTBEAT_ROOM = timedelta(minutes=1)
 
@@ -157,9 +158,9 @@ class Parser:
         """A token or key given directly: registered for redaction as soon as it is read, then checked."""
         value = self.raw(name)
         register(value)
-        problem = secret_value_problem(value)
+        problem, fix = secret_value_problem(value)
         if problem:
-            self.problems.append(f"{name}: {problem}; store the secret alone, on one line.")
+            self.problems.append(f"{name}: {problem}; {fix}.")
         return value
 
     def secret_name(self, name: str) -> str:
@@ -238,7 +239,9 @@ class Parser:
 
     # -- the parts -----------------------------------------------------------------------------------
 
-    def token(self, source: str, enabled: bool, key_vault_url: str) -> SecretRef:
+    def token(
+        self, source: str, enabled: bool, key_vault_url: str, sources: tuple[str, ...] = ()
+    ) -> SecretRef:
         setting = f"{source.upper()}_TOKEN"
         ref = SecretRef(
             setting, f"{setting}_SECRET", self.secret_name(f"{setting}_SECRET"), self.secret(setting)
@@ -250,30 +253,34 @@ class Parser:
             and not key_vault_url
             and setting not in self.unresolved
         ):
+            others = [other for other in sources if other != source]
             self.problems.append(
-                f"{setting}: no {source} token; set KEY_VAULT_URL (the token is read from the secret "
-                f"named by {ref.secret_setting}) or, for local runs, {setting}."
+                f"{setting}: no {_NAMES[source]} token; set KEY_VAULT_URL (the token is read from the secret "
+                f"named by {ref.secret_setting}) or, for local runs, {setting}"
+                + (f"; or leave {source} out: SOURCES={','.join(others)}." if others else ".")
             )
         return ref
 
     def keeper(
-        self, enabled: bool, key_vault_url: str, allow_custom: bool, lookback: timedelta
+        self, sources: tuple[str, ...], key_vault_url: str, allow_custom: bool, lookback: timedelta
     ) -> KeeperSettings:
+        enabled = "keeper" in sources
         return KeeperSettings(
             base_url=self.url("KEEPER_BASE_URL", hosts=KEEPER_HOSTS, allow_custom=allow_custom),
-            token=self.token("keeper", enabled, key_vault_url),
+            token=self.token("keeper", enabled, key_vault_url, sources),
             lag=self.duration("KEEPER_LAG"),
             overlap=self.duration("KEEPER_OVERLAP"),
             initial_lookback=lookback,
         )
 
     def onepassword(
-        self, enabled: bool, key_vault_url: str, allow_custom: bool, lookback: timedelta
+        self, sources: tuple[str, ...], key_vault_url: str, allow_custom: bool, lookback: timedelta
     ) -> OnePasswordSettings:
+        enabled = "onepassword" in sources
         return OnePasswordSettings(
             base_url=self.url("ONEPASSWORD_BASE_URL", hosts=ONEPASSWORD_HOSTS, allow_custom=allow_custom),
             event_types=self.listing("ONEPASSWORD_EVENT_TYPES", ONEPASSWORD_EVENT_TYPES),
-            token=self.token("onepassword", enabled, key_vault_url),
+            token=self.token("onepassword", enabled, key_vault_url, sources),
             initial_lookback=lookback,
         )
 

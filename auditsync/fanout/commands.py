@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import logging
 import uuid
 from collections.abc import Callable, Mapping
@@ -32,6 +33,7 @@ from auditsync.fanout.local_worker import drain
 from auditsync.fanout.queue import MAX_DEQUEUE_COUNT
 from auditsync.fanout.scoped_store import tenant_key
 from auditsync.model import Clock
+from auditsync.redaction import redact
 from auditsync.secrets import CredentialFactory, default_credential
 from auditsync.tenants import TENANT_SETTINGS, Tenant, TenantRegistry, settings_for
 from auditsync.token_expiry import describe as describe_expiry
@@ -224,53 +226,50 @@ def tenant_status(
     env: Mapping[str, str],
     out: TextIO,
     *,
+    as_json: bool = False,
     credential_factory: CredentialFactory | None = None,
     clock: Clock | None = None,
 ) -> int:
     """``status`` of a multi-tenant deployment: per tenant and stream, the checkpoint's last outcome."""
-    from auditsync.checkpoints import open_store
-    from auditsync.sources import enabled_streams
+    from auditsync.status import read_tenant_status
 
     credential = functools.cache(credential_factory or default_credential)
     now = (clock or Clock()).now()
     try:
-        registry = open_registry(settings.fanout, credential)
-        tenants = registry.list()
-        checkpoints = {c.stream: c for c in open_store(settings.store, credential).list()}
+        tenants = read_tenant_status(settings, env, credential, now)
     except AuditSyncError as error:
-        print(f"x {error}", file=out)
-        if error.hint:
-            print(f"    what to do: {error.hint}", file=out)
+        if as_json:
+            failure = {"kind": error.kind, "message": redact(str(error)), "hint": redact(error.hint)}
+            print(json.dumps({"error": failure}), file=out)
+        else:
+            print(f"x {error}", file=out)
+            if error.hint:
+                print(f"    what to do: {error.hint}", file=out)
         return EXIT_FAILED
+    if as_json:
+        print(json.dumps({"tenants": [t.as_json() for t in tenants]}, indent=2), file=out)
+        return EXIT_OK
     print(
         f"{'tenant':<24} {'stream':<28} {'last run':<12} {'newest event':<22} {'total':>10}  "
         f"{'token expires':<35}  last outcome",
         file=out,
     )
     for tenant in tenants:
-        try:
-            tenant_settings = settings_for(tenant, env)
-            names = [name for _, name in enabled_streams(tenant_settings)]
-        except ConfigError as error:
-            print(f"{tenant.name:<24} x {error}", file=out)
+        if tenant.problem:
+            print(f"{tenant.name:<24} x {tenant.problem}", file=out)
             continue
-        for name in names:
-            c = checkpoints.get(tenant_key(tenant.name, name))
-            state = "" if tenant.enabled else "  (tenant disabled)"
-            if c is None:
-                print(
-                    f"{tenant.name:<24} {name:<28} {'never':<12} {'-':<22} {0:>10}  {'-':<35}  -{state}",
-                    file=out,
-                )
+        state = "" if tenant.enabled else "  (tenant disabled)"
+        for row in tenant.streams:
+            if row.backfill is not None:
                 continue
-            outcome = c.last_status or "-"
-            if c.last_error_kind:
-                outcome += f" ({c.last_error_kind}: {c.last_message})"
-            last_run = f"{int((now - c.last_run).total_seconds())}s ago" if c.last_run else "never"
-            newest = c.newest_event_time.strftime("%Y-%m-%d %H:%M:%SZ") if c.newest_event_time else "-"
-            expires = describe_expiry(c.token_expires_on, now) if c.token_expires_on else "-"
+            outcome = row.status or "-"
+            if row.error_kind:
+                outcome += f" ({row.error_kind}: {row.message})"
+            last_run = f"{int((now - row.last_run).total_seconds())}s ago" if row.last_run else "never"
+            newest = row.newest_event_time.strftime("%Y-%m-%d %H:%M:%SZ") if row.newest_event_time else "-"
+            expires = describe_expiry(row.token_expires_on, now) if row.token_expires_on else "-"
             print(
-                f"{tenant.name:<24} {name:<28} {last_run:<12} {newest:<22} {c.total_events:>10}  "
+                f"{tenant.name:<24} {row.stream:<28} {last_run:<12} {newest:<22} {row.total_events:>10}  "
                 f"{expires:<35}  {outcome}{state}",
                 file=out,
             )

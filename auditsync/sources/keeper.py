@@ -33,6 +33,7 @@ import requests
 
 from auditsync.config import KeeperSettings
 from auditsync.errors import AuthError, TokenRefused, UpstreamError
+from auditsync.failures import KEEPER_API
 from auditsync.fastjson import response_json
 from auditsync.http import describe
 from auditsync.model import JSON, Clock, Deadline, Page, Stream
@@ -128,6 +129,7 @@ class KeeperApi:
             headers={"x-api-token": f"Bearer {self.ctx.token}", "Accept": "application/json"},
             params=params,
             throttled=_throttled,
+            component=KEEPER_API,
         )
         status = response.status_code
         if status == 200:

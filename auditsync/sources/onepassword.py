@@ -25,6 +25,7 @@ import requests
 
 from auditsync.config import ONEPASSWORD_HOSTS, OnePasswordSettings
 from auditsync.errors import AuthError, CheckpointError, ConfigError, TokenRefused, UpstreamError
+from auditsync.failures import ONEPASSWORD_API
 from auditsync.fastjson import response_json
 from auditsync.http import HttpClient, describe
 from auditsync.model import JSON, Deadline, Page, Stream
@@ -41,8 +42,6 @@ log = logging.getLogger(__name__)
 
 PAGE_LIMIT = 1000
 HORIZON = timedelta(days=120)
-#: First wait after a 429 (the API sends no Retry-After): the retry table's 1Password row says why.
-THROTTLE_BACKOFF = ONEPASSWORD_EVENTS.throttle_backoff
 #: Keep the uuids of the last events delivered, to drop them if the API repeats them at the resume point.
 RESUME_GUARD_SIZE = 100
 AUTH_HINT = (
@@ -93,7 +92,8 @@ def introspect(
         f"{base}/api/v2/auth/introspect",
         headers=_headers(ctx.token),
         deadline=deadline,
-        throttle_backoff=THROTTLE_BACKOFF,
+        rule=ONEPASSWORD_EVENTS,
+        component=ONEPASSWORD_API,
     )
     _raise_for(response, ctx.http)
     body = _json(response, ctx.http)
@@ -328,7 +328,8 @@ class OnePasswordStream:
             json=body,
             deadline=deadline,
             on_body_start=on_head,
-            throttle_backoff=THROTTLE_BACKOFF,
+            rule=ONEPASSWORD_EVENTS,
+            component=ONEPASSWORD_API,
         )
 
     def _pages(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from auditsync.cli import main
@@ -67,7 +69,7 @@ def test_bad_settings_exit_2_with_every_problem(tmp_path: Path) -> None:
     assert (
         "SOURCES: unknown value(s) lastpass" in out
         and "SINK: 'nowhere'" in out
-        and "ONEPASSWORD_TOKEN: no onepassword token" in out
+        and "ONEPASSWORD_TOKEN: no 1Password token" in out
     )
 
 
@@ -100,19 +102,6 @@ def test_check_reports_each_dependency(onepassword_sim: OnePasswordSim, tmp_path
     assert code == 0 and "all checks passed" in out
 
 
-def test_demo_shows_the_whole_flow(tmp_path: Path) -> None:
-    code, out = run(["demo", "--events", "40"], {"AUDITSYNC_DATA_DIR": str(tmp_path)})
-    assert code == 0, out
-    assert "undeclared columns or type errors: 0" in out
-    rows = (tmp_path / "demo" / "OnePasswordEventLogs_CL.jsonl").read_text(encoding="utf-8").splitlines()
-    kinds = [json.loads(r)["log_source"] for r in rows]
-    assert (
-        kinds.count("itemusages") == 40 + 25
-        and kinds.count("auditevents") == 40
-        and kinds.count("healthevents") == 9
-    )
-
-
 def test_check_probes_logs_ingestion_with_the_managed_identity(
     onepassword_sim: OnePasswordSim,
     logs_ingestion_sim: LogsIngestionSim,
@@ -130,3 +119,29 @@ def test_check_probes_logs_ingestion_with_the_managed_identity(
     assert f"ok sink logs_ingestion: DCR {logs_ingestion_sim.dcr_id}, stream Custom-AuditSyncHealth" in out
     assert "https://monitor.azure.com" in identity_sim.requested
     assert logs_ingestion_sim.uploads == 1  # the one Status=check row is the proof
+
+
+def test_a_refused_token_is_said_once_for_all_the_streams_it_stopped(tmp_path: Path) -> None:
+    """A malformed token stops every 1Password stream with the same words: said once, on stdout only."""
+    env = {
+        "SOURCES": "onepassword",
+        "ONEPASSWORD_TOKEN": "abc",
+        "AUDITSYNC_DATA_DIR": str(tmp_path),
+        "PATH": "",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "auditsync", "run"],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1
+    said = "not a 1Password Events API token"
+    assert done.stdout.count(said) == 1 and done.stderr.count(said) == 0, done.stdout + done.stderr
+    (line,) = [line for line in done.stdout.splitlines() if said in line]
+    assert line.startswith(
+        "  x onepassword/auditevents, onepassword/itemusages, onepassword/signinattempts: config: ONEPASSWORD_TOKEN:"
+    )
+    assert done.stdout.count("what to do:") == 1

@@ -154,7 +154,8 @@ def test_check_refuses_a_malformed_token_without_calling_the_api(
     code, out = run(["check"], env)
     assert code == 1
     line, hint = failed_line(out, "onepassword token")
-    assert "ONEPASSWORD_TOKEN: not a 1Password Events API token (expected a JWT" in line
+    assert "onepassword token (ONEPASSWORD_TOKEN): not a 1Password Events API token (expected a JWT" in line
+    assert line.count("ONEPASSWORD_TOKEN") == 1, "the setting is named once"
     assert "ONEPASSWORD_TOKEN" in hint and "abc" not in out
     assert not onepassword_sim.requests, "a token refused by its shape must not go to the network"
 
@@ -169,7 +170,8 @@ def test_check_refuses_a_malformed_keeper_token(keeper_sim: KeeperSim, tmp_path:
     code, out = run(["check"], env)
     assert code == 1
     line, hint = failed_line(out, "keeper token")
-    assert "KEEPER_TOKEN: not a Keeper API token" in line and "KEEPER_TOKEN" in hint
+    assert "keeper token (KEEPER_TOKEN): not a Keeper API token" in line and "KEEPER_TOKEN" in hint
+    assert line.count("KEEPER_TOKEN") == 1, "the setting is named once"
     assert "abc3b9f" not in out
     assert not keeper_sim.requests
 

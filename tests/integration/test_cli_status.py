@@ -90,10 +90,18 @@ def test_status_records_a_key_vault_failure_on_every_stream(
 
 
 def test_status_of_streams_that_never_ran(tmp_path: Path) -> None:
+    (tmp_path / "checkpoints").mkdir()
     code, out = run(["status"], {"SOURCES": "onepassword,keeper", "AUDITSYNC_DATA_DIR": str(tmp_path)})
     assert code == 0
     rows = outcomes(out)
     assert len(rows) == 4 and all(rest.split()[0] == "never" for rest in rows.values())
+
+
+def test_status_over_a_data_dir_nothing_ran_in_says_so_and_where_the_demo_is(tmp_path: Path) -> None:
+    code, out = run(["status"], {"AUDITSYNC_DATA_DIR": str(tmp_path / "nothing")})
+    assert code == 0
+    assert out.startswith(f"No checkpoints in {tmp_path / 'nothing' / 'checkpoints'}: nothing has run"), out
+    assert str(tmp_path / "nothing" / "demo") in out and "never" not in out
 
 
 def test_a_sink_error_carries_its_hint_into_the_cli_and_the_health_row(

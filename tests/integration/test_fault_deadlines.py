@@ -50,7 +50,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BUDGET_SECONDS = 10
 #: For scenarios whose retries succeed: a run under load must not stop "behind" before they do.
 ROOMY_BUDGET = 40
-#: README "Time bounds": a run ends within RUN_TIME_BUDGET plus this (the heartbeat's 10 s grace, a
+#: docs/architecture.md "Time bounds": a run ends within RUN_TIME_BUDGET plus this (the heartbeat's 10 s grace, a
 #: checkpoint save's bound near the deadline, slack for a loaded machine). Measured worst over three
 #: rounds of these scenarios: +13.4 s, a sink that never answers.
 MARGIN_SECONDS = 20
@@ -85,10 +85,15 @@ class Outcome:
         """``stream``'s status and what was said about it: the CLI's summary line and hint, or the
         runner's log line (the function, logging at INFO)."""
         lines = self.out.splitlines()
-        for number, line in enumerate(lines):
+        for line in lines:
             if line.startswith(f"  {stream} "):
-                hint = lines[number + 1] if number + 1 < len(lines) else ""
-                return line.split()[1], line + ("\n" + hint if "what to do:" in hint else "")
+                # The failure itself is said once, below the stream lines, for every stream it stopped.
+                said = [
+                    "\n".join(lines[n : n + 2])
+                    for n, failure in enumerate(lines)
+                    if failure.startswith("  x ") and stream in failure.split(": ", 1)[0]
+                ]
+                return line.split()[1], "\n".join([line, *said])
         match = re.search(rf"auditsync\.runner: {re.escape(stream)}: (\w+), (.*)$", self.err, re.MULTILINE)
         assert match, f"no outcome of {stream} in:\n{self.out}\n{self.err}"
         return match.group(1), match.group(2)
@@ -518,7 +523,10 @@ def results(
         played = dict(
             zip(staged, pool.map(observe_and_recover, staged.values(), outcomes.values()), strict=True)
         )
-    for (entry, name), result in played.items():  # shown with -s: the figures README "Time bounds" quotes
+    for (
+        entry,
+        name,
+    ), result in played.items():  # shown with -s: the figures docs/architecture.md "Time bounds" quotes
         faulty = result.faulty
         print(
             f"{entry} {name}: run {faulty.run_seconds:.1f}s, process {faulty.seconds:.1f}s "

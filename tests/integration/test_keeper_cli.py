@@ -61,13 +61,3 @@ def test_check_run_and_status_with_keeper(tmp_path: Path) -> None:
         )
         code, out = run(["status"], keeper_local_env(sim, tmp_path))
         assert code == 0 and "keeper/events" in out and "250" in out, out
-
-
-def test_demo_includes_keeper(tmp_path: Path) -> None:
-    code, out = run(["demo", "--events", "30"], {"AUDITSYNC_DATA_DIR": str(tmp_path)})
-    assert code == 0, out
-    assert "keeper/events" in out
-    rows = (
-        (tmp_path / "demo" / "KeeperSecurityEventNewLogs_CL.jsonl").read_text(encoding="utf-8").splitlines()
-    )
-    assert len(rows) == 30

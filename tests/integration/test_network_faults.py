@@ -11,6 +11,7 @@ import pytest
 from azure.identity import DefaultAzureCredential
 
 from auditsync.errors import RetryableError, SinkError
+from auditsync.failures import KEEPER_API, ONEPASSWORD_API, Component
 from auditsync.http import HttpClient
 from auditsync.model import Clock, Deadline
 from auditsync.sinks.logs_ingestion import LogsIngestionSink
@@ -87,6 +88,32 @@ def test_dns_failure_is_named(fake_clock: FakeClock) -> None:
     with pytest.raises(RetryableError) as caught:
         fetch("http://auditsync-faults.invalid/x", fake_clock)
     assert "DNS lookup failed" in str(caught.value) and "DNS" in caught.value.hint
+
+
+@pytest.mark.parametrize(
+    ("component", "setting"), [(KEEPER_API, "KEEPER_BASE_URL"), (ONEPASSWORD_API, "ONEPASSWORD_BASE_URL")]
+)
+@pytest.mark.parametrize("in_azure", [False, True])
+def test_a_vendor_host_that_does_not_resolve_names_its_setting_and_the_fix_where_the_code_runs(
+    component: Component, setting: str, in_azure: bool, fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("IDENTITY_ENDPOINT", raising=False)
+    monkeypatch.delenv("MSI_ENDPOINT", raising=False)
+    if in_azure:
+        monkeypatch.setenv("WEBSITE_INSTANCE_ID", "instance-1")
+    else:
+        monkeypatch.delenv("WEBSITE_INSTANCE_ID", raising=False)
+    still = Clock(now=fake_clock.now, sleep=fake_clock.sleep)
+    with pytest.raises(RetryableError) as caught:
+        HttpClient(clock=still, max_attempts=1).request(
+            "GET",
+            "https://events.auditsync-faults.invalid/x",
+            deadline=Deadline.after(still, timedelta(seconds=30)),
+            component=component,
+        )
+    hint = caught.value.hint
+    assert "DNS lookup failed" in str(caught.value) and setting in hint and "KEEPER_BASE_URL, ONE" not in hint
+    assert ("private DNS zone" in hint) is in_azure, hint
 
 
 def test_tls_failure_is_named_for_requests_and_azure_core(

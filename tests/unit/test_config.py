@@ -84,7 +84,7 @@ def test_all_problems_are_reported_at_once() -> None:
     assert "LOGS_INGESTION_RULE_ID: missing" in joined
     assert "RUN_TIME_BUDGET: 'eight minutes' is not a duration" in joined
     assert "CHECKPOINT_TABLE_URL: missing" in joined
-    assert "KEEPER_TOKEN: no keeper token" in joined
+    assert "KEEPER_TOKEN: no Keeper token" in joined
     assert len(found) == 6
 
 

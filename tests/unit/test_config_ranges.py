@@ -85,6 +85,15 @@ def test_the_shipped_host_json_is_the_one_checked() -> None:
     assert host_function_timeout() == timedelta(minutes=10)
 
 
+@pytest.mark.parametrize("name", ["KEEPER_TOKEN", "ONEPASSWORD_TOKEN"])
+def test_a_pasted_bearer_prefix_is_named_as_such(name: str) -> None:
+    env = {"SOURCES": "keeper,onepassword", "KEEPER_TOKEN": "k" * 20, "ONEPASSWORD_TOKEN": "o" * 20}
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({**env, name: "Bearer prefix-test-token-0000000001"})
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"{name}: starts with 'Bearer '") and "whitespace" not in problem
+
+
 @pytest.mark.parametrize("name", ["KEEPER_TOKEN", "ONEPASSWORD_TOKEN", "WORKSPACE_KEY"])
 @pytest.mark.parametrize("inner", ["\n", "\r", "\x00", "\x1b", "\x7f", " ", "\u2028", "é"])
 def test_a_secret_setting_with_an_inner_control_character_is_named_not_shown(name: str, inner: str) -> None:
@@ -95,7 +104,8 @@ def test_a_secret_setting_with_an_inner_control_character_is_named_not_shown(nam
     with pytest.raises(ConfigError) as caught:
         Settings.from_env(env)
     mine = [p for p in caught.value.problems if p.startswith(f"{name}:")]
-    assert mine and "store the secret alone, on one line" in mine[0], caught.value.problems
+    fix = "copy it again" if inner == "é" else "store the value alone, on one line"
+    assert mine and fix in mine[0], caught.value.problems
     text = str(caught.value)
     assert "c2VjcmV0" not in text and "LXRoYXQt" not in text
 
