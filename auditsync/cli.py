@@ -36,6 +36,7 @@ from auditsync.redaction import install_log_redaction, redact
 from auditsync.runner import OUTCOME, CycleReport, run_cycle
 from auditsync.secrets import CredentialFactory, default_credential
 from auditsync.telemetry import quiet_sdk_loggers
+from auditsync.token_expiry import describe as describe_expiry
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_CRASHED, EXIT_UNFINISHED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
@@ -242,6 +243,11 @@ def cmd_check(
         print(f"  ! {warning}", file=out)
     failures = 0
     for result in run_probes(settings, credential_factory=credential_factory, clock=clock):
+        if result.warning:
+            print(f"  ! {result.part}: {result.detail}", file=out, flush=True)
+            if result.hint:
+                print(f"      what to do: {result.hint}", file=out, flush=True)
+            continue
         if result.ok:
             print(f"  ok {result.part}: {result.detail}", file=out, flush=True)
             continue
@@ -305,14 +311,18 @@ def cmd_status(
             file=out,
         )
         return EXIT_OK
-    print(f"{'stream':<28} {'last run':<10} {'newest event':<21} {'total':>9}  last outcome", file=out)
+    print(
+        f"{'stream':<28} {'last run':<10} {'newest event':<21} {'total':>9}  {'token expires':<35}  last outcome",
+        file=out,
+    )
     backfills = [r for r in rows if r.backfill is not None]
     for r in rows:
         if r.backfill is not None:
             continue
+        expires = describe_expiry(r.token_expires_on, now) if r.token_expires_on else "-"
         print(
             f"{r.stream:<28} {_ago(r.last_run, now):<10} {_when(r.newest_event_time):<21} {r.total_events:>9}  "
-            f"{r.outcome}",
+            f"{expires:<35}  {r.outcome}",
             file=out,
         )
         if r.message and r.status in (STATUS_ERROR, "behind"):

@@ -39,6 +39,11 @@ class AuthError(AuditSyncError):
     kind = "auth"
 
 
+class TokenRefused(AuthError):
+    """The vendor refused the API token itself (401): revoked, expired or mistyped. Told apart from the
+    other refusals so that a token refused after its known expiry can say so (``auditsync.token_expiry``)."""
+
+
 class RetryableError(AuditSyncError):
     """A transient failure that outlived our retries; the next run tries again."""
 

@@ -55,6 +55,7 @@ def health_rows(
             "Details": dict(report.counters) if report.counters else None,
             "Version": __version__,
             "RunId": run_id,
+            "TokenExpiresOn": format_time(report.token_expires_on) if report.token_expires_on else None,
             "Tenant": tenant,
         }
         rows.append({k: v for k, v in row.items() if v is not None})

@@ -71,6 +71,8 @@ class Checkpoint:
     #: What the operator should do about ``last_message`` (the error's hint), shown by ``status``.
     last_hint: str = ""
     last_run: datetime | None = None
+    #: When the stream's API token expires, as last known (None: unknown), shown by ``status``.
+    token_expires_on: datetime | None = None
     lease_owner: str = ""
     lease_until: datetime | None = None
     etag: str | None = None
@@ -219,3 +221,5 @@ class StreamReport:
     message: str = ""
     hint: str = ""
     counters: Mapping[str, int] = field(default_factory=dict)
+    #: When the stream's API token expires (None: unknown or the token was not read).
+    token_expires_on: datetime | None = None

@@ -1,7 +1,8 @@
 """``auditsync check``: prove every part a run needs by using it, the way a run would.
 
-Each probe does the real thing on a small scale: read each Key Vault secret and check its shape,
-ask each vendor what the token may read, write one ``AuditSyncHealth_CL`` row (``Status=check``)
+Each probe does the real thing on a small scale: read each Key Vault secret and check its shape (and
+say when the token expires, warning about one that expires soon or whose expiry nobody recorded), ask
+each vendor what the token may read, write one ``AuditSyncHealth_CL`` row (``Status=check``)
 through the configured sink, and create, read and delete a probe record in the checkpoint store.
 A probe that only fetched a token would pass while the DCR id is wrong, the role is missing or the
 endpoint is unreachable; a write is the only proof. Every failure becomes one ``ProbeResult`` with
@@ -17,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from auditsync.config import SecretRef, Settings, SinkSettings, StoreSettings
 from auditsync.errors import AuditSyncError, CheckpointError, ConfigError
@@ -27,6 +29,9 @@ from auditsync.schedule import describe_next_runs
 from auditsync.secrets import CredentialFactory, Secrets, default_credential
 from auditsync.tables import HEALTH_TABLE, TABLES
 from auditsync.tables.rows import shape_rows
+from auditsync.token_expiry import RENEW_HINTS, WARN_DAYS, TokenExpiry, days_left, refused_after_expiry
+from auditsync.token_expiry import describe as describe_expiry
+from auditsync.urls import is_loopback_url
 
 #: The Status of the row ``check`` writes: never ok/idle/behind/error, so content can tell it apart.
 STATUS_CHECK = "check"
@@ -41,13 +46,15 @@ _NAMES = {"onepassword": "1Password", "keeper": "Keeper"}
 
 @dataclass(frozen=True)
 class ProbeResult:
-    """One line of ``check``: ``ok`` with what was proven, or ``x`` with the problem and what to do."""
+    """One line of ``check``: ``ok`` with what was proven, or ``x`` with the problem and what to do; a
+    ``warning`` (``!``) is worth acting on but fails nothing."""
 
     part: str
     ok: bool
     detail: str
     hint: str = ""
     skipped: bool = False
+    warning: bool = False
 
 
 def _attempt(part: str, action: Callable[[], str], redactor: Redactor, named: str = "") -> ProbeResult:
@@ -88,17 +95,24 @@ def run_probes(
     )
 
     tokens: dict[str, str] = {}
+    expiries: dict[str, TokenExpiry] = {}
     for source in settings.sources:
         ref = settings.source(source).token
 
         def read(source: str = source, ref: SecretRef = ref) -> str:
             tokens[source] = secrets.token(source, ref)  # reads the secret and checks the token's shape
-            return f"readable, shaped like a {_NAMES[source]} token"
+            expiries[source] = secrets.token_expiry(source, ref)
+            expiry = _expiry_text(expiries[source], clock.now())
+            return f"readable, shaped like a {_NAMES[source]} token; {expiry}"
 
         label = (
             ref.setting if ref.value or not settings.key_vault_url else f"Key Vault secret {ref.secret_name}"
         )
         yield _attempt(f"{source} token ({label})", read, redactor, named=label)
+        if source in expiries:
+            warning = expiry_warning(source, ref, expiries[source], secrets, clock.now())
+            if warning is not None:
+                yield warning
 
     key = settings.sink.data_collector.key
     if settings.sink.kind == "data_collector" and not key.value and settings.key_vault_url:
@@ -126,7 +140,10 @@ def run_probes(
             context = SourceContext(
                 settings.source(source), tokens[source], http, clock, now, Deadline.after(clock, PROBE_BUDGET)
             )
-            return source_module(source).probe(context)
+            try:
+                return source_module(source).probe(context)
+            except AuditSyncError as error:
+                raise refused_after_expiry(error, source, expiries[source].expires_on, clock.now()) from None
 
         yield _attempt(part, call, redactor)
 
@@ -159,6 +176,52 @@ def run_probes(
         return probe_store(store, clock.now()) + f" ({_store_target(settings.store)})"
 
     yield _attempt("checkpoint store", round_trip, redactor)
+
+
+def _expiry_text(expiry: TokenExpiry, now: datetime) -> str:
+    if expiry.expires_on is None:
+        return "expiry unknown"
+    text = describe_expiry(expiry.expires_on, now)
+    return f"{text if expiry.expires_on <= now else 'expires ' + text}, per {expiry.origin}"
+
+
+def expiry_warning(
+    source: str, ref: SecretRef, expiry: TokenExpiry, secrets: Secrets, now: datetime
+) -> ProbeResult | None:
+    """A ``!`` line for a token that expires within WARN_DAYS (or has), and for a Keeper token whose expiry
+    nobody recorded: Keeper's API does not say, so only the secret's expiry can warn before it does."""
+    part = f"{source} token expiry"
+    if expiry.expires_on is not None:
+        if days_left(expiry.expires_on, now) >= WARN_DAYS:
+            return None
+        detail = describe_expiry(expiry.expires_on, now)
+        detail = detail if expiry.expires_on <= now else f"expires {detail}"
+        return ProbeResult(part, True, detail, RENEW_HINTS[source], warning=True)
+    if source != "keeper":
+        return None  # a 1Password token without an exp claim was issued not to expire
+    vault = urlsplit(secrets.key_vault_url).hostname or ""
+    vault = "<vault>" if not vault or is_loopback_url(secrets.key_vault_url) else vault.split(".")[0]
+    if secrets.in_vault(ref):
+        return ProbeResult(
+            part,
+            True,
+            f"unknown: the Key Vault secret '{ref.secret_name}' has no expiry date, and Keeper's API does not "
+            "say when a token expires, so nothing can warn before it does",
+            "Give the secret the token's expiry (Commander's 'public-api-key list' shows it): az keyvault "
+            f"secret set-attributes --vault-name {vault} --name {ref.secret_name} --expires "
+            "<when it expires, e.g. 2027-01-31T00:00:00Z>. A token created with --expires never needs none.",
+            warning=True,
+        )
+    return ProbeResult(
+        part,
+        True,
+        f"unknown: {ref.setting} is given directly, without an expiry date, and Keeper's API does not say "
+        "when a token expires",
+        f"Store the token in Key Vault with its expiry: az keyvault secret set --vault-name {vault} --name "
+        f"{ref.secret_name or 'keeper-api-token'} --file <token file> --expires <when it expires, e.g. "
+        f"2027-01-31T00:00:00Z>; then set KEY_VAULT_URL and {ref.secret_setting} instead of {ref.setting}.",
+        warning=True,
+    )
 
 
 def check_rows(now: datetime) -> list[dict[str, object]]:

@@ -56,6 +56,7 @@ from auditsync.sinks import open_sink
 from auditsync.sources import SourceContext, enabled_streams, source_module
 from auditsync.tables import TABLES
 from auditsync.tables.rows import shape_rows
+from auditsync.token_expiry import refused_after_expiry
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,8 @@ class _Run:
     closing: list[tuple[Checkpoint, StreamReport]] = field(default_factory=list)
     closing_lock: threading.Lock = field(default_factory=threading.Lock)
     released_together: frozenset[str] = frozenset()
+    #: When each source's token expires (None: unknown), once its token was read.
+    token_expiry: dict[str, datetime | None] = field(default_factory=dict)
 
 
 #: How long a thread may hold the GIL while another waits for it (Python's default: 5 ms). A run is a
@@ -274,6 +277,7 @@ def _run_source(run: _Run, source: str) -> list[StreamReport]:
     started = run.clock.now()
     try:
         token = run.secrets.token(source, part.token)
+        run.token_expiry[source] = run.secrets.token_expiry(source, part.token).expires_on
         context = SourceContext(part, token, run.http, run.clock, started, run.deadline)
         streams = module.open_streams(context)
     except AuditSyncError as error:
@@ -393,7 +397,9 @@ def _run_stream(run: _Run, stream: Stream) -> StreamReport:
         lookahead.close()
 
     finished = run.clock.now()
+    expires_on = run.token_expiry.get(stream.source)
     if failure is not None:
+        failure = refused_after_expiry(failure, stream.source, expires_on, finished)
         report = _error_report(
             stream.source,
             stream.name,
@@ -429,6 +435,7 @@ def _run_stream(run: _Run, stream: Stream) -> StreamReport:
             else "",
             counters=dict(counters),
         )
+    report = replace(report, token_expires_on=expires_on)
     _close(run, checkpoint, report, finished)
     return report
 
@@ -545,6 +552,7 @@ def _close(run: _Run, checkpoint: Checkpoint, report: StreamReport, finished: da
         last_hint=redact(report.hint) if report.status == STATUS_ERROR else "",
         last_run=finished,
         last_success=finished if report.status != STATUS_ERROR else checkpoint.last_success,
+        token_expires_on=report.token_expires_on,
     )
     if report.stream in run.released_together:
         with run.closing_lock:

@@ -2,9 +2,10 @@
 
 A new ``Secrets`` is made for every run, so a rotated token is picked up by the next run without a
 restart. Secret values are registered for redaction the moment they are read (before they are even
-checked), and never logged. Surrounding whitespace is stripped (``az keyvault secret set --file``
-stores the file's trailing newline); a value with a control character or whitespace inside is a
-config error that names the secret and its setting, never the value. The ways a vault read fails
+checked), and never logged. A vault secret's ``expires`` attribute comes back with its value and is
+kept for ``token_expiry`` (no request of its own). Surrounding whitespace is stripped (``az keyvault
+secret set --file`` stores the file's trailing newline); a value with a control character or
+whitespace inside is a config error that names the secret and its setting, never the value. The ways a vault read fails
 (secret missing, access denied, vault unreachable) are different errors (``auditsync.failures``), each
 telling the operator what to do.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from azure.core.exceptions import AzureError
@@ -25,6 +27,7 @@ from auditsync.model import Clock, Deadline
 from auditsync.redaction import Redactor, register
 from auditsync.retry import AZURE_SERVICES, MANAGED_IDENTITY, DeadlineRetryPolicy
 from auditsync.secret_values import secret_value_problem
+from auditsync.token_expiry import TokenExpiry, token_expiry
 from auditsync.token_shapes import check_token_shape
 from auditsync.urls import is_loopback_url
 
@@ -66,12 +69,25 @@ class Secrets:
         self.deadline = deadline
         self._client: SecretClient | None = None
         self._cache: dict[str, str] = {}
+        #: The ``expires`` attribute of each secret read (None: the secret has none).
+        self._expires: dict[str, datetime | None] = {}
 
     def token(self, source: str, ref: SecretRef) -> str:
         """The bearer token of ``source`` (``keeper`` or ``onepassword``), checked for its shape."""
         value = self.read(ref, what=f"{source} token")
         check_token_shape(source, value, self.where(ref))
         return value
+
+    def token_expiry(self, source: str, ref: SecretRef) -> TokenExpiry:
+        """When the token ``token`` returned expires: the earlier of its Key Vault secret's expiry and
+        (1Password) its own ``exp`` claim. Reads nothing more than ``token`` did (call it after ``token``)."""
+        value = self.read(ref, what=f"{source} token")
+        secret_expiry = self._expires.get(ref.secret_name) if self.in_vault(ref) else None
+        return token_expiry(source, value, secret_expiry)
+
+    def in_vault(self, ref: SecretRef) -> bool:
+        """Whether ``read`` takes ``ref``'s value from the Key Vault (not given directly in its setting)."""
+        return not ref.value and bool(self.key_vault_url and ref.secret_name)
 
     def read(self, ref: SecretRef, *, what: str = "secret") -> str:
         """The secret's value: the one given directly wins, else the Key Vault secret ``ref`` names."""
@@ -87,7 +103,7 @@ class Secrets:
 
     def where(self, ref: SecretRef) -> str:
         """Where ``read`` takes the value from, for messages: the setting, or the secret and its setting."""
-        if ref.value or not (self.key_vault_url and ref.secret_name):
+        if not self.in_vault(ref):
             return ref.setting
         return f"Key Vault secret '{ref.secret_name}' ({ref.secret_setting})"
 
@@ -111,7 +127,7 @@ class Secrets:
             return self._cache[name]
         vault = redact_url(self.key_vault_url)
         try:
-            value = self._vault().get_secret(name).value
+            secret = self._vault().get_secret(name)
         except AzureError as exc:
             raise azure_failure(
                 KEY_VAULT,
@@ -120,6 +136,7 @@ class Secrets:
                 action=f"reading secret '{name}'",
                 about={"secret": name, "setting": setting},
             ) from None
+        value = secret.value
         register(value or "")
         value = (value or "").strip()
         if not value:
@@ -135,6 +152,7 @@ class Secrets:
                 hint=f"{fix[0].upper()}{fix[1:]}, as a new version of the secret '{name}'.",
             )
         self._cache[name] = value
+        self._expires[name] = secret.properties.expires_on
         return value
 
 

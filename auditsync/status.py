@@ -1,9 +1,10 @@
 """``auditsync status``: every stream's last outcome, read from the checkpoint store only.
 
 No vendor token and no Key Vault read is needed, so status works exactly when an operator needs it
-most: after the token was revoked or the vault locked. Every configured stream gets a row (``never``
-when it has no checkpoint yet); backfill progress records are listed after the live streams; the
-records ``check`` writes (and normally deletes) are left out.
+most: after the token was revoked or the vault locked. The token's expiry is the one the last run that
+read the token recorded. Every configured stream gets a row (``never`` when it has no checkpoint yet);
+backfill progress records are listed after the live streams; the records ``check`` writes (and
+normally deletes) are left out.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from auditsync.backfill import RECORD_PREFIX
 from auditsync.config import Settings
 from auditsync.model import Checkpoint, CheckpointStore
 from auditsync.sources import enabled_streams
+from auditsync.token_expiry import days_left
 
 _INTERNAL_PREFIX = "auditsync/"
 
@@ -34,6 +36,10 @@ class StreamStatus:
     total_events: int = 0
     leased_until: datetime | None = None
     backfill: dict[str, Any] | None = None
+    #: When the stream's token expires, as the last run that read it knew (None: unknown).
+    token_expires_on: datetime | None = None
+    #: Whole days from now to ``token_expires_on`` (negative once passed).
+    token_days_left: int | None = None
 
     @property
     def outcome(self) -> str:
@@ -61,6 +67,8 @@ class StreamStatus:
             "newestEventTime": when(self.newest_event_time),
             "totalEvents": self.total_events,
             "leasedUntil": when(self.leased_until),
+            "tokenExpiresOn": when(self.token_expires_on),
+            "tokenDaysLeft": self.token_days_left,
             "backfill": self.backfill,
         }
 
@@ -110,6 +118,8 @@ def _row(name: str, checkpoint: Checkpoint | None, now: datetime, *, backfill: b
         total_events=checkpoint.total_events,
         leased_until=leased,
         backfill=info,
+        token_expires_on=checkpoint.token_expires_on,
+        token_days_left=days_left(checkpoint.token_expires_on, now) if checkpoint.token_expires_on else None,
     )
 
 

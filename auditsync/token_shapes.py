@@ -13,6 +13,7 @@ import base64
 import binascii
 import json
 import re
+from typing import Any
 
 from auditsync.errors import ConfigError
 
@@ -40,6 +41,23 @@ _HINTS = {
     "keeper": "Copy the token printed by Commander's 'public-api-key generate' again into {setting}: "
     "the whole token, without 'Bearer ' or quotes.",
 }
+
+
+def unverified_claims(token: str) -> dict[str, Any]:
+    """The claims of a JWT, read without verifying its signature ({} when ``token`` is not a JWT).
+
+    Only for our own bearer token (its audience, its expiry): nothing here is trusted for access. Written
+    here rather than with PyJWT: reading one base64url JSON part needs no verification machinery, and
+    PyJWT would cost the cold start its ``cryptography`` import.
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        return {}
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
 
 
 def _common_problem(token: str) -> str:

@@ -84,6 +84,11 @@ param maximumInstanceCount int = 40
 @minValue(5)
 param lagThresholdMinutes int = 60
 
+@description('Raise the token expiry alert when a Keeper or 1Password API token expires within this many days (a second, more severe alert follows at 3 days).')
+@minValue(4)
+@maxValue(180)
+param tokenExpiryWarningDays int = 14
+
 @description('Email address for connector health alerts; empty = alerts without notification.')
 param alertEmail string = ''
 
@@ -229,6 +234,7 @@ module alerts 'modules/alerts.bicep' = {
     tags: tags
     workspaceResourceId: workspaceResourceId
     lagThresholdMinutes: lagThresholdMinutes
+    tokenExpiryWarningDays: tokenExpiryWarningDays
     alertEmail: alertEmail
     appInsightsName: functionApp.outputs.appInsightsName
     appInsightsLocation: location

@@ -3,10 +3,11 @@ document and a collector must survive.
 
 Configurable: sort order (``asc``, ``desc``, ``none``), whether ``end_date`` is inclusive, the page
 size cap, continuation tokens that expire after N seconds of the injected clock (counted from the
-pagination's first page) or after K uses of the same token, and
-(through ``SimServer.inject``) 401/403/429/500 answers; ``echo_token`` (a ``simulators.echo`` mode)
-echoes the received token in every error message, injected faults included. Events are added at any time with ``add`` (late
-events land behind a collector's watermark). A pagination reads a snapshot taken at its first page, as a
+pagination's first page) or after K uses of the same token, and (through ``SimServer.inject``)
+401/403/429/500 answers; API tokens that expire (Keeper answers 401 from their expiry, as for a revoked
+one), several valid at once (a rotation's overlap) and revocable; ``echo_token`` (a ``simulators.echo``
+mode) echoes the received token in every error message, injected faults included. Events are added at
+any time with ``add`` (late events land behind a collector's watermark). A pagination reads a snapshot taken at its first page, as a
 server-side cursor would. Standard library only.
 """
 
@@ -64,6 +65,7 @@ class KeeperSim(SimServer):
         self,
         *,
         token: str = "keeper-sim-token",
+        token_expires_at: datetime | None = None,
         now: Callable[[], datetime] | None = None,
         order: str = "asc",
         end_inclusive: bool = True,
@@ -76,7 +78,6 @@ class KeeperSim(SimServer):
         super().__init__()
         if order not in ("asc", "desc", "none"):
             raise ValueError(order)
-        self.token = token
         self.now = now or (lambda: datetime.now(UTC))
         self.order = order
         self.end_inclusive = end_inclusive
@@ -96,6 +97,45 @@ class KeeperSim(SimServer):
         self._unsorted = False
         self._cursors: dict[str, _Cursor] = {}
         self._data_lock = threading.Lock()
+        #: Every API token Keeper accepts, with its expiry (None: ``--expires never``).
+        self._tokens: dict[str, datetime | None] = {token: token_expires_at}
+        self._primary = token
+
+    # -- API tokens ----------------------------------------------------------------------------------
+    @property
+    def token(self) -> str:
+        """The token the simulator was made with (or last given one): accepted until revoked or expired."""
+        return self._primary
+
+    @token.setter
+    def token(self, value: str) -> None:
+        """A new token in place of the current one, which is refused from now on (revoked)."""
+        with self._data_lock:
+            self._tokens.pop(self._primary, None)
+            self._tokens[value] = None
+            self._primary = value
+
+    def issue_token(self, *, expires_at: datetime | None = None) -> str:
+        """One more accepted token (``public-api-key generate``), refused from ``expires_at`` (None: never)."""
+        token = secrets.token_urlsafe(24)
+        with self._data_lock:
+            self._tokens[token] = expires_at
+        return token
+
+    def revoke(self, token: str) -> None:
+        """Revoke ``token`` (``public-api-key revoke``): refused from now on."""
+        with self._data_lock:
+            self._tokens.pop(token, None)
+
+    def _accepts(self, header: str | None) -> bool:
+        scheme, _, token = (header or "").partition(" ")
+        if scheme != "Bearer":
+            return False
+        with self._data_lock:
+            if token not in self._tokens:
+                return False
+            expires_at = self._tokens[token]
+        return expires_at is None or self.now() < expires_at
 
     def reset(self) -> None:
         """Forget events, cursors, faults and the request log (reuse one server across many examples)."""
@@ -152,7 +192,7 @@ class KeeperSim(SimServer):
     def handle(self, request: Request) -> Response:
         if request.path != EVENTS_PATH or request.method != "GET":
             return Response(404, {"error": "not_found", "message": "Not Found"})
-        if request.header("x-api-token") != f"Bearer {self.token}":
+        if not self._accepts(request.header("x-api-token")):
             return Response(401, {"error": "unauthorized", "message": "Unauthorized"})
         start_text, end_text = request.arg("start_date"), request.arg("end_date")
         if not start_text:

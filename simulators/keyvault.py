@@ -4,6 +4,10 @@ A request without ``Authorization`` gets 401 and a ``WWW-Authenticate`` challeng
 a token (from the managed-identity simulator when one is attached, which is also the only issuer this
 vault trusts) and retries. Answers and error bodies follow the real service, so the SDK raises the same
 exceptions it would in Azure (404 → ResourceNotFoundError, 403 → HttpResponseError).
+
+A secret's attributes come back with its value as the REST API's "Get Secret" returns them: ``enabled``,
+``created``, ``updated`` and, only when set, ``exp`` and ``nbf``, all in epoch seconds. As in Azure, a
+get outside the ``nbf``/``exp`` window still answers 200 (the dates are for the client to act on).
 """
 
 from __future__ import annotations
@@ -30,6 +34,34 @@ class _Version:
     created: int
     content_type: str | None = None
     enabled: bool = True
+    expires: int | None = None
+    not_before: int | None = None
+    updated: int = 0
+
+    def attributes(self) -> dict[str, Any]:
+        """The ``attributes`` object of a Get Secret answer (epoch seconds; ``exp``/``nbf`` only when set)."""
+        attributes: dict[str, Any] = {"enabled": self.enabled}
+        if self.not_before is not None:
+            attributes["nbf"] = self.not_before
+        if self.expires is not None:
+            attributes["exp"] = self.expires
+        attributes.update(
+            {
+                "created": self.created,
+                "updated": self.updated or self.created,
+                "recoveryLevel": "Recoverable+Purgeable",
+                "recoverableDays": 90,
+            }
+        )
+        return attributes
+
+
+def _epoch(when: datetime | None) -> int | None:
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        raise ValueError("secret dates must be timezone-aware")
+    return int(when.timestamp())
 
 
 @dataclass
@@ -88,16 +120,36 @@ class KeyVaultSim(SimServer):
         self._secrets: dict[str, _Secret] = {}
 
     # -- test controls ---------------------------------------------------------------------------
-    def set_secret(self, name: str, value: str, *, content_type: str | None = None) -> str:
-        """Store a new version of ``name`` and return its id; a GET without version reads the latest."""
+    def set_secret(
+        self,
+        name: str,
+        value: str,
+        *,
+        content_type: str | None = None,
+        expires: datetime | None = None,
+        not_before: datetime | None = None,
+    ) -> str:
+        """Store a new version of ``name`` and return its id; a GET without version reads the latest.
+
+        ``expires``/``not_before`` are the version's ``exp``/``nbf`` (``az keyvault secret set --expires``).
+        """
         if not _SECRET_NAME.match(name):
             raise ValueError(f"invalid secret name {name!r}")
         version = secrets.token_hex(16)
+        created = int(datetime.now(UTC).timestamp())
+        stored = _Version(
+            version, value, created, content_type, expires=_epoch(expires), not_before=_epoch(not_before)
+        )
         with self.lock:
-            self._secrets.setdefault(name.lower(), _Secret()).versions.append(
-                _Version(version, value, int(datetime.now(UTC).timestamp()), content_type)
-            )
+            self._secrets.setdefault(name.lower(), _Secret()).versions.append(stored)
         return version
+
+    def set_attributes(self, name: str, *, expires: datetime | None = None) -> None:
+        """Change the latest version's expiry (``az keyvault secret set-attributes --expires``)."""
+        with self.lock:
+            latest = self._secrets[name.lower()].versions[-1]
+            latest.expires = _epoch(expires)
+            latest.updated = int(datetime.now(UTC).timestamp())
 
     def disable_secret(self, name: str) -> None:
         """Disable the latest version: Azure answers 403 ``Forbidden`` (inner code ``SecretDisabled``)."""
@@ -198,13 +250,7 @@ class KeyVaultSim(SimServer):
         body: dict[str, Any] = {
             "value": found.value,
             "id": self.secret_id(name, found.version),
-            "attributes": {
-                "enabled": True,
-                "created": found.created,
-                "updated": found.created,
-                "recoveryLevel": "Recoverable+Purgeable",
-                "recoverableDays": 90,
-            },
+            "attributes": found.attributes(),
             "tags": {},
         }
         if found.content_type:

@@ -7,6 +7,9 @@ limit) comes back with every page, the last one (``has_more: false``) included; 
 returns what arrived since, including *late* events whose timestamps are older than ones already
 delivered. That is the behaviour that makes "resume from the cursor, not from a timestamp" necessary.
 
+A token issued with ``expires_at`` carries that moment as its ``exp`` claim and is answered ``401`` from
+then on, as 1Password answers an expired token (status-codes page: 401 "invalid, revoked or expired").
+
 Choices where the public reference is silent (documented so tests can rely on them):
 - A token without the endpoint's feature gets ``401 {"status": 401, "message": "Unauthorized"}``: the
   status-code page lists no 403 and describes 401 as "not valid or not scoped to the resource".
@@ -93,6 +96,7 @@ class TokenInfo:
     features: tuple[str, ...]
     audience: list[str]
     revoked: bool = False
+    expires_at: datetime | None = None
 
 
 @dataclass
@@ -203,10 +207,14 @@ class OnePasswordSim(SimServer):
         self,
         features: Iterable[str] = EVENT_TYPES,
         aud: str | _Audience | None = SIM_HOST,
+        *,
+        expires_at: datetime | None = None,
     ) -> str:
         """A JWT-shaped bearer token (fake ES256 signature) with the claims the real tokens carry.
 
         ``aud=None`` makes an old-style token whose audience is ``com.1password.streamingservice``.
+        ``expires_at`` (None: never, as a token issued with "Expires: Never") becomes the ``exp`` claim;
+        from then on the token is refused.
         """
         features = tuple(features)
         unknown = set(features) - set(EVENT_TYPES)
@@ -226,6 +234,9 @@ class OnePasswordSim(SimServer):
             "iss": "com.1password.b5",
             "jti": secrets.token_hex(8),
         }
+        expires = None if expires_at is None else expires_at.astimezone(UTC).replace(microsecond=0)
+        if expires is not None:
+            payload["exp"] = int(expires.timestamp())
         token = ".".join(
             (
                 _b64url(json.dumps(header, separators=(",", ":")).encode()),
@@ -234,7 +245,9 @@ class OnePasswordSim(SimServer):
             )
         )
         with self._data_lock:
-            self._tokens[token] = TokenInfo(token_uuid, issued, self.account_uuid, features, audience)
+            self._tokens[token] = TokenInfo(
+                token_uuid, issued, self.account_uuid, features, audience, expires_at=expires
+            )
         return token
 
     def revoke(self, token: str) -> None:
@@ -284,7 +297,11 @@ class OnePasswordSim(SimServer):
             return None
         with self._data_lock:
             info = self._tokens.get(token.strip())
-        return None if info is None or info.revoked else info
+        if info is None or info.revoked:
+            return None
+        if info.expires_at is not None and self.now() >= info.expires_at:
+            return None  # expired: 1Password answers 401 like for a revoked token
+        return info
 
     def _throttled(self) -> bool:
         """Count this request against the account's windows; True when it is over a limit."""

@@ -230,6 +230,13 @@ def parameters() -> JSON:
             60,
             minValue=5,
         ),
+        "tokenExpiryWarningDays": _param(
+            "int",
+            TOKEN_EXPIRY_DESCRIPTION,
+            14,
+            minValue=TOKEN_EXPIRY_URGENT_DAYS + 1,
+            maxValue=180,
+        ),
         "alertEmail": _param(
             "string", "Email address for connector health alerts; empty = alerts without notification.", ""
         ),
@@ -759,6 +766,22 @@ FAILED_EXECUTIONS_QUERY = (
     "requests | where success == false | project timestamp, operation_Name, resultCode, cloud_RoleName"
 )
 
+#: The second token expiry alert, more urgent, fires this many days before (the first: a parameter).
+TOKEN_EXPIRY_URGENT_DAYS = 3
+TOKEN_EXPIRY_DESCRIPTION = (
+    "Raise the token expiry alert when a Keeper or 1Password API token expires within this many days "
+    f"(a second, more severe alert follows at {TOKEN_EXPIRY_URGENT_DAYS} days)."
+)
+#: Each token's last known expiry (the newest health row of each tenant and source that knows it), in days
+#: from now; ``{0}`` is the threshold. One alert per token (Tenant, Source); it resolves once the rows carry
+#: the next token's expiry.
+TOKEN_EXPIRY_QUERY = (
+    "AuditSyncHealth_CL | where isnotnull(TokenExpiresOn) "
+    "| summarize arg_max(TimeGenerated, TokenExpiresOn, Stream) by Tenant, Source "
+    "| extend DaysLeft = round((TokenExpiresOn - now()) / 1d, 1) | where DaysLeft <= {0} "
+    "| project TimeGenerated, Tenant, Source, Stream, TokenExpiresOn, DaysLeft"
+)
+
 HEALTH_ALERTS: list[JSON] = [
     {
         "suffix": "no-health-rows",
@@ -768,7 +791,7 @@ HEALTH_ALERTS: list[JSON] = [
         "severity": 1,
         "query": DEAD_APP_QUERY,
         "override": None,
-        "dimensions": False,
+        "dimensions": [],
         "scope": "workspace",
     },
     {
@@ -779,7 +802,7 @@ HEALTH_ALERTS: list[JSON] = [
         "severity": 2,
         "query": "AuditSyncHealth_CL | summarize LastSeen = max(TimeGenerated) by Tenant, Stream | where LastSeen < ago(15m)",
         "override": "P2D",
-        "dimensions": True,
+        "dimensions": ["Tenant", "Stream"],
         "scope": "workspace",
     },
     {
@@ -789,7 +812,7 @@ HEALTH_ALERTS: list[JSON] = [
         "severity": 1,
         "query": 'AuditSyncHealth_CL | where Status == "error" | project TimeGenerated, Tenant, Stream, ErrorKind, Message, Hint',
         "override": None,
-        "dimensions": True,
+        "dimensions": ["Tenant", "Stream"],
         "scope": "workspace",
     },
     {
@@ -801,8 +824,34 @@ HEALTH_ALERTS: list[JSON] = [
         "query": '[format(\'AuditSyncHealth_CL | where Status in ("ok", "behind") and LagSeconds > {0} '
         "| project TimeGenerated, Tenant, Stream, LagSeconds', variables('lagThresholdSeconds'))]",
         "override": None,
-        "dimensions": True,
+        "dimensions": ["Tenant", "Stream"],
         "scope": "workspace",
+    },
+    {
+        "suffix": "token-expiring",
+        "title": "auditsync: an API token expires soon",
+        "description": "A Keeper or 1Password API token expires within the days of the tokenExpiryWarningDays "
+        "parameter (as its Key Vault secret or the token itself says): issue a new token and store it as a new "
+        "version of its secret before then (docs/tokens.md). Resolves when the runs read the new token.",
+        "severity": 2,
+        "query": f"[format('{TOKEN_EXPIRY_QUERY}', parameters('tokenExpiryWarningDays'))]",
+        "override": None,
+        "dimensions": ["Tenant", "Source"],
+        "scope": "workspace",
+        "every": "PT1H",
+    },
+    {
+        "suffix": "token-expiring-urgent",
+        "title": f"auditsync: an API token expires within {TOKEN_EXPIRY_URGENT_DAYS} days",
+        "description": f"A Keeper or 1Password API token expires within {TOKEN_EXPIRY_URGENT_DAYS} days, or has "
+        "expired: collection stops when it does. Issue a new token and store it as a new version of its Key "
+        "Vault secret (docs/tokens.md). Resolves when the runs read the new token.",
+        "severity": 1,
+        "query": TOKEN_EXPIRY_QUERY.format(TOKEN_EXPIRY_URGENT_DAYS),
+        "override": None,
+        "dimensions": ["Tenant", "Source"],
+        "scope": "workspace",
+        "every": "PT1H",
     },
     {
         "suffix": "failed-executions",
@@ -812,7 +861,7 @@ HEALTH_ALERTS: list[JSON] = [
         "severity": 2,
         "query": FAILED_EXECUTIONS_QUERY,
         "override": None,
-        "dimensions": False,
+        "dimensions": [],
         "scope": "appInsights",
     },
 ]
@@ -854,8 +903,8 @@ def alerts() -> list[JSON]:
             "severity": alert["severity"],
             "enabled": True,
             "scopes": ["[parameters('workspaceResourceId')]" if on_workspace else f"[{AI_ID}]"],
-            "evaluationFrequency": "PT5M",
-            "windowSize": "PT15M",
+            "evaluationFrequency": alert.get("every", "PT5M"),
+            "windowSize": alert.get("every", "PT15M"),
         }
         if alert["override"]:
             properties["overrideQueryTimeRange"] = alert["override"]
@@ -867,8 +916,7 @@ def alerts() -> list[JSON]:
         }
         if alert["dimensions"]:
             condition["dimensions"] = [
-                {"name": "Tenant", "operator": "Include", "values": ["*"]},
-                {"name": "Stream", "operator": "Include", "values": ["*"]},
+                {"name": name, "operator": "Include", "values": ["*"]} for name in alert["dimensions"]
             ]
         condition["failingPeriods"] = {"numberOfEvaluationPeriods": 1, "minFailingPeriodsToAlert": 1}
         properties.update(

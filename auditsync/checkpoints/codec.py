@@ -35,7 +35,7 @@ CONFLICT_HINT = (
 MIN_YEAR = 1601
 _KEY_SAFE = frozenset(string.ascii_letters + string.digits + "-_")
 
-DATETIME_FIELDS = ("last_success", "newest_event_time", "last_run", "lease_until")
+DATETIME_FIELDS = ("last_success", "newest_event_time", "last_run", "lease_until", "token_expires_on")
 
 
 def stream_key(stream: str) -> str:

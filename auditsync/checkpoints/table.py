@@ -70,6 +70,7 @@ _DATETIMES = {
     "newest_event_time": "NewestEventTime",
     "last_run": "LastRun",
     "lease_until": "LeaseUntil",
+    "token_expires_on": "TokenExpiresOn",
 }
 _STRINGS = {
     "last_status": "LastStatus",

@@ -36,6 +36,7 @@ from auditsync.model import Clock
 from auditsync.redaction import redact
 from auditsync.secrets import CredentialFactory, default_credential
 from auditsync.tenants import TENANT_SETTINGS, Tenant, TenantRegistry, settings_for
+from auditsync.token_expiry import describe as describe_expiry
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +250,8 @@ def tenant_status(
         print(json.dumps({"tenants": [t.as_json() for t in tenants]}, indent=2), file=out)
         return EXIT_OK
     print(
-        f"{'tenant':<24} {'stream':<28} {'last run':<12} {'newest event':<22} {'total':>10}  last outcome",
+        f"{'tenant':<24} {'stream':<28} {'last run':<12} {'newest event':<22} {'total':>10}  "
+        f"{'token expires':<35}  last outcome",
         file=out,
     )
     for tenant in tenants:
@@ -265,9 +267,10 @@ def tenant_status(
                 outcome += f" ({row.error_kind}: {row.message})"
             last_run = f"{int((now - row.last_run).total_seconds())}s ago" if row.last_run else "never"
             newest = row.newest_event_time.strftime("%Y-%m-%d %H:%M:%SZ") if row.newest_event_time else "-"
+            expires = describe_expiry(row.token_expires_on, now) if row.token_expires_on else "-"
             print(
                 f"{tenant.name:<24} {row.stream:<28} {last_run:<12} {newest:<22} {row.total_events:>10}  "
-                f"{outcome}{state}",
+                f"{expires:<35}  {outcome}{state}",
                 file=out,
             )
     return EXIT_OK

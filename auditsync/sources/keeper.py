@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 import requests
 
 from auditsync.config import KeeperSettings
-from auditsync.errors import AuthError, UpstreamError
+from auditsync.errors import AuthError, TokenRefused, UpstreamError
 from auditsync.failures import KEEPER_API
 from auditsync.fastjson import response_json
 from auditsync.http import describe
@@ -139,7 +139,7 @@ class KeeperApi:
             log.info("Keeper refused the continuation token (%s); re-reading the window", status)
             raise TokenRejected(describe(response, redactor))
         if status == 401:
-            raise AuthError(describe(response, redactor), hint=AUTH_HINT)
+            raise TokenRefused(describe(response, redactor), hint=AUTH_HINT)
         if status == 403:
             raise AuthError(describe(response, redactor), hint=FORBIDDEN_HINT)
         if status == 400:

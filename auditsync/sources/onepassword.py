@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import requests
 
 from auditsync.config import ONEPASSWORD_HOSTS, OnePasswordSettings
-from auditsync.errors import AuthError, CheckpointError, ConfigError, UpstreamError
+from auditsync.errors import AuthError, CheckpointError, ConfigError, TokenRefused, UpstreamError
 from auditsync.failures import ONEPASSWORD_API
 from auditsync.fastjson import response_json
 from auditsync.http import HttpClient, describe
@@ -35,6 +35,7 @@ from auditsync.sources.pacing import ONEPASSWORD_ACCOUNT_INTERVAL, Pacer
 from auditsync.sources.prefetch import CursorPrefetch
 from auditsync.tables import ONEPASSWORD_TABLE
 from auditsync.tables.rows import format_time, newest_time
+from auditsync.token_shapes import unverified_claims
 from auditsync.urls import is_loopback_url
 
 log = logging.getLogger(__name__)
@@ -56,12 +57,7 @@ def stream_names(settings: OnePasswordSettings) -> list[str]:
 
 def token_audience_hosts(token: str) -> list[str]:
     """Events hosts named in the JWT ``aud`` claim (decoded without verification: we only read it)."""
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError, binascii.Error, UnicodeDecodeError):
-        return []
-    aud = claims.get("aud") if isinstance(claims, dict) else None
+    aud = unverified_claims(token).get("aud")
     values = aud if isinstance(aud, list) else [aud]
     return [v.lower() for v in values if isinstance(v, str) and v.lower() in ONEPASSWORD_HOSTS]
 
@@ -165,7 +161,7 @@ def _raise_for(response: requests.Response, http: HttpClient) -> None:
     if response.status_code == 200:
         return
     if response.status_code == 401:
-        raise AuthError(describe(response, http.redactor), hint=AUTH_HINT)
+        raise TokenRefused(describe(response, http.redactor), hint=AUTH_HINT)
     if response.status_code == 403:
         raise AuthError(
             describe(response, http.redactor),

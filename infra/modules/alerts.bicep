@@ -1,12 +1,15 @@
 // Connector health in the portal. A dead-app alert that fires when no health row at all arrived (an
 // empty table included) and clears only when rows arrive again; per-tenant-and-stream log alerts
-// on AuditSyncHealth_CL (dimensions Tenant, Stream; Tenant is empty for a single tenant); failed function executions from Application Insights; an
-// optional email action group. tools/build_infra.py writes the same rules into azuredeploy.json.
+// on AuditSyncHealth_CL (dimensions Tenant, Stream; Tenant is empty for a single tenant); two token
+// expiry alerts per tenant and source (tokenExpiryWarningDays, then 3 days); failed function executions
+// from Application Insights; an optional email action group. tools/build_infra.py writes the same rules
+// into azuredeploy.json.
 param namePrefix string
 param location string
 param tags object
 param workspaceResourceId string
 param lagThresholdMinutes int
+param tokenExpiryWarningDays int
 param alertEmail string
 param appInsightsName string
 param appInsightsLocation string
@@ -211,6 +214,114 @@ resource lag 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
             }
             {
               name: 'Stream'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: notify ? [
+        actionGroup.id
+      ] : []
+    }
+  }
+}
+
+// Each token's last known expiry (the newest health row of its tenant and source that knows it), in days
+// from now: an alert per token, resolved once the runs read the next token.
+resource tokenExpiring 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${namePrefix}-token-expiring'
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'auditsync: an API token expires soon'
+    description: 'A Keeper or 1Password API token expires within the days of the tokenExpiryWarningDays parameter (as its Key Vault secret or the token itself says): issue a new token and store it as a new version of its secret before then (docs/tokens.md). Resolves when the runs read the new token.'
+    severity: 2
+    enabled: true
+    scopes: [
+      workspaceResourceId
+    ]
+    evaluationFrequency: 'PT1H'
+    windowSize: 'PT1H'
+    criteria: {
+      allOf: [
+        {
+          query: 'AuditSyncHealth_CL | where isnotnull(TokenExpiresOn) | summarize arg_max(TimeGenerated, TokenExpiresOn, Stream) by Tenant, Source | extend DaysLeft = round((TokenExpiresOn - now()) / 1d, 1) | where DaysLeft <= ${tokenExpiryWarningDays} | project TimeGenerated, Tenant, Source, Stream, TokenExpiresOn, DaysLeft'
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          dimensions: [
+            {
+              name: 'Tenant'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+            {
+              name: 'Source'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: notify ? [
+        actionGroup.id
+      ] : []
+    }
+  }
+}
+
+resource tokenExpiringUrgent 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${namePrefix}-token-expiring-urgent'
+  location: location
+  tags: tags
+  properties: {
+    displayName: 'auditsync: an API token expires within 3 days'
+    description: 'A Keeper or 1Password API token expires within 3 days, or has expired: collection stops when it does. Issue a new token and store it as a new version of its Key Vault secret (docs/tokens.md). Resolves when the runs read the new token.'
+    severity: 1
+    enabled: true
+    scopes: [
+      workspaceResourceId
+    ]
+    evaluationFrequency: 'PT1H'
+    windowSize: 'PT1H'
+    criteria: {
+      allOf: [
+        {
+          query: 'AuditSyncHealth_CL | where isnotnull(TokenExpiresOn) | summarize arg_max(TimeGenerated, TokenExpiresOn, Stream) by Tenant, Source | extend DaysLeft = round((TokenExpiresOn - now()) / 1d, 1) | where DaysLeft <= 3 | project TimeGenerated, Tenant, Source, Stream, TokenExpiresOn, DaysLeft'
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          dimensions: [
+            {
+              name: 'Tenant'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+            {
+              name: 'Source'
               operator: 'Include'
               values: [
                 '*'

@@ -1,19 +1,23 @@
 """What watches the connector: the dead-app alert (fires with no health row at all, empty table included,
-never resolves by ageing out), failed executions from Application Insights, the per-stream alerts, and the
-Key Vault audit trail (diagnostic settings in both templates, agreeing)."""
+never resolves by ageing out), failed executions from Application Insights, the per-stream alerts, the token
+expiry alerts (run on health rows in a KQL engine), and the Key Vault audit trail (diagnostic settings in
+both templates, agreeing)."""
 
 from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from auditsync.model import StreamReport
 from auditsync.tables import HEALTH_TABLE, TABLES
 from tests.content.armexpr import ArmContext
 from tests.fixtures.infra import WORKSPACE_ID, arm_resources, bicep_body, bicep_resources
-from tools import build_infra, kql
+from tests.scenarios.model import Case
+from tools import build_infra, kql, rule_scenarios
 
 # One worker analyses the alert queries once (the module fixture), not one copy per worker.
 pytestmark = pytest.mark.xdist_group("infra_monitoring")
@@ -44,6 +48,8 @@ def test_every_alert_the_issue_names_exists(arm_template: dict[str, Any]) -> Non
         "auditsync-no-heartbeat",
         "auditsync-stream-error",
         "auditsync-stream-lag",
+        "auditsync-token-expiring",
+        "auditsync-token-expiring-urgent",
         "auditsync-failed-executions",
     }
 
@@ -121,7 +127,7 @@ def kusto(arm_template: dict[str, Any]) -> dict[str, kql.Checked]:
 
 
 def test_every_alert_query_binds_in_kusto(kusto: dict[str, kql.Checked]) -> None:
-    assert len(kusto) == 6
+    assert len(kusto) == 8
     assert kusto["broken"].errors, "Kusto.Language must reject a misspelt column (the check is real)"
     for name, checked in kusto.items():
         if name != "broken":
@@ -168,7 +174,8 @@ def test_bicep_alerts_equal_the_arm_alerts(bicep: dict[str, Any], arm_template: 
     for _, _, resource in bicep_resources(bicep):
         if resource["type"] == SQR:
             body = bicep_body(resource)
-            props = json.loads(json.dumps(body["properties"]).replace("${lagThresholdSeconds}", lag_seconds))
+            text = json.dumps(body["properties"]).replace("${lagThresholdSeconds}", lag_seconds)
+            props = json.loads(text.replace("${tokenExpiryWarningDays}", "14"))
             in_bicep[body["name"].replace("${namePrefix}", "auditsync")] = props
     assert set(in_bicep) == set(arm)
     for name, props in in_bicep.items():
@@ -183,6 +190,56 @@ def test_bicep_alerts_equal_the_arm_alerts(bicep: dict[str, Any], arm_template: 
         ):
             assert props[key] == arm[name][key], (name, key)
         assert props.get("overrideQueryTimeRange") == arm[name].get("overrideQueryTimeRange"), name
+
+
+# --- token expiry ---
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+DAY = timedelta(days=1)
+
+
+def _token_heartbeats(*expiries: datetime | None) -> Case:
+    """Keeper heartbeats every five minutes over the last hour, the n-th third of them with ``expiries[n]``
+    (one expiry: all of them; a second: the token was rotated two thirds into the hour)."""
+    runs = []
+    for n in range(12):
+        expires = expiries[min(n * len(expiries) // 12, len(expiries) - 1)]
+        report = StreamReport("keeper", "keeper/events", "idle", lag_seconds=0, token_expires_on=expires)
+        runs.append((NOW - timedelta(minutes=58) + timedelta(minutes=5 * n), [report]))
+    return Case("token expiry", heartbeats=runs)
+
+
+@pytest.mark.parametrize(
+    ("expiries", "warning", "urgent"),
+    [
+        ((NOW + 10 * DAY,), True, False),
+        ((NOW + DAY,), True, True),
+        ((NOW - DAY,), True, True),
+        ((NOW + 60 * DAY,), False, False),
+        ((None,), False, False),
+        ((NOW + 2 * DAY, NOW + 300 * DAY), False, False),
+    ],
+    ids=["in-10-days", "tomorrow", "past", "in-60-days", "unknown", "rotated"],
+)
+def test_token_expiry_alerts_fire_at_their_thresholds_per_token(
+    arm_template: dict[str, Any], expiries: tuple[datetime | None, ...], warning: bool, urgent: bool
+) -> None:
+    """Both alerts' queries, as the template deploys them (default parameter), run in a KQL engine on the
+    health rows a run writes (one hour: their window): the first at 14 days, the second at 3, each once per
+    tenant and source, and neither once the newest rows carry a rotated token's expiry."""
+    rules = _rules(arm_template)
+    ws = rule_scenarios.workspace(_token_heartbeats(*expiries), "logs_ingestion", NOW, [])
+    fired = {}
+    for name in ("auditsync-token-expiring", "auditsync-token-expiring-urgent"):
+        assert rules[name]["windowSize"] == rules[name]["evaluationFrequency"] == "PT1H"
+        rows = ws.query(_query(rules[name]), now=NOW)
+        assert len(rows) <= 1 and all((r["Tenant"], r["Source"]) == ("", "keeper") for r in rows)
+        fired[name] = bool(rows)
+    assert fired == {"auditsync-token-expiring": warning, "auditsync-token-expiring-urgent": urgent}
+    assert "<= 14 |" in _query(rules["auditsync-token-expiring"])
+    assert (
+        rules["auditsync-token-expiring-urgent"]["severity"] < rules["auditsync-token-expiring"]["severity"]
+    )
 
 
 # --- Key Vault audit logs ---

@@ -340,7 +340,10 @@ def test_health_alerts_cover_heartbeat_errors_and_lag(arm_template: dict[str, An
         props = ctx.evaluate(rule["properties"])
         assert props["scopes"] == [WORKSPACE_ID]
         dimensions = [d["name"] for d in props["criteria"]["allOf"][0]["dimensions"]]
-        assert dimensions == ["Tenant", "Stream"], "one alert per tenant and stream"
+        if "TokenExpiresOn" in props["criteria"]["allOf"][0]["query"]:
+            assert dimensions == ["Tenant", "Source"], "one alert per token: a tenant's source"
+        else:
+            assert dimensions == ["Tenant", "Stream"], "one alert per tenant and stream"
         assert props["actions"]["actionGroups"] == []
     with_email = ArmContext(
         arm_template, {"workspaceResourceId": WORKSPACE_ID, "alertEmail": "soc@example.com"}

@@ -46,6 +46,7 @@ def full_checkpoint(stream: str = STREAM) -> Checkpoint:
         last_run=T0 + timedelta(minutes=1),
         lease_owner="host-a/1234",
         lease_until=T0 + TTL,
+        token_expires_on=datetime(2026, 3, 11, 14, 0, tzinfo=timezone(timedelta(hours=2))),
     )
 
 
@@ -65,7 +66,9 @@ def test_round_trip_keeps_every_field(store_factory: StoreFactory) -> None:
     assert loaded.position == POSITION
     assert loaded.total_events == 3_000_000_000
     assert loaded.newest_event_time == datetime(2026, 3, 1, 11, 58, 59, 654321, tzinfo=UTC)
-    for value in (loaded.last_success, loaded.newest_event_time, loaded.last_run, loaded.lease_until):
+    assert loaded.token_expires_on == datetime(2026, 3, 11, 12, 0, tzinfo=UTC)
+    fields = (loaded.last_success, loaded.newest_event_time, loaded.last_run, loaded.lease_until)
+    for value in (*fields, loaded.token_expires_on):
         assert value is not None
         assert value.utcoffset() == timedelta(0)
         assert type(value) is datetime

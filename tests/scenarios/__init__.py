@@ -3,7 +3,7 @@ rule's file stem. tools/rule_scenarios.py runs them; tests/content/test_rule_sce
 
 from __future__ import annotations
 
-from tests.scenarios import health, hunting, keeper, keyvault, onepassword  # noqa: F401  (registers)
+from tests.scenarios import health, hunting, keeper, keyvault, onepassword, token_expiry  # noqa: F401  (registers)
 from tests.scenarios.model import REGISTRY
 
 __all__ = ["REGISTRY"]
