@@ -299,13 +299,12 @@ class Workspace:
             parameters = dict(translated.parameters)
             if CLOCK_SLOT in parameters:
                 parameters[CLOCK_SLOT] = moment
-            self.con.execute("SET TimeZone='UTC'")
-            relation = self.con.sql(str(translated), params=parameters or None)
-            names = relation.columns
-            types = [kusto_type(str(t)) for t in relation.types]
+            result = self.con.execute(str(translated), parameters or None)
+            names = [d[0] for d in result.description]
+            types = [kusto_type(str(d[1])) for d in result.description]
             return [
                 {n: _py_value(v, k) for n, v, k in zip(names, row, types, strict=True)}
-                for row in relation.fetchall()
+                for row in result.fetchall()
             ]
         except Exception as exc:  # the engine's errors carry no query name: add what failed
             raise KqlEngineError(f"{type(exc).__name__}: {exc}") from exc
