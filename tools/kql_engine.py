@@ -206,10 +206,12 @@ class Workspace:
         self._replacements: dict[str, str] = {}
         self._parsed: Any = None
         self._functions_key: tuple[str, ...] = ()
+        self._schema: dict[str, list[str]] | None = None
 
     # -- tables ---------------------------------------------------------------------------------------
     def declare(self, table: str, columns: Columns) -> None:
         """Create ``table`` with ``columns`` (Kusto types); an existing table gains the missing columns."""
+        self._schema = None
         known = self.columns.get(table)
         if known is None:
             body = ", ".join(f"{_quote(c)} {_DUCKDB_TYPE[t]}" for c, t in columns)
@@ -225,6 +227,11 @@ class Workspace:
                 if kind in ("string", "guid"):
                     self.con.execute(f"UPDATE {_quote(table)} SET {_quote(name)} = ''")
                 known[name] = kind
+
+    def drop(self, table: str) -> None:
+        self._schema = None
+        self.con.execute(f"DROP TABLE IF EXISTS {_quote(table)}")
+        self.columns.pop(table, None)
 
     def insert(self, table: str, rows: Iterable[Mapping[str, Any]]) -> int:
         columns = self.columns[table]
@@ -244,8 +251,7 @@ class Workspace:
         """What a DCR does with ``rows`` of its input ``stream`` at ingestion time ``at``: the transform,
         run by the engine with ``now()`` pinned to ``at``."""
         scratch = _scratch()
-        scratch.con.execute('DROP TABLE IF EXISTS "source"')
-        scratch.columns.pop("source", None)
+        scratch.drop("source")
         scratch.declare("source", stream)
         scratch.insert("source", rows)
         return scratch.query(transform_kql, now=at)
@@ -299,7 +305,7 @@ class Workspace:
             parameters = dict(translated.parameters)
             if CLOCK_SLOT in parameters:
                 parameters[CLOCK_SLOT] = moment
-            result = self.con.execute(str(translated), parameters or None)
+            result = self.con.execute(translated.statement, parameters or None)
             names = [d[0] for d in result.description]
             types = [kusto_type(str(d[1])) for d in result.description]
             return [
@@ -309,16 +315,28 @@ class Workspace:
         except Exception as exc:  # the engine's errors carry no query name: add what failed
             raise KqlEngineError(f"{type(exc).__name__}: {exc}") from exc
 
-    def _translate(self, text: str, functions: Any, moment: datetime) -> Any:
-        """The SQL of ``text`` for this workspace's schema, translated once per schema and functions:
-        the clock is a parameter of the SQL, so one translation serves every ``now``."""
-        schema = engine_schema(self.con)
+    def _translate(self, text: str, functions: Any, moment: datetime) -> _Translation:
+        """The SQL of ``text`` for this workspace's schema, translated and parsed once per schema and
+        functions: the clock is a parameter of the SQL, so one translation serves every ``now``."""
+        if self._schema is None:  # read from the catalog, as the engine reads it; changed only by DDL here
+            self._schema = engine_schema(self.con)
+        schema = self._schema
         key = (text, tuple(sorted((t, tuple(c)) for t, c in schema.items())), self._functions_key)
         translated = _TRANSLATIONS.get(key)
         if translated is None:
-            translated = duckdb_kql.to_sql(text, schema=schema, functions=functions, query_now=moment)
-            _TRANSLATIONS[key] = translated
+            sql = duckdb_kql.to_sql(text, schema=schema, functions=functions, query_now=moment)
+            (statement,) = self.con.extract_statements(str(sql))
+            translated = _TRANSLATIONS[key] = _Translation(statement, dict(sql.parameters))
         return translated
+
+
+@dataclass(frozen=True)
+class _Translation:
+    """A query's SQL, parsed by DuckDB (the parse of a parser's SQL costs as much as running it; a parsed
+    statement runs on any connection), and the values of its parameters."""
+
+    statement: Any
+    parameters: dict[str, Any]
 
 
 _TRANSLATIONS: dict[tuple[Any, ...], Any] = {}
