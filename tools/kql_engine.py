@@ -68,6 +68,10 @@ GET_WATCHLIST = (
 )
 
 
+#: Rows per INSERT statement (its parameters stay well under DuckDB's limit).
+_INSERT_ROWS = 200
+
+
 class KqlEngineError(RuntimeError):
     """A query or a stand-in could not be run; the message names the query and the reason."""
 
@@ -198,7 +202,11 @@ class Workspace:
     """One Log Analytics workspace, in memory: tables, rows, functions, and queries run against them."""
 
     def __init__(self, *, now: datetime | None = None) -> None:
-        self.con = duckdb_kql.connect()
+        if _IDLE:
+            self.con = _IDLE.pop()
+        else:
+            self.con = duckdb_kql.connect()
+            self.con.execute("SET TimeZone='UTC'")  # KQL datetimes are UTC (duckdb-kql's connect sets it too)
         self.now = now
         self.columns: dict[str, dict[str, str]] = {}
         self._functions: list[tuple[str, str]] = []
@@ -206,10 +214,12 @@ class Workspace:
         self._replacements: dict[str, str] = {}
         self._parsed: Any = None
         self._functions_key: tuple[str, ...] = ()
+        self._schema: dict[str, list[str]] | None = None
 
     # -- tables ---------------------------------------------------------------------------------------
     def declare(self, table: str, columns: Columns) -> None:
         """Create ``table`` with ``columns`` (Kusto types); an existing table gains the missing columns."""
+        self._schema = self._parsed = None
         known = self.columns.get(table)
         if known is None:
             body = ", ".join(f"{_quote(c)} {_DUCKDB_TYPE[t]}" for c, t in columns)
@@ -226,15 +236,30 @@ class Workspace:
                     self.con.execute(f"UPDATE {_quote(table)} SET {_quote(name)} = ''")
                 known[name] = kind
 
+    def drop(self, table: str) -> None:
+        self._schema = self._parsed = None
+        self.con.execute(f"DROP TABLE IF EXISTS {_quote(table)}")
+        self.columns.pop(table, None)
+
+    def close(self) -> None:
+        """Drop every table and leave the connection, empty, to the next workspace: opening a database
+        costs more than most queries."""
+        for table in list(self.columns):
+            self.drop(table)
+        _IDLE.append(self.con)
+        del self.con
+
     def insert(self, table: str, rows: Iterable[Mapping[str, Any]]) -> int:
         columns = self.columns[table]
         names = list(columns)
         values = [[_db_value(row.get(n), columns[n]) for n in names] for row in rows]
-        if values:
-            marks = ", ".join("?" for _ in names)
-            self.con.executemany(
-                f"INSERT INTO {_quote(table)} ({', '.join(_quote(n) for n in names)}) VALUES ({marks})",
-                values,
+        marks = "(" + ", ".join("?" for _ in names) + ")"
+        for start in range(0, len(values), _INSERT_ROWS):  # a statement per row costs a bind per row
+            chunk = values[start : start + _INSERT_ROWS]
+            self.con.execute(
+                f"INSERT INTO {_quote(table)} ({', '.join(_quote(n) for n in names)}) VALUES "
+                + ", ".join(marks for _ in chunk),
+                [v for row in chunk for v in row],
             )
         return len(values)
 
@@ -243,10 +268,8 @@ class Workspace:
     ) -> list[JSON]:
         """What a DCR does with ``rows`` of its input ``stream`` at ingestion time ``at``: the transform,
         run by the engine with ``now()`` pinned to ``at``."""
-        scratch = _scratch()
-        scratch.con.execute('DROP TABLE IF EXISTS "source"')
-        scratch.columns.pop("source", None)
-        scratch.declare("source", stream)
+        scratch = _scratch(stream)
+        scratch.con.execute('DELETE FROM "source"')
         scratch.insert("source", rows)
         return scratch.query(transform_kql, now=at)
 
@@ -269,24 +292,30 @@ class Workspace:
 
     def _function_definitions(self) -> Any:
         if self._parsed is None:
-            definitions = [GET_WATCHLIST]
-            known = self._known | set(self.columns)
-            for name, body in self._functions:
-                for placeholder, value in self._replacements.items():
-                    body = body.replace(placeholder, value)
-                resolved = resolve_column_ifexists(body, self.columns, known)
-                definitions.append(f"function {name}() {{ {resolved} }}")
-            self._functions_key = tuple(definitions)
-            merged: dict[str, Any] = {}
-            for definition in definitions:  # parsed one by one: most are the same in every workspace
-                parsed = _FUNCTIONS.get(definition)
-                if parsed is None:
-                    resolved_functions = stored_functions.parse_functions([definition])
-                    assert resolved_functions is not None
-                    parsed = _FUNCTIONS[definition] = resolved_functions[None]
-                merged.update(parsed)
-            self._parsed = {None: merged}
+            tables = tuple(sorted((t, tuple(c)) for t, c in self.columns.items()))
+            key = (tuple(self._functions), frozenset(self._known), tuple(self._replacements.items()), tables)
+            if key not in _DEFINITIONS:  # the same for every workspace with these tables
+                _DEFINITIONS[key] = self._parse_functions()
+            self._functions_key, self._parsed = _DEFINITIONS[key]
         return self._parsed
+
+    def _parse_functions(self) -> tuple[tuple[str, ...], Any]:
+        definitions = [GET_WATCHLIST]
+        known = self._known | set(self.columns)
+        for name, body in self._functions:
+            for placeholder, value in self._replacements.items():
+                body = body.replace(placeholder, value)
+            resolved = resolve_column_ifexists(body, self.columns, known)
+            definitions.append(f"function {name}() {{ {resolved} }}")
+        merged: dict[str, Any] = {}
+        for definition in definitions:  # parsed one by one: most are the same with other tables
+            parsed = _FUNCTIONS.get(definition)
+            if parsed is None:
+                resolved_functions = stored_functions.parse_functions([definition])
+                assert resolved_functions is not None
+                parsed = _FUNCTIONS[definition] = resolved_functions[None]
+            merged.update(parsed)
+        return tuple(definitions), {None: merged}
 
     # -- queries --------------------------------------------------------------------------------------
     def query(self, text: str, *, now: datetime | None = None, prelude: str = "") -> list[JSON]:
@@ -299,38 +328,54 @@ class Workspace:
             parameters = dict(translated.parameters)
             if CLOCK_SLOT in parameters:
                 parameters[CLOCK_SLOT] = moment
-            self.con.execute("SET TimeZone='UTC'")
-            relation = self.con.sql(str(translated), params=parameters or None)
-            names = relation.columns
-            types = [kusto_type(str(t)) for t in relation.types]
+            result = self.con.execute(translated.statement, parameters or None)
+            names = [d[0] for d in result.description]
+            types = [kusto_type(str(d[1])) for d in result.description]
             return [
                 {n: _py_value(v, k) for n, v, k in zip(names, row, types, strict=True)}
-                for row in relation.fetchall()
+                for row in result.fetchall()
             ]
         except Exception as exc:  # the engine's errors carry no query name: add what failed
             raise KqlEngineError(f"{type(exc).__name__}: {exc}") from exc
 
-    def _translate(self, text: str, functions: Any, moment: datetime) -> Any:
-        """The SQL of ``text`` for this workspace's schema, translated once per schema and functions:
-        the clock is a parameter of the SQL, so one translation serves every ``now``."""
-        schema = engine_schema(self.con)
+    def _translate(self, text: str, functions: Any, moment: datetime) -> _Translation:
+        """The SQL of ``text`` for this workspace's schema, translated and parsed once per schema and
+        functions: the clock is a parameter of the SQL, so one translation serves every ``now``."""
+        if self._schema is None:  # read from the catalog, as the engine reads it; changed only by DDL here
+            self._schema = engine_schema(self.con)
+        schema = self._schema
         key = (text, tuple(sorted((t, tuple(c)) for t, c in schema.items())), self._functions_key)
         translated = _TRANSLATIONS.get(key)
         if translated is None:
-            translated = duckdb_kql.to_sql(text, schema=schema, functions=functions, query_now=moment)
-            _TRANSLATIONS[key] = translated
+            sql = duckdb_kql.to_sql(text, schema=schema, functions=functions, query_now=moment)
+            (statement,) = self.con.extract_statements(str(sql))
+            translated = _TRANSLATIONS[key] = _Translation(statement, dict(sql.parameters))
         return translated
 
 
+@dataclass(frozen=True)
+class _Translation:
+    """A query's SQL, parsed by DuckDB (the parse of a parser's SQL costs as much as running it; a parsed
+    statement runs on any connection), and the values of its parameters."""
+
+    statement: Any
+    parameters: dict[str, Any]
+
+
 _TRANSLATIONS: dict[tuple[Any, ...], Any] = {}
-_SCRATCH: list[Workspace] = []
+_SCRATCH: dict[tuple[tuple[str, str], ...], Workspace] = {}
+_IDLE: list[Any] = []
 
 
-def _scratch() -> Workspace:
-    """One workspace for every DCR transform run (a connection costs more than the transform)."""
-    if not _SCRATCH:
-        _SCRATCH.append(Workspace())
-    return _SCRATCH[0]
+def _scratch(stream: Columns) -> Workspace:
+    """The workspace where every DCR transform of one input stream runs, its ``source`` table declared
+    once (a connection, or a change of tables, costs more than the transform)."""
+    key = tuple(stream)
+    if key not in _SCRATCH:
+        _SCRATCH[key] = Workspace()
+        _SCRATCH[key].declare("source", stream)
+    return _SCRATCH[key]
 
 
 _FUNCTIONS: dict[str, Any] = {}
+_DEFINITIONS: dict[tuple[Any, ...], tuple[tuple[str, ...], Any]] = {}

@@ -5,7 +5,9 @@ is the one a fresh run writes (tools/rule_scenarios.py)."""
 
 from __future__ import annotations
 
+import functools
 import random
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,12 +24,19 @@ from tools.kql_engine import Workspace, resolve_column_ifexists
 
 RULES = rule_scenarios.rule_documents()
 HUNTING = rule_scenarios.hunting_documents()
+PARSERS = rule_scenarios.parser_functions()
 NOW = datetime.now(UTC)
 
 
-@pytest.fixture(scope="session")
-def proofs() -> dict[str, rule_scenarios.Proof]:
-    return rule_scenarios.run_all(NOW)
+@functools.cache
+def proof(name: str) -> rule_scenarios.Proof:
+    """One rule's (or hunting query's) scenario, run once in the process whose tests ask for it: its tests
+    share a load group, so under xdist each worker runs the scenarios of the rules it was handed."""
+    return rule_scenarios.prove(REGISTRY[name](NOW), {**RULES, **HUNTING}[name], NOW, PARSERS)
+
+
+def _by_rule(names: Iterable[str]) -> list[Any]:
+    return [pytest.param(n, marks=pytest.mark.xdist_group(f"scenario:{n}")) for n in sorted(names)]
 
 
 def test_every_rule_and_hunting_query_has_a_scenario() -> None:
@@ -35,46 +44,50 @@ def test_every_rule_and_hunting_query_has_a_scenario() -> None:
 
 
 @pytest.mark.parametrize("sink", rule_scenarios.SINKS)
-@pytest.mark.parametrize("rule", sorted(RULES))
-def test_rule_fires_with_every_entity(proofs: dict[str, rule_scenarios.Proof], rule: str, sink: str) -> None:
-    outcome = proofs[rule].fires[sink]
+@pytest.mark.parametrize("rule", _by_rule(RULES))
+def test_rule_fires_with_every_entity(rule: str, sink: str) -> None:
+    outcome = proof(rule).fires[sink]
     entities = rule_scenarios._entity_columns(RULES[rule])
-    assert outcome.rows >= 1, f"{rule} did not fire on: {proofs[rule].fires_story}"
+    assert outcome.rows >= 1, f"{rule} did not fire on: {proof(rule).fires_story}"
     assert outcome.with_entities >= 1, f"{rule}: no row has all of {entities} filled: {outcome.sample}"
 
 
 @pytest.mark.parametrize("sink", rule_scenarios.SINKS)
-@pytest.mark.parametrize("rule", sorted(RULES))
-def test_rule_stays_quiet_on_a_benign_case(
-    proofs: dict[str, rule_scenarios.Proof], rule: str, sink: str
-) -> None:
-    outcome = proofs[rule].quiet[sink]
-    assert outcome.rows == 0, (
-        f"{rule} fired on the benign case {proofs[rule].quiet_story!r}: {outcome.sample}"
-    )
+@pytest.mark.parametrize("rule", _by_rule(RULES))
+def test_rule_stays_quiet_on_a_benign_case(rule: str, sink: str) -> None:
+    outcome = proof(rule).quiet[sink]
+    assert outcome.rows == 0, f"{rule} fired on the benign case {proof(rule).quiet_story!r}: {outcome.sample}"
 
 
 @pytest.mark.parametrize("sink", rule_scenarios.SINKS)
-@pytest.mark.parametrize("name", sorted(HUNTING))
-def test_hunting_query_returns_what_it_hunts(
-    proofs: dict[str, rule_scenarios.Proof], name: str, sink: str
-) -> None:
-    assert proofs[name].fires[sink].rows >= 1, f"{name} found nothing in: {proofs[name].fires_story}"
+@pytest.mark.parametrize("name", _by_rule(HUNTING))
+def test_hunting_query_returns_what_it_hunts(name: str, sink: str) -> None:
+    assert proof(name).fires[sink].rows >= 1, f"{name} found nothing in: {proof(name).fires_story}"
 
 
-def test_docs_table_is_what_a_run_writes(proofs: dict[str, rule_scenarios.Proof]) -> None:
+@pytest.mark.parametrize("name", _by_rule(REGISTRY))
+def test_docs_row_is_what_the_run_writes(name: str) -> None:
+    committed = rule_scenarios.committed_rows(rule_scenarios.DOC.read_text(encoding="utf-8"))
+    assert committed.get(name) == rule_scenarios.row(proof(name)), (
+        f"docs/sentinel.md is stale for {name}: run python tools/rule_scenarios.py"
+    )
+
+
+def test_docs_section_is_its_rows_and_lists_every_scenario() -> None:
+    """With each row checked by its rule's test above, the committed section is what a run writes."""
     current = rule_scenarios.DOC.read_text(encoding="utf-8")
-    expected = rule_scenarios.with_section(current, rule_scenarios.render(proofs))
-    assert current == expected, "docs/sentinel.md is stale: run python tools/rule_scenarios.py"
+    rows = rule_scenarios.committed_rows(current)
+    assert sorted(rows) == sorted(REGISTRY)
+    assert current == rule_scenarios.with_section(current, rule_scenarios.section(rows)), (
+        "docs/sentinel.md is stale: run python tools/rule_scenarios.py"
+    )
 
 
-def test_a_rule_sees_only_its_query_period(proofs: dict[str, rule_scenarios.Proof]) -> None:
+def test_a_rule_sees_only_its_query_period() -> None:
     """The same events an hour older than a 15-minute rule's period: Sentinel would not show them to it."""
     scenario = REGISTRY["OnePasswordMfaDisabled"](NOW - timedelta(hours=1))
-    proof = rule_scenarios.prove(
-        scenario, RULES["OnePasswordMfaDisabled"], NOW, rule_scenarios.parser_functions()
-    )
-    assert {s: o.rows for s, o in proof.fires.items()} == {s: 0 for s in rule_scenarios.SINKS}
+    outcome = rule_scenarios.prove(scenario, RULES["OnePasswordMfaDisabled"], NOW, PARSERS)
+    assert {s: o.rows for s, o in outcome.fires.items()} == {s: 0 for s in rule_scenarios.SINKS}
 
 
 @pytest.mark.parametrize(
@@ -90,8 +103,8 @@ def test_a_watchlist_rule_is_quiet_while_its_watchlist_is_empty(rule: str, alias
     assert alias in fires.watchlists
     empty = Case(fires.story, fires.onepassword, fires.keeper, fires.heartbeats, fires.keyvault, {})
     scenario = rule_scenarios.Scenario(rule, empty, None)
-    proof = rule_scenarios.prove(scenario, RULES[rule], NOW, rule_scenarios.parser_functions())
-    assert {s: o.rows for s, o in proof.fires.items()} == {s: 0 for s in rule_scenarios.SINKS}
+    outcome = rule_scenarios.prove(scenario, RULES[rule], NOW, PARSERS)
+    assert {s: o.rows for s, o in outcome.fires.items()} == {s: 0 for s in rule_scenarios.SINKS}
 
 
 # -- the parsers on what the simulators produce --------------------------------------------------------------
@@ -112,11 +125,14 @@ def _simulated(now: datetime) -> Case:
     return Case("simulated", onepassword, keeper, [(now - timedelta(minutes=4), reports)], vault)
 
 
+#: The tests on the simulated workspaces run on one worker, which builds them once.
+on_simulated_data = pytest.mark.xdist_group("scenario:simulated")
+
+
 @pytest.fixture(scope="module")
 def simulated_workspaces() -> dict[str, Workspace]:
     case = _simulated(NOW)
-    parsers = rule_scenarios.parser_functions()
-    return {sink: rule_scenarios.workspace(case, sink, NOW, parsers) for sink in rule_scenarios.SINKS}
+    return {sink: rule_scenarios.workspace(case, sink, NOW, PARSERS) for sink in rule_scenarios.SINKS}
 
 
 #: A column every row of the parser has filled, whichever sink wrote it.
@@ -132,6 +148,7 @@ PARSER_FILLED = {
 }
 
 
+@on_simulated_data
 @pytest.mark.parametrize("sink", rule_scenarios.SINKS)
 @pytest.mark.parametrize("parser", sorted(PARSER_FILLED))
 def test_parser_runs_on_simulated_data(
@@ -148,6 +165,7 @@ def test_every_parser_is_run() -> None:
     assert sorted(PARSER_FILLED) == sorted(name for name, _ in rule_scenarios.parser_functions())
 
 
+@on_simulated_data
 def test_onepassword_parser_reads_details_only_where_1password_fills_them(
     simulated_workspaces: dict[str, Workspace],
 ) -> None:
