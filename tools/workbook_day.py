@@ -12,14 +12,16 @@ has history:
 - before the 13:30 run someone makes a new Keeper token in Keeper without updating the vault: Keeper
   fails with ``auth`` until an administrator stores the new token in the vault (SecretSet, then a
   SecretGet to check it) before the 15:30 run;
-- Keeper's pages hold 100 events in this account (``KEEPER_PAGE``), so the two hours of Keeper events
-  held back by the failure take a few runs: the stream reports ``behind`` until it has caught up;
+- Keeper's pages hold 100 events in this account (``KEEPER_PAGE``) and a run's budget two pages, so the
+  Keeper events held back by the failure take a few runs: the stream reports ``behind`` until it has
+  caught up;
 - at night few events arrive and streams report ``idle``.
 
-The collector's clock is virtual, one time for all its threads, moving ``CLOCK_STEP`` at each read:
-runs take simulated seconds and budgets run out page by page, without waiting. The threads' scheduling
-decides how many reads fall inside each stream's run, so durations (and lags) differ by fractions of a
-second between two days simulated with the same seed; the events, failures and statuses do not.
+The collector's clock is virtual, one time for all its threads: a delivery takes the time
+``SEND_SECONDS`` gives it, so runs take simulated seconds and a budget runs out page by page without
+waiting. Where Keeper's budget runs out is the same every time; the other streams' durations and lags
+depend a little on how their threads interleave with Keeper's, and differ by a second or two between
+two days simulated with the same seed. The events, failures and statuses do not.
 
 Key Vault writes its audit log (category AuditEvent) to the workspace through a diagnostic setting; no
 simulator plays that part, so the audit records are made here from the requests the vault simulator
@@ -44,8 +46,9 @@ from pathlib import Path
 from typing import Any
 
 from auditsync.config import Settings
-from auditsync.model import Clock
+from auditsync.model import AcceptedCallback, Clock, Deadline, SendResult
 from auditsync.runner import CycleReport, run_cycle
+from auditsync.sinks.file import FileSink
 from auditsync.tables import TABLES
 from simulators.clock import FakeClock
 from simulators.identity import COMPETING_CREDENTIAL_ENV, ManagedIdentitySim
@@ -64,9 +67,13 @@ END = datetime(2026, 11, 2, 17, 0, tzinfo=UTC)
 DAY = timedelta(hours=24)
 RUN_EVERY = timedelta(minutes=30)
 SEED = 20
-#: Virtual seconds the collector's clock moves at each read (see the module docstring).
-CLOCK_STEP = 0.2
-RUN_TIME_BUDGET = "15s"
+#: Virtual seconds the collector's clock moves at each read.
+CLOCK_STEP = 0.002
+#: What a delivery takes (seconds per request and per row) by table. A page of Keeper events costs three
+#: seconds, so a run's budget holds two of them; the other streams' pages cost little, whenever their
+#: threads send them, so they never decide where Keeper stops.
+SEND_SECONDS = {"KeeperSecurityEventNewLogs_CL": (2.0, 0.01), "": (0.15, 0.001)}
+RUN_TIME_BUDGET = "10s"
 ONEPASSWORD_TYPES = ("auditevents", "itemusages", "signinattempts")
 #: Events per hour at the busiest hour of a working day, per stream.
 PEAK_PER_HOUR = {"auditevents": 14, "itemusages": 90, "signinattempts": 120, "keeper": 150}
@@ -119,10 +126,8 @@ class Day:
 
 
 class RunClock:
-    """The collector's clock: one virtual time for every thread, standing at the run's start and moving
-    ``step`` seconds at each read (``sleep`` moves it too), so budgets run out page by page as in a
-    real run, without waiting. Threads share it as they share real time: what one has seen, the others
-    see too."""
+    """The collector's clock: one virtual time for all its threads, standing at the run's start. It moves
+    a little at each read (``step``), and by what ``TimedSink`` says a delivery takes."""
 
     def __init__(self, step: float) -> None:
         self.step = step
@@ -135,6 +140,34 @@ class RunClock:
     def now(self) -> datetime:
         """Where the clock stands, without moving it (for the simulators)."""
         return self.fake.now()
+
+
+class TimedSink:
+    """The file sink, each page taking the time a Logs Ingestion request would (``SEND_SECONDS``).
+
+    The time passes in the stream's own thread, before the runner asks whether its deadline is near,
+    so where a budget runs out depends on the pages a stream sent, not on how the threads interleave.
+    """
+
+    name = "file"
+
+    def __init__(self, sink: FileSink, clock: RunClock) -> None:
+        self.sink = sink
+        self.clock = clock
+
+    def send(
+        self,
+        table: str,
+        rows: list[JSON],
+        deadline: Deadline | None = None,
+        on_accepted: AcceptedCallback | None = None,
+    ) -> SendResult:
+        fixed, per_row = SEND_SECONDS.get(table, SEND_SECONDS[""])
+        self.clock.fake.advance(fixed + per_row * len(rows))
+        return self.sink.send(table, rows, deadline, on_accepted)
+
+    def probe(self) -> str:
+        return self.sink.probe()
 
 
 def _busy(hour: datetime) -> float:
@@ -246,6 +279,7 @@ def _simulate(directory: Path, end: datetime, seed: int) -> Day:
                 clear=COMPETING_CREDENTIAL_ENV,
             )
         )
+        sink = TimedSink(FileSink(directory / "tables"), clock)
         settings = Settings.from_env(
             {
                 "SOURCES": "keeper,onepassword",
@@ -297,7 +331,7 @@ def _simulate(directory: Path, end: datetime, seed: int) -> Day:
                     )
                 )
             seen = len(vault.requests)
-            report = run_cycle(settings, clock=clock.start_run(at), run_id=f"run-{at:%H%M}")
+            report = run_cycle(settings, clock=clock.start_run(at), sink=sink, run_id=f"run-{at:%H%M}")
             day.keyvault += _vault_records(vault.requests[seen:], at)
             day.runs.append(Run(at, report, _line_counts(directory)))
             at += RUN_EVERY
