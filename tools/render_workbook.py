@@ -179,13 +179,13 @@ def run_tab(runner: Runner, tab: Tab) -> list[Result | Item]:
 
 
 # -- the command ----------------------------------------------------------------------------------------
-def render(out: Path, tabs: Sequence[str] | None = None, *, data_dir: Path | None = None) -> list[Path]:
+def render(out: Path, tabs: Sequence[str] | None = None) -> list[Path]:
     """Simulate the day, run every item of ``tabs`` (default: all) and write one PNG per tab to ``out``."""
     from tools import workbook_charts
 
     workbook = read_workbook()
     with tempfile.TemporaryDirectory(prefix="auditsync-workbook-") as scratch:
-        day = simulate(data_dir or Path(scratch))
+        day = simulate(Path(scratch))
         runner = Runner(day, workbook)
         written = []
         out.mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch, Rectangle
 from PIL import Image
 
-from tools.workbook_model import LABELS, Item, Result, Tab, Workbook, duration_of
+from tools.workbook_model import LABELS, Item, RenderError, Result, Tab, Workbook, duration_of
 
 JSON = dict[str, Any]
 
@@ -147,12 +147,12 @@ def shape_of(rows: Sequence[JSON], name: str) -> Shape:
     metrics = [c for c in columns if c not in times and all(_numeric(r[c]) or r[c] is None for r in rows)]
     others = [c for c in columns if c not in times and c not in metrics]
     if not metrics:
-        raise ValueError(f"item {name!r}: no numeric column to chart (columns {columns})")
+        raise RenderError(f"item {name!r}: no numeric column to chart (columns {columns})")
     if times:
         return Shape(times[0], tuple(others), tuple(metrics), True)
     if others:
         return Shape(others[0], tuple(others[1:]), tuple(metrics), False)
-    raise ValueError(f"item {name!r}: no time or category column to chart (columns {columns})")
+    raise RenderError(f"item {name!r}: no time or category column to chart (columns {columns})")
 
 
 def series_of(rows: Sequence[JSON], shape: Shape) -> dict[str, list[tuple[Any, float]]]:
@@ -202,7 +202,7 @@ def _time_axis(ax: Axes) -> None:
 def draw_timechart(ax: Axes, rows: Sequence[JSON], name: str) -> None:
     shape = shape_of(rows, name)
     if not shape.time:
-        raise ValueError(f"item {name!r}: a time chart needs a datetime column")
+        raise RenderError(f"item {name!r}: a time chart needs a datetime column")
     series = series_of(rows, shape)
     for number, (label, points) in enumerate(sorted(series.items())):
         points.sort(key=lambda p: p[0])
@@ -558,7 +558,7 @@ def _draw_item(
         elif kind in ("barchart", "categoricalbar"):
             draw_barchart(ax, rows, item.name)
         else:
-            raise ValueError(f"item {item.name!r}: visualization {kind!r} is not drawn")
+            raise RenderError(f"item {item.name!r}: visualization {kind!r} is not drawn")
 
 
 def draw_tab(

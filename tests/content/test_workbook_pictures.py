@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pytest
 
 from tools import workbook_charts
@@ -120,6 +121,13 @@ def test_a_query_that_fails_or_finds_nothing_stops_the_renderer(runner: Runner) 
     empty = Item("empty", "query", {"query": 'AuditSyncHealth | where Status == "check"', "title": "Empty"})
     with pytest.raises(RenderError, match="item 'empty' \\(Empty\\) returned no rows"):
         runner.run(empty)
+    no_time = Item("no-time", "query", {"query": "AuditSyncHealth | summarize Runs = count() by Stream"})
+    figure = plt.figure()
+    try:
+        with pytest.raises(RenderError, match="item 'no-time': a time chart needs a datetime column"):
+            workbook_charts.draw_timechart(figure.add_subplot(), runner.run(no_time).rows, "no-time")
+    finally:
+        plt.close(figure)
 
 
 def test_parameters_expand_as_the_portal_expands_them(workbook: Workbook) -> None:
