@@ -103,6 +103,8 @@ class _Run:
     closing: list[tuple[Checkpoint, StreamReport]] = field(default_factory=list)
     closing_lock: threading.Lock = field(default_factory=threading.Lock)
     released_together: frozenset[str] = frozenset()
+    #: The run's threads: one per source, one per stream.
+    pool: ThreadPoolExecutor | None = None
 
 
 #: How long a thread may hold the GIL while another waits for it (Python's default: 5 ms). A run is a
@@ -207,7 +209,10 @@ def _run_cycle(
     )
     run.claimed = _claim_all(run, [name for _, name in names])
     run.released_together = frozenset(run.claimed)
-    with ThreadPoolExecutor(max_workers=max(1, len(settings.sources)), thread_name_prefix="source") as pool:
+    # One pool for the run: a thread per source opens it and waits for its streams, a thread per stream
+    # runs it; sized for all of them, so a source's wait never holds a stream back.
+    with ThreadPoolExecutor(max(1, len(settings.sources) + len(names)), thread_name_prefix="run") as pool:
+        run.pool = pool
         futures = [pool.submit(_run_source, run, source) for source in settings.sources]
         reports = [report for future in futures for report in future.result()]
     _release_all(run)
@@ -284,8 +289,8 @@ def _run_source(run: _Run, source: str) -> list[StreamReport]:
         reports = [_error_report(source, name, wrapped, 0, run.redactor) for name in names]
         record_failed_streams(run.store, reports, owner=run.run_id, now=run.clock.now())
         return reports
-    with ThreadPoolExecutor(max_workers=max(1, len(streams)), thread_name_prefix=source) as pool:
-        return list(pool.map(lambda s: _run_stream(run, s), streams))
+    assert run.pool is not None
+    return list(run.pool.map(lambda s: _run_stream(run, s), streams))
 
 
 def _log_unexpected(where: str, error: Exception) -> None:
