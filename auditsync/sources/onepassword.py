@@ -387,6 +387,9 @@ class OnePasswordStream:
                 del answer  # its items are the page's events now: not held twice across the yield
                 recent = page.position["recent_uuids"]
                 accepted = Counter()
+                # The page is built: the next answer may be read, and the request after it sent from its
+                # head, while the runner sends this one.
+                ahead.done()
                 yield page
                 if not page.has_more or deadline.near():
                     return

@@ -9,12 +9,17 @@ the thread that read answer k while the consumer is still on an earlier one.
 
 ``ReadAhead`` keeps a stream's requests back to back without running further ahead than one request:
 
-- **One request ahead** of the answer the consumer is on (the one it took last; before it took any, the
-  chain's first). That next request leaves as soon as it is known: from the whole answer, or earlier,
-  from the answer's first bytes when the paginator can read it there (1Password writes its cursor
-  first). A request named by a head is kept only if the whole answer then names the same one; if not,
-  it is dropped and the right one sent. Answers are read and parsed in the thread that sent them, so
-  the consumer finds the next one ready; at most one is held that the consumer has not taken.
+- **One request ahead** of the answer the consumer is on: the one it took last, or, once it said it is
+  ``done`` with that one (it built its page), the next; before it took any, the chain's first. That
+  next request leaves as soon as it is known: from the whole answer, or earlier, from the answer's
+  first bytes when the paginator can read it there (1Password writes its cursor first). A request
+  named by a head is kept only if the whole answer then names the same one; if not, it is dropped and
+  the right one sent. Answers are read and parsed in the thread that sent them, so the consumer finds
+  the next one ready; an answer whose head is read (a paginator that ``reads_heads``) is read past its
+  head only once the consumer is on it, so a stream never holds a second whole answer it cannot use
+  yet (1Password's are 1.2 MB). With ``done`` the 1Password source hands page n to the runner while
+  answer n+1 is read and request n+2 leaves from its head: the depth the runner's one-page lookahead
+  and the cursor prefetch gave together, in one place.
 - **Stop rules**: nothing is sent once the deadline is near, after an answer that names no next request
   (the last page, or the paginator's own bound, ``stops_before``), or after the consumer stopped the
   chain (``stop``, ``start`` of another, ``close``). A request already sent when its chain stops is
@@ -49,6 +54,9 @@ Ans = TypeVar("Ans")
 
 #: Called with the first bytes of an answer as they arrive (``HttpClient.request(on_body_start=...)``).
 OnHead = Callable[[bytes], None]
+#: The longest an answer sent ahead waits, read to its head, for the consumer to reach it (the consumer
+#: reaches it or drops it long before: one page's send; ``close`` releases it at once).
+HOLD_SECONDS = 60.0
 
 
 class Paginator(ABC, Generic[Req, Ans]):
@@ -103,8 +111,9 @@ class ReadAhead(Generic[Req, Ans]):
     """The requests of one stream, each sent as soon as it is known, one ahead (see the module doc).
 
     The consumer calls ``start(request)`` to begin a chain, ``next()`` for each answer in order (None
-    when the chain has no more), and ``close()`` when it is done; ``stop()`` ends a chain early.
-    One consumer thread at a time.
+    when the chain has no more), optionally ``done()`` once it has what it needs from the answer it
+    took (the next one is then the one it is on: read it, and send the one after it), and ``close()``
+    when it stops; ``stop()`` ends a chain early. One consumer thread at a time.
     """
 
     def __init__(
@@ -118,10 +127,13 @@ class ReadAhead(Generic[Req, Ans]):
         self._fetch = fetch
         self._deadline = deadline
         self._lock = threading.Lock()
+        #: Notified whenever the answer the consumer is on changes (an answer held at its head waits for it).
+        self._moved = threading.Condition(self._lock)
         self._threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"read-ahead-{name}")
         #: Every position a request of this ReadAhead continued from (``Paginator.position_key``).
         self._seen: set[Hashable] = set()
-        #: The request whose answer the consumer is on (the chain's first until it takes one).
+        #: The request whose answer the consumer is on: the one it took last (``_taken``), or the one it
+        #: takes next (the chain's first; the one after an answer it is ``done`` with).
         self._on: _Sent[Req, Ans] | None = None
         self._taken = False
         self._closed = False
@@ -146,31 +158,24 @@ class ReadAhead(Generic[Req, Ans]):
         Waits for the answer; raises what its request raised (or the loop error it led to).
         """
         with self._lock:
-            current = self._on
-            if current is None:
+            if self._taken:
+                self._move_on_locked()
+            taking = self._on
+            if taking is None:
                 return None
-            if not self._taken:
-                self._taken = True
-                taking = current
-            elif not current.answered:  # its request failed (the consumer saw it raise): nothing follows
-                self._on = None
-                return None
-            else:
-                # The consumer had the whole of ``current``: its next request is known and, unless the
-                # deadline or a bound held it back, already sent.
-                self._send_after_locked(current)
-                ahead = current.ahead
-                if ahead is None:
-                    self._on = None
-                    return None
-                self._on = taking = ahead
-                self._send_after_locked(taking)  # its head may already have named the one after it
+            self._taken = True
             future = taking.future
         assert future is not None
         answer = future.result()
         with self._lock:
             taking.future = None  # the answer is the consumer's now
         return taking.request, answer
+
+    def done(self) -> None:
+        """The consumer has what it needs from the answer it took: the next one is the one it is on."""
+        with self._lock:
+            if self._taken:
+                self._move_on_locked()
 
     def stop(self) -> None:
         """End the chain: the request sent ahead (if any) is dropped, nothing more is sent."""
@@ -188,14 +193,26 @@ class ReadAhead(Generic[Req, Ans]):
     def _submit_locked(self, sent: _Sent[Req, Ans]) -> None:
         sent.future = self._threads.submit(self._run, sent)
 
+    def _move_on_locked(self) -> None:
+        """From the answer the consumer took to the request after it (None when nothing follows)."""
+        current = self._on
+        assert current is not None
+        if current.answered:  # else its request failed, and the consumer saw it raise: nothing follows
+            self._send_after_locked(current)  # known, and not held back by the deadline: sent by now
+        self._on = current.ahead if current.answered else None
+        self._taken = False
+        if self._on is not None:
+            self._send_after_locked(self._on)  # its head or whole answer may already name the one after it
+        self._moved.notify_all()
+
     def _drop_locked(self) -> None:
         current, self._on = self._on, None
-        if current is None:
-            return
-        for sent in (None if self._taken else current, current.ahead):
-            if sent is not None and sent.future is not None:
-                sent.future.cancel()  # a request not started is never sent; one under way ends by itself
-        current.ahead = None
+        if current is not None:
+            for sent in (None if self._taken else current, current.ahead):
+                if sent is not None and sent.future is not None:
+                    sent.future.cancel()  # a request not started is never sent; one under way ends by itself
+            current.ahead = None
+        self._moved.notify_all()
 
     def _live(self, sent: _Sent[Req, Ans]) -> bool:
         return self._on is not None and (sent is self._on or sent is self._on.ahead)
@@ -235,21 +252,32 @@ class ReadAhead(Generic[Req, Ans]):
                 if ahead.future is not None:
                     ahead.future.cancel()
                 sent.ahead = None
+                self._moved.notify_all()  # its thread, held at the head, finishes and is ignored
             self._send_after_locked(sent)
         return answer
 
     def _on_head(self, sent: _Sent[Req, Ans], head: bytes) -> None:
-        """The first bytes of ``sent``'s answer: send the request they name if allowed. Runs inside the
-        HTTP request (once per attempt) and must never fail it."""
+        """The first bytes of ``sent``'s answer (inside its HTTP request, once per attempt): send the
+        request they name if allowed, then leave the rest of the answer unread until the consumer is on
+        it (at most HOLD_SECONDS), so a stream never holds a second answer it cannot use yet."""
         try:
             request = self._paginator.early_request(sent.request, head)
-            if request is None or self._paginator.stops_before(request):
-                return
-            key = self._paginator.position_key(request)
-            with self._lock:
-                if sent.answered or sent.early is not None or (key is not None and key in self._seen):
-                    return  # a retried attempt, or a loop the whole answer will report
+            if request is not None and self._paginator.stops_before(request):
+                request = None
+            key = None if request is None else self._paginator.position_key(request)
+        except Exception as error:  # pragma: no cover - a bug here only costs the head start
+            log.debug("reading the next request off an answer's head: %s", type(error).__name__)
+            request = None
+        with self._lock:
+            # Not for a retried attempt, nor for a loop: the whole answer reports that.
+            if (
+                request is not None
+                and not sent.answered
+                and sent.early is None
+                and (key is None or key not in self._seen)
+            ):
                 sent.early = request
                 self._send_after_locked(sent)
-        except Exception as error:  # pragma: no cover - a bug here only costs the head start
-            log.debug("sending the next request from an answer's head: %s", type(error).__name__)
+            self._moved.wait_for(
+                lambda: self._closed or sent is self._on or not self._live(sent), HOLD_SECONDS
+            )
