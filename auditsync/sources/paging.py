@@ -17,7 +17,7 @@ the thread that read answer k while the consumer is still on an earlier one.
   the right one sent. Answers are read and parsed in the thread that sent them, so the consumer finds
   the next one ready; an answer whose head is read (a paginator that ``reads_heads``) is read past its
   head only once the consumer is on it, so a stream never holds a second whole answer it cannot use
-  yet (1Password's are 1.2 MB). With ``done`` the 1Password source hands page n to the runner while
+  yet. With ``done`` the 1Password source hands page n to the runner while
   answer n+1 is read and request n+2 leaves from its head: the depth the runner's one-page lookahead
   and the cursor prefetch gave together, in one place.
 - **Stop rules**: nothing is sent once the deadline is near, after an answer that names no next request
@@ -34,6 +34,9 @@ the thread that read answer k while the consumer is still on an earlier one.
 Threads: two per ``ReadAhead`` (one stream), started on first use: one reads the answer the consumer
 is on or about to take while the other sends the one after it, or finishes a request that was dropped.
 The consumer (the runner's stream thread, through the source's ``pages``) owns everything else.
+
+Written here because the paging libraries (Singer SDK, dlt) fetch inline, one page after another, and
+none sends a request from the head of an answer still arriving.
 """
 
 from __future__ import annotations
