@@ -2,9 +2,12 @@
 
 For when data went missing in the workspace (a deleted table, a DCR that dropped columns, a new
 workspace). The live checkpoint is never read or moved: the backfill keeps its own progress record
-(``auditsync/backfill/<stream>``) in the checkpoint store, saved after every page the sink accepted,
-so a backfill stopped by the deadline resumes where it stopped when the same command is run again.
-It re-sends what the vendor returns for the range, including events already in the workspace.
+(``auditsync/backfill/<stream>``) in the checkpoint store and goes through the runner's page loop
+(``auditsync.runner.drain``) with it: the record's lease, the run's deadline, a save after every page
+the sink accepted and after every accepted request of a page sent in several. A backfill stopped by
+the deadline (or a failed request) resumes where it stopped when the same command is run again; a
+different range starts over. It re-sends what the vendor returns for the range, including events
+already in the workspace.
 
 The range is ``[since, until)``. Sources normally start from their checkpoint; here they start from
 the range: 1Password from a reset cursor with ``start_time``/``end_time`` (the API bounds every
@@ -30,19 +33,16 @@ from auditsync.errors import AuditSyncError, ConfigError
 from auditsync.http import HttpClient
 from auditsync.model import JSON, Clock, Deadline, Page, Stream
 from auditsync.redaction import Redactor, install_log_redaction
+from auditsync.runner import LEASE_SLACK, drain, outcome
 from auditsync.secrets import CredentialFactory, Secrets, default_credential
 from auditsync.sinks import open_sink
 from auditsync.sources import SourceContext, enabled_streams
-from auditsync.tables import TABLES
-from auditsync.tables.rows import format_time, parse_time, shape_rows
+from auditsync.tables.rows import format_time, parse_time
+from auditsync.token_expiry import refused_after_expiry
 
 log = logging.getLogger(__name__)
 
 RECORD_PREFIX = "auditsync/backfill/"
-#: A lease on the progress record outlives the budget by this much (as the runner's does).
-LEASE_SLACK = timedelta(minutes=2)
-#: 1Password's Events API serves 120 days; keep a margin so a range at the edge is not refused in flight.
-ONEPASSWORD_SERVED = timedelta(days=120) - timedelta(minutes=5)
 
 
 def parse_when(text: str, now: datetime) -> datetime:
@@ -99,10 +99,12 @@ def plan(
             f"--since {format_time(since)} is not before --until {format_time(until)}",
             hint="Give a range whose start is before its end.",
         )
-    if source == "onepassword" and since < now - ONEPASSWORD_SERVED:
+    from auditsync.sources.onepassword import SERVED
+
+    if source == "onepassword" and since < now - SERVED:
         raise ConfigError(
             f"--since {format_time(since)}: the 1Password Events API serves only the last 120 days "
-            f"(from {format_time(now - ONEPASSWORD_SERVED)}); older events cannot be sent again",
+            f"(from {format_time(now - SERVED)}); older events cannot be sent again",
             hint="Start the range within the last 120 days; older events exist only where they were "
             "ingested before (or in 1Password's own reports).",
         )
@@ -156,6 +158,11 @@ def _run(
     source = backfill.stream.split("/", 1)[0]
     part = settings.source(source)
     context = SourceContext(part, secrets.token(source, part.token), http, clock, started, deadline)
+    expires_on = secrets.token_expiry(source, part.token).expires_on
+    try:
+        inner = _bounded_stream(context, backfill)  # before the lease: a refused token leaves no lease behind
+    except AuditSyncError as error:
+        raise refused_after_expiry(error, source, expires_on, clock.now()) from None
 
     record = claim(store, backfill.record_name, owner, started, settings.run_time_budget + LEASE_SLACK)
     if record is None:
@@ -165,72 +172,80 @@ def _run(
         )
     saved = record.position or {}
     resumed = saved.get("range") == backfill.as_json() and not saved.get("done") and bool(saved.get("source"))
-    position = saved.get("source") if resumed else None
     events_before = int(saved.get("events", 0)) if resumed else 0
+    if not resumed:  # another range, or one that is done: start over
+        record = replace(record, position=None, total_events=0, newest_event_time=None)
     say(
         f"{'resuming' if resumed else 'starting'} backfill of {backfill.stream} "
         f"from {format_time(backfill.since)} to {format_time(backfill.until)}"
         + (f" ({events_before} events sent before)" if resumed else "")
     )
-    stream = _bounded_stream(context, backfill)
-    table = TABLES[stream.table]
-    event_type = backfill.stream.split("/", 1)[1]
-    events = pages = 0
-    more = False
-    try:
-        for page in stream.pages(position, deadline):
-            kept = [e for e in page.events if _in_range(e, backfill)]
-            if kept:
-                rows, _ = shape_rows(table, kept, now=clock.now(), event_type=event_type)
-                sink.send(stream.table, rows, deadline)
-                events += len(kept)
-                pages += 1
-            more = page.has_more
-            record = store.save(
-                replace(
-                    record,
-                    position={
-                        "range": backfill.as_json(),
-                        "source": page.position,
-                        "events": events_before + events,
-                        "done": False,
-                    },
-                    total_events=events_before + events,
-                    last_run=clock.now(),
-                )
-            )
-            newest = f", up to {format_time(page.newest_event_time)}" if page.newest_event_time else ""
-            say(f"  ... {events_before + events} events sent{newest}")
-            if deadline.near():
-                break
-    except AuditSyncError as error:
-        release(
-            store,
-            replace(
-                record,
-                last_status="error",
-                last_error_kind=error.kind,
-                last_message=str(error),
-                last_hint=error.hint,
-            ),
-        )
-        raise
-    done = not more
-    final = dict(record.position or {}, done=done, range=backfill.as_json(), events=events_before + events)
+    stream = _RangeStream(inner, backfill, events_before)
+
+    def progress(page: Page, events: int) -> None:
+        newest = f", up to {format_time(page.newest_event_time)}" if page.newest_event_time else ""
+        say(f"  ... {events_before + events} events sent{newest}")
+
+    drained = drain(stream, record, store, sink, deadline, clock, on_page=progress)
+    finished = clock.now()
+    report = drained.report(stream, int((finished - started).total_seconds() * 1000), finished, redactor)
+    if drained.failure is not None:
+        release(store, outcome(drained.checkpoint, report, finished))
+        raise refused_after_expiry(drained.failure, source, expires_on, finished)
+    done = not drained.stopped_with_more
+    sent = events_before + drained.events
+    final = dict(drained.checkpoint.position or {}, range=backfill.as_json(), events=sent, done=done)
     release(
         store,
         replace(
-            record,
+            outcome(drained.checkpoint, report, finished),
             position=final,
             last_status="ok" if done else "behind",
-            last_error_kind="",
             last_message="backfill complete"
             if done
             else "stopped at the deadline; run the same command again",
-            last_run=clock.now(),
         ),
     )
-    return BackfillReport(backfill, events_before + events, pages, done, resumed)
+    return BackfillReport(backfill, sent, drained.pages, done, resumed)
+
+
+class _RangeStream:
+    """The source's stream as the page loop sees it during a backfill: only the range's events, and
+    positions wrapped in the progress record's ``{"range", "source", "events", "done"}``."""
+
+    def __init__(self, inner: Stream, backfill: BackfillRange, events_before: int) -> None:
+        self.inner = inner
+        self.backfill = backfill
+        self.events_before = events_before
+        # The source's own name: the rows are shaped as that stream's (the record has its own name).
+        self.name = inner.name
+        self.source = inner.source
+        self.table = inner.table
+
+    def pages(self, position: JSON | None, deadline: Deadline) -> Iterator[Page]:
+        sent = self.events_before
+        for page in self.inner.pages((position or {}).get("source"), deadline):
+            kept_at = [i for i, event in enumerate(page.events) if _in_range(event, self.backfill)]
+            yield Page(
+                [page.events[i] for i in kept_at],
+                self._record(page.position, sent + len(kept_at), done=not page.has_more),
+                page.newest_event_time,
+                page.counters,
+                page.has_more,
+                self._accepted_position(page, kept_at, sent),
+            )
+            sent += len(kept_at)
+
+    def _record(self, source: JSON, events: int, *, done: bool) -> JSON:
+        return {"range": self.backfill.as_json(), "source": source, "events": events, "done": done}
+
+    def _accepted_position(self, page: Page, kept_at: list[int], sent: int) -> Callable[[int], JSON] | None:
+        """The source's position for the first ``n`` events kept as accepted: those up to the n-th kept
+        one (the events outside the range between them are not sent anyway)."""
+        accepted_position = page.accepted_position
+        if accepted_position is None:
+            return None
+        return lambda n: self._record(accepted_position(kept_at[n - 1] + 1), sent + n, done=False)
 
 
 def _in_range(event: JSON, backfill: BackfillRange) -> bool:
@@ -242,7 +257,7 @@ def _bounded_stream(context: SourceContext[Any], backfill: BackfillRange) -> Str
     """The stream of ``backfill.stream``, whose first position is the range's start and which ends at its end."""
     source, event_type = backfill.stream.split("/", 1)
     if source == "onepassword":
-        from auditsync.sources.onepassword import PAGE_LIMIT, OnePasswordStream, introspect
+        from auditsync.sources.onepassword import PAGE_LIMIT, OnePasswordStream, check_token_host, introspect
 
         class RangeStream(OnePasswordStream):
             def first_request(self) -> JSON:
@@ -252,6 +267,7 @@ def _bounded_stream(context: SourceContext[Any], backfill: BackfillRange) -> Str
                     "end_time": format_time(backfill.until),
                 }
 
+        check_token_host(context.token, context.settings.base_url)
         features = introspect(context, context.deadline)
         return RangeStream(context, event_type, granted=event_type in features)
 

@@ -13,7 +13,7 @@ both several times faster. It is used only where its answer cannot differ from t
   exponent form (``1e-05`` becomes ``0.00001``; the same number) and ``NaN`` (``null``, which Log
   Analytics accepts where it refused ``NaN``). What orjson cannot encode (integers past 64 bits,
   keys that are not strings) is encoded by the standard library as before. Fingerprints stored in
-  checkpoints keep their own standard-library encoders (``_CANONICAL`` in the sources).
+  checkpoints keep their own standard-library encoder (``auditsync.sources.canonical``).
 """
 
 from __future__ import annotations

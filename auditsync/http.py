@@ -97,7 +97,6 @@ class HttpClient:
         params: Mapping[str, Any] | None = None,
         throttled: Callable[[requests.Response], bool] | None = None,
         on_body_start: Callable[[bytes], None] | None = None,
-        throttle_backoff: float | None = None,
         rule: RetryRule | None = None,
         component: Component = VENDOR_API,
     ) -> requests.Response:
@@ -118,16 +117,13 @@ class HttpClient:
         the head of a large answer, as the 1Password source does with the next page's cursor. The body
         is still read whole before this returns, inside the retries, as without it.
 
-        ``rule`` is the row of the retry table for this call (the client's by default);
-        ``throttle_backoff`` replaces its first wait after a throttling answer that names no
-        ``Retry-After`` (``retry.ONEPASSWORD_EVENTS`` holds 1Password's). ``component`` names the service
-        in failures.
+        ``rule`` is the row of the retry table for this call (the client's by default; 1Password's
+        first wait after a 429 is its own row's, ``retry.ONEPASSWORD_EVENTS``). ``component`` names the
+        service in failures.
         """
         rule = rule or self.rule
         if self.max_attempts is not None:
             rule = replace(rule, attempts=self.max_attempts)
-        if throttle_backoff is not None:
-            rule = replace(rule, throttle_backoff=throttle_backoff)
         retry = DeadlineRetryPolicy(
             rule, clock=self.clock, deadline=deadline, throttled=throttled, rng=self._random
         )

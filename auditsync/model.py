@@ -118,18 +118,13 @@ class Stream(Protocol):
         """Destination table name (a key of ``auditsync.tables.TABLES``)."""
         ...
 
-    @property
-    def read_ahead(self) -> int:
-        """How many pages the runner may have fetched ahead of the page it is sending.
-
-        One for a source whose every page is a request (the next request can be in flight while a page
-        is sent); more for a source that already holds several pages in memory when it yields the first
-        (Keeper reads a window's pass ahead), so its next fetch need not wait for those to be sent.
-        """
-        ...
-
     def pages(self, position: JSON | None, deadline: Deadline) -> Iterator[Page]:
-        """Yield pages after ``position`` (None on the first run) until caught up or the deadline is near."""
+        """Yield pages after ``position`` (None on the first run) until caught up or the deadline is near.
+
+        The consumer takes each page, sends and saves it before it asks for the next; a source keeps its
+        next request under way meanwhile (``auditsync.sources.paging.ReadAhead``). Closing the generator
+        stops the source's requests.
+        """
         ...
 
 

@@ -21,12 +21,11 @@ import logging
 import sys
 import threading
 import uuid
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import NamedTuple
 
 from auditsync.checkpoints import claim, held_by_other, open_store, release
 from auditsync.config import Settings
@@ -109,6 +108,8 @@ class _Run:
     released_together: frozenset[str] = frozenset()
     #: When each source's token expires (None: unknown), once its token was read.
     token_expiry: dict[str, datetime | None] = field(default_factory=dict)
+    #: The run's threads: one per source, one per stream.
+    pool: ThreadPoolExecutor | None = None
 
 
 #: How long a thread may hold the GIL while another waits for it (Python's default: 5 ms). A run is a
@@ -213,7 +214,10 @@ def _run_cycle(
     )
     run.claimed = _claim_all(run, [name for _, name in names])
     run.released_together = frozenset(run.claimed)
-    with ThreadPoolExecutor(max_workers=max(1, len(settings.sources)), thread_name_prefix="source") as pool:
+    # One pool for the run: a thread per source opens it and waits for its streams, a thread per stream
+    # runs it; sized for all of them, so a source's wait never holds a stream back.
+    with ThreadPoolExecutor(max(1, len(settings.sources) + len(names)), thread_name_prefix="run") as pool:
+        run.pool = pool
         futures = [pool.submit(_run_source, run, source) for source in settings.sources]
         reports = [report for future in futures for report in future.result()]
     _release_all(run)
@@ -291,8 +295,8 @@ def _run_source(run: _Run, source: str) -> list[StreamReport]:
         reports = [_error_report(source, name, wrapped, 0, run.redactor) for name in names]
         record_failed_streams(run.store, reports, owner=run.run_id, now=run.clock.now())
         return reports
-    with ThreadPoolExecutor(max_workers=max(1, len(streams)), thread_name_prefix=source) as pool:
-        return list(pool.map(lambda s: _run_stream(run, s), streams))
+    assert run.pool is not None
+    return list(run.pool.map(lambda s: _run_stream(run, s), streams))
 
 
 def _log_unexpected(where: str, error: Exception) -> None:
@@ -305,7 +309,7 @@ _BUG_HINT = "This is a bug in auditsync: report it with the log lines of this ru
 
 
 def _run_stream(run: _Run, stream: Stream) -> StreamReport:
-    """The loop of the design: pages -> rows -> sink -> checkpoint, until caught up or out of time."""
+    """Claim the stream's lease, run the page loop (``drain``), record the outcome and free the lease."""
     started = run.clock.now()
     try:
         checkpoint = run.claimed.pop(stream.name, None) or claim(
@@ -330,182 +334,159 @@ def _run_stream(run: _Run, stream: Stream) -> StreamReport:
             stream.source, stream.name, STATUS_SKIPPED, message="another runner holds this stream"
         )
 
-    table = TABLES[stream.table]
-    event_type = stream.name.split("/", 1)[1]
-    events = pages = 0
-    counters: Counter[str] = Counter()
-    newest = checkpoint.newest_event_time
-    newest_this_run: datetime | None = None
-    stopped_with_more = False
-    failure: AuditSyncError | None = None
+    def progress(page: Page, events: int) -> None:
+        if run.progress is not None:
+            run.progress(stream.name, events)
 
-    def shaped(page: Page) -> _Shaped:
-        if not page.events:
-            return _Shaped(page, [], Counter())
-        rows, shaping = shape_rows(table, page.events, now=run.clock.now(), event_type=event_type)
-        return _Shaped(page, rows, shaping)
-
-    lookahead = _Lookahead(
-        stream.pages(checkpoint.position, run.deadline), shaped, stream.name, stream.read_ahead
-    )
-    try:
-        for page, rows, shaping in lookahead:
-            counters.update(page.counters)
-            base_total = checkpoint.total_events
-            if page.events:
-                counters.update(shaping)
-                partial = _PartialSaver(run.store, checkpoint, page, newest)
-                try:
-                    result = run.sink.send(
-                        stream.table,
-                        rows,
-                        run.deadline,
-                        partial if page.accepted_position is not None else None,
-                    )
-                finally:
-                    checkpoint = partial.checkpoint
-                    events += partial.accepted
-                counters.update(result.counters)
-                events += len(rows) - partial.accepted
-                pages += 1
-                del partial  # it holds the page
-            if page.newest_event_time is not None:
-                newest_this_run = max(filter(None, (newest_this_run, page.newest_event_time)))
-                newest = max(filter(None, (newest, page.newest_event_time)))
-            moved = replace(
-                checkpoint,
-                position=page.position,
-                newest_event_time=newest,
-                total_events=base_total + len(page.events),
-            )
-            if moved != checkpoint:  # an empty page that left the position where it was: nothing to save
-                checkpoint = run.store.save(moved)
-            stopped_with_more = page.has_more
-            # Page n (its events and rows) is done with: drop it before the loop asks for page n+1,
-            # which is shaped while these names would otherwise still hold page n.
-            del page, rows, shaping
-            if run.progress is not None:
-                run.progress(stream.name, events)
-            if run.deadline.near():
-                break
-    except AuditSyncError as caught:
-        failure = caught
-    except Exception as caught:  # a bug must fail this stream only, with a clear report
-        _log_unexpected(f"in {stream.name}", caught)
-        failure = AuditSyncError(f"unexpected {type(caught).__name__} in {stream.name}", hint=_BUG_HINT)
-    finally:
-        lookahead.close()
-
+    drained = drain(stream, checkpoint, run.store, run.sink, run.deadline, run.clock, on_page=progress)
     finished = run.clock.now()
     expires_on = run.token_expiry.get(stream.source)
-    if failure is not None:
-        failure = refused_after_expiry(failure, stream.source, expires_on, finished)
-        report = _error_report(
-            stream.source,
-            stream.name,
-            failure,
-            _ms(finished - started),
-            run.redactor,
-            events=events,
-            pages=pages,
-            newest=newest,
-            counters=counters,
-        )
-    else:
-        status = STATUS_BEHIND if stopped_with_more else STATUS_OK if events else STATUS_IDLE
-        lag = None
-        if status == STATUS_IDLE:
-            lag = 0
-        elif newest_this_run is not None:
-            lag = max(0, int((finished - newest_this_run).total_seconds()))
-        report = StreamReport(
-            stream.source,
-            stream.name,
-            status,
-            events,
-            pages,
-            _ms(finished - started),
-            newest,
-            lag,
-            message="stopped at the run's deadline; the next run continues"
-            if status == STATUS_BEHIND
-            else "",
-            hint="If this persists, shorten the timer schedule or raise RUN_TIME_BUDGET."
-            if status == STATUS_BEHIND
-            else "",
-            counters=dict(counters),
-        )
+    if drained.failure is not None:
+        drained.failure = refused_after_expiry(drained.failure, stream.source, expires_on, finished)
+    report = drained.report(stream, _ms(finished - started), finished, run.redactor)
     report = replace(report, token_expires_on=expires_on)
-    _close(run, checkpoint, report, finished)
+    _close(run, drained.checkpoint, report, finished)
     return report
 
 
-class _Shaped(NamedTuple):
-    """A page and its rows, shaped in the stream's thread."""
+@dataclass
+class Drained:
+    """What ``drain`` did: the checkpoint as last saved, and what the stream's report says."""
 
-    page: Page
-    rows: list[JSON]
-    shaping: Counter[str]
+    checkpoint: Checkpoint
+    events: int = 0
+    pages: int = 0
+    counters: Counter[str] = field(default_factory=Counter)
+    #: The newest event time ever delivered (the checkpoint's), and the newest of this run.
+    newest: datetime | None = None
+    newest_this_run: datetime | None = None
+    #: The last page said more was to come (the run stopped at its deadline).
+    stopped_with_more: bool = False
+    failure: AuditSyncError | None = None
+
+    def report(
+        self, stream: Stream, duration_ms: int, finished: datetime, redactor: Redactor | None = None
+    ) -> StreamReport:
+        """The stream's StreamReport (its health row's material)."""
+        if self.failure is not None:
+            return _error_report(
+                stream.source,
+                stream.name,
+                self.failure,
+                duration_ms,
+                redactor,
+                events=self.events,
+                pages=self.pages,
+                newest=self.newest,
+                counters=self.counters,
+            )
+        status = STATUS_BEHIND if self.stopped_with_more else STATUS_OK if self.events else STATUS_IDLE
+        lag = None
+        if status == STATUS_IDLE:
+            lag = 0
+        elif self.newest_this_run is not None:
+            lag = max(0, int((finished - self.newest_this_run).total_seconds()))
+        behind = status == STATUS_BEHIND
+        return StreamReport(
+            stream.source,
+            stream.name,
+            status,
+            self.events,
+            self.pages,
+            duration_ms,
+            self.newest,
+            lag,
+            message="stopped at the run's deadline; the next run continues" if behind else "",
+            hint="If this persists, shorten the timer schedule or raise RUN_TIME_BUDGET." if behind else "",
+            counters=dict(self.counters),
+        )
 
 
-class _Lookahead:
-    """A lookahead over a stream's pages: the next pages (``depth`` of them, the stream's
-    ``read_ahead``) are fetched in a thread of their own while the stream's thread shapes and sends
-    page n and saves its checkpoint.
+def drain(
+    stream: Stream,
+    checkpoint: Checkpoint,
+    store: CheckpointStore,
+    sink: Sink,
+    deadline: Deadline,
+    clock: Clock,
+    *,
+    on_page: Callable[[Page, int], None] | None = None,
+) -> Drained:
+    """The loop of the design: pages -> rows -> sink -> checkpoint, until caught up or out of time.
 
-    The lookahead thread only fetches (and lets the source parse and deduplicate): a stream can ask
-    for its next page only with the cursor of the one before, so the fetch loop is what bounds a
-    stream, and everything else is kept off it.
-
-    Why it is safe: only this one worker thread ever advances the source's generator (fetches are
-    queued on it one after another, so the source and its HTTP session see one caller at a time, as
-    before), at most ``depth`` pages are read ahead, and the stream's thread still sends and saves
-    pages strictly in order: page n+1 is handed over only after page n was accepted and saved, and a
-    failure fetching n+1 surfaces only then. A stop (the deadline, a failed send) drops the pages read
-    ahead; the checkpoint stays at the last page the sink accepted (or at its accepted part), and the
-    next run fetches the dropped pages again.
+    ``checkpoint`` is the stream's record, its lease already held. Every page's position is saved once
+    the sink accepted all of it, and, for a page that goes out in several requests, after every accepted
+    request (``_PartialSaver``). While page n is shaped and sent, the source's next request is already
+    under way (``auditsync.sources.paging``). ``on_page(page, events)`` is called after each saved page
+    with the events delivered so far. Never raises for the stream's failure: see ``Drained.failure``.
     """
-
-    def __init__(
-        self, pages: Iterator[Page], shape: Callable[[Page], _Shaped], name: str, depth: int = 1
-    ) -> None:
-        self._pages = pages
-        self._shape = shape
-        self._depth = max(1, depth)
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"lookahead-{name}")
-        self._pending: deque[Future[Page | None]] = deque()
-
-    def _fetch(self) -> Page | None:
-        return next(self._pages, None)
-
-    def __iter__(self) -> Iterator[_Shaped]:
-        while len(self._pending) < self._depth:
-            self._pending.append(self._worker.submit(self._fetch))
-        while True:
-            page = self._pending.popleft().result()
-            if page is None:
-                return
-            self._pending.append(self._worker.submit(self._fetch))  # keep ``depth`` pages coming
-            shaped = self._shape(page)
+    table = TABLES[stream.table]
+    event_type = stream.name.split("/", 1)[1]
+    drained = Drained(checkpoint, newest=checkpoint.newest_event_time)
+    pages = stream.pages(checkpoint.position, deadline)
+    try:
+        for page in pages:
+            drained.counters.update(page.counters)
+            base_total = drained.checkpoint.total_events
+            if page.events:
+                rows, shaping = shape_rows(table, page.events, now=clock.now(), event_type=event_type)
+                drained.counters.update(shaping)
+                partial = _PartialSaver(store, drained.checkpoint, page, drained.newest)
+                try:
+                    result = sink.send(
+                        stream.table,
+                        rows,
+                        deadline,
+                        partial if page.accepted_position is not None else None,
+                    )
+                finally:
+                    drained.checkpoint = partial.checkpoint
+                    drained.events += partial.accepted
+                drained.counters.update(result.counters)
+                drained.events += len(rows) - partial.accepted
+                drained.pages += 1
+                # Page n's rows and the saver that holds it are done with: not held while page n+1 is read.
+                del rows, partial
+            if page.newest_event_time is not None:
+                drained.newest_this_run = max(filter(None, (drained.newest_this_run, page.newest_event_time)))
+                drained.newest = max(filter(None, (drained.newest, page.newest_event_time)))
+            moved = replace(
+                drained.checkpoint,
+                position=page.position,
+                newest_event_time=drained.newest,
+                total_events=base_total + len(page.events),
+            )
+            if (
+                moved != drained.checkpoint
+            ):  # an empty page that left the position where it was: nothing to save
+                drained.checkpoint = store.save(moved)
+            drained.stopped_with_more = page.has_more
+            if on_page is not None:
+                on_page(page, drained.events)
             del page
-            yield shaped
-            del shaped  # the caller is done with page n: not held here while page n+1 is awaited
+            if deadline.near():
+                break
+    except AuditSyncError as caught:
+        drained.failure = caught
+    except Exception as caught:  # a bug must fail this stream only, with a clear report
+        _log_unexpected(f"in {stream.name}", caught)
+        drained.failure = AuditSyncError(
+            f"unexpected {type(caught).__name__} in {stream.name}", hint=_BUG_HINT
+        )
+    finally:
+        _close_pages(pages)
+    return drained
 
-    def close(self) -> None:
-        """Drop the fetches not yet started, wait for the one under way (each vendor call ends by the
-        run's deadline), then close the source's generator in the worker thread (a generator cannot be
-        closed while it runs)."""
-        for pending in self._pending:
-            pending.cancel()
-        wait(self._pending)
-        self._pending.clear()
-        close = getattr(self._pages, "close", None)
-        if close is not None:
-            try:
-                self._worker.submit(close).result()
-            except Exception as error:
-                log.debug("closing the pages of a stopped stream: %s", type(error).__name__)
-        self._worker.shutdown(wait=True)
+
+def _close_pages(pages: Iterator[Page]) -> None:
+    """Stop the source (its requests sent ahead are dropped; one under way ends by the deadline)."""
+    close = getattr(pages, "close", None)
+    if close is None:
+        return
+    try:
+        close()
+    except Exception as error:
+        log.debug("closing the pages of a stopped stream: %s", type(error).__name__)
 
 
 class _PartialSaver:
@@ -538,13 +519,9 @@ class _PartialSaver:
         self.accepted = accepted
 
 
-def _close(run: _Run, checkpoint: Checkpoint, report: StreamReport, finished: datetime) -> None:
-    """Record the outcome on the checkpoint and free the lease (position untouched on error).
-
-    A stream whose lease was claimed with all the others is released with them at the end of the
-    run (``_release_all``: one request for every stream); its lease covers the run's budget anyway.
-    """
-    outcome = replace(
+def outcome(checkpoint: Checkpoint, report: StreamReport, finished: datetime) -> Checkpoint:
+    """``checkpoint`` with ``report``'s outcome recorded and its lease freed (the position untouched)."""
+    return replace(
         checkpoint,
         last_status=report.status,
         last_error_kind=report.error_kind,
@@ -554,11 +531,20 @@ def _close(run: _Run, checkpoint: Checkpoint, report: StreamReport, finished: da
         last_success=finished if report.status != STATUS_ERROR else checkpoint.last_success,
         token_expires_on=report.token_expires_on,
     )
+
+
+def _close(run: _Run, checkpoint: Checkpoint, report: StreamReport, finished: datetime) -> None:
+    """Record the outcome on the checkpoint and free the lease (position untouched on error).
+
+    A stream whose lease was claimed with all the others is released with them at the end of the
+    run (``_release_all``: one request for every stream); its lease covers the run's budget anyway.
+    """
+    recorded = outcome(checkpoint, report, finished)
     if report.stream in run.released_together:
         with run.closing_lock:
-            run.closing.append((outcome, report))
+            run.closing.append((recorded, report))
         return
-    _release_one(run, outcome, report)
+    _release_one(run, recorded, report)
 
 
 def _release_one(run: _Run, outcome: Checkpoint, report: StreamReport) -> None:

@@ -2,13 +2,10 @@
 
 py-spy samples from outside the process, so the profile costs the measured code nothing; it starts
 the child itself (``py-spy record -- python ...``), which needs no ptrace rights over other processes.
-Only the stream threads' samples count (stacks through ``runner._run_stream``, through
-``runner._Lookahead._fetch`` for each stream's lookahead thread, which fetches the next
-page, through ``keeper._PassReader._run`` for Keeper's own fetch thread, which sends its
-requests, and through ``OnePasswordStream._post`` for the 1Password requests sent ahead from a
-stream's prefetch threads): start-up, imports and the heartbeat are left out. A stream has two
-threads or more (Keeper three, 1Password up to four), so with ``idle`` the samples add up to a multiple
-of its wall time. Each sample goes to one area (``classify``): on loopback the CPU areas,
+Only the stream threads' samples count (stacks through ``runner._run_stream``, and through
+``paging.ReadAhead._run`` for a stream's two read-ahead threads, which send its requests and read
+their answers): start-up, imports and the heartbeat are left out. A stream has up to three threads,
+so with ``idle`` the samples add up to a multiple of its wall time. Each sample goes to one area (``classify``): on loopback the CPU areas,
 with ``idle=True`` (latency runs) also the waits, which is where a stream's wall time goes.
 """
 
@@ -27,9 +24,7 @@ RATE = 200
 #: Stacks through these frames are a stream's work; everything else is set-up.
 STREAM_FRAMES = (
     "_run_stream (auditsync/runner.py)",
-    "._fetch (auditsync/runner.py)",
-    "_PassReader._run (auditsync/sources/keeper.py)",
-    "OnePasswordStream._post (auditsync/sources/onepassword.py)",
+    "ReadAhead._run (auditsync/sources/paging.py)",
 )
 #: Innermost frames in which a thread waits instead of running Python.
 WAIT_FRAMES = ("recv_into", "readinto", "sleep", "select", "poll", "wait", "acquire", "fsync", "connect")
@@ -82,18 +77,14 @@ def classify(frames: list[str]) -> str:
         joined = ";".join(frames)
         if "(auditsync/retry.py" in joined and "sleep" in inner:
             return "waiting: retry backoff (429/5xx)"
-        if "_PassReader._run (" in joined and "acquire" in inner:
-            return "waiting: Keeper fetch thread, one request ahead"
-        if "_on_head_ahead (" in joined and "wait" in inner:
-            return "waiting: 1Password answer sent ahead, until its stream takes it"
         if "(auditsync/sinks/" in joined:
             return "waiting: Logs Ingestion (upload)"
+        if "ReadAhead.next (" in joined:
+            return "waiting: the next page (read ahead)"
         if "(auditsync/sources/" in joined:
             return "waiting: vendor API (page fetch)"
         if "(auditsync/checkpoints/" in joined:
             return "waiting: checkpoint store"
-        if "__iter__ (auditsync/runner.py)" in joined:
-            return "waiting: the next page (lookahead)"
         return "waiting: other"
     for frame in reversed(frames):
         for area, parts in CPU_AREAS:

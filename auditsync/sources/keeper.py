@@ -11,8 +11,9 @@ the sink accepted only in part, the position that records that part): a deadline
 most the request in flight. A continuation token is never trusted to survive: if the server rejects a
 stored one, the window is read again from its start and the fingerprints remove what was already sent;
 a token seen before in this run for the same window (paging in a circle) is an ``upstream`` error.
-Requests go out from a fetch thread one request ahead of the pages' fingerprinting (``_PassReader``):
-at Keeper's latency a drain waits for its requests, so they follow one another without a pause.
+A pass's requests are described by ``KeeperPaging`` and sent by ``auditsync.sources.paging.ReadAhead``,
+one request ahead of the page being fingerprinted: at Keeper's latency a drain waits for its requests,
+so they follow one another without a pause.
 """
 
 from __future__ import annotations
@@ -20,13 +21,11 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import queue
-import threading
 from collections import Counter
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Hashable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import requests
@@ -36,7 +35,7 @@ from auditsync.errors import AuthError, TokenRefused, UpstreamError
 from auditsync.failures import KEEPER_API
 from auditsync.fastjson import response_json
 from auditsync.http import describe
-from auditsync.model import JSON, Clock, Deadline, Page, Stream
+from auditsync.model import JSON, Deadline, Page, Stream
 from auditsync.sources import SourceContext
 from auditsync.sources.keeper_position import (
     TARGET_WINDOW_EVENTS,
@@ -46,6 +45,7 @@ from auditsync.sources.keeper_position import (
     iso_ms,
     to_ms,
 )
+from auditsync.sources.paging import Paginator, ReadAhead
 from auditsync.tables import KEEPER_TABLE
 from auditsync.tables.rows import parse_time
 
@@ -58,15 +58,13 @@ PAGE_LIMIT = 1000
 TOKEN_REJECTED = frozenset({400, 404, 410})
 #: Re-reads of one window within one run before we call the API broken (a token that never lasts).
 MAX_RESTARTS_PER_RUN = 3
-#: Pages one pass over a window may hold before delivery (a window sized for TARGET_WINDOW_EVENTS takes
-#: five): a pass that would hold more is too big and its window shrinks, so memory stays bounded even
-#: for a pass that brings no new fingerprints (a window re-read after a refused token).
-MAX_PASS_PAGES = 8
-#: The same bound in events, which is what holds memory: a server that answers with fewer events than
-#: asked for (Keeper documents no such cap, but its schema's default limit is 100) fills a pass with
-#: more, smaller pages, and counting pages would shrink every window it reads (8 pages of 100 events
-#: hold no window of TARGET_WINDOW_EVENTS) and read each one twice.
-MAX_PASS_EVENTS = MAX_PASS_PAGES * PAGE_LIMIT
+#: Events one pass over a window may hold before delivery (eight full pages; a window sized for
+#: TARGET_WINDOW_EVENTS takes five): a pass that would hold more is too big and its window shrinks, so
+#: memory stays bounded even for a pass that brings no new fingerprints (a window re-read after a refused
+#: token). Counted in events, not pages: a server that answers with fewer events than asked for (Keeper
+#: documents no such cap, but its schema's default limit is 100) fills a pass with more, smaller pages,
+#: and counting pages would shrink every window it reads and read each one twice.
+MAX_PASS_EVENTS = 8 * PAGE_LIMIT
 #: Pages held at most before delivery when a window cannot shrink any more (see ``_read_pass``).
 UNBOUNDED_HELD_PAGES = 3
 
@@ -108,12 +106,80 @@ class TokenRejected(Exception):
     """The server refused a continuation token (expired or unknown)."""
 
 
+@dataclass(frozen=True)
+class PassRequest:
+    """One request of a read pass over a window: the window, the continuation token (None: the window's
+    start), whether the pass is bounded (see ``KeeperPaging.stops_before``) and what it read before."""
+
+    start_ms: int
+    end_ms: int
+    token: str | None
+    bounded: bool
+    events: int = 0
+    pages: int = 0
+
+
+class KeeperPaging(Paginator[PassRequest, JSON]):
+    """Keeper's paging within a pass: the continuation token while ``has_more``, until the pass holds as
+    much as it may (MAX_PASS_EVENTS events; UNBOUNDED_HELD_PAGES pages for a window that cannot shrink),
+    where it is examined before anything more is read. A token is where paging continues from in its
+    window, so a token returned again for the same window is a loop."""
+
+    def next_request(self, request: PassRequest, answer: JSON) -> PassRequest | None:
+        if not answer["has_more"]:
+            return None
+        return PassRequest(
+            request.start_ms,
+            request.end_ms,
+            answer["continuation_token"],
+            request.bounded,
+            request.events + len(answer["events"]),
+            request.pages + 1,
+        )
+
+    def stops_before(self, request: PassRequest) -> bool:
+        if request.bounded:
+            return request.events >= MAX_PASS_EVENTS
+        return request.pages >= UNBOUNDED_HELD_PAGES
+
+    def position_key(self, request: PassRequest) -> Hashable | None:
+        return None if request.token is None else (request.start_ms, request.end_ms, request.token)
+
+    def loop_error(self, request: PassRequest) -> UpstreamError:
+        return UpstreamError(
+            f"Keeper returned a continuation token it had already returned for window "
+            f"{iso_ms(request.start_ms)} - {iso_ms(request.end_ms)} (the paging goes round in a circle)",
+            hint="The stream stops instead of sending the same events again; the next run resumes "
+            "from the saved position. If it persists, report it to Keeper support.",
+        )
+
+
+class _Pass(NamedTuple):
+    """A read pass under way: its first request, and when the pass began (events visible by then are in it)."""
+
+    first: PassRequest
+    started_ms: int
+
+
+class _Held(NamedTuple):
+    """A page a pass read and holds until it knows whether the pass can be delivered."""
+
+    token: str | None
+    body: JSON
+    pass_started_ms: int
+    stamped: list[tuple[datetime | None, int]]
+
+
 class KeeperApi:
     """``GET /api/rest/public/events`` with the project's error mapping."""
 
     def __init__(self, ctx: SourceContext[KeeperSettings]) -> None:
         self.ctx = ctx
         self.url = ctx.settings.base_url.rstrip("/") + EVENTS_PATH
+
+    def fetch_pass(self, request: PassRequest, deadline: Deadline) -> JSON:
+        """One request of a read pass (in a ReadAhead thread)."""
+        return self.fetch(request.start_ms, request.end_ms, request.token, deadline)
 
     def fetch(
         self, start_ms: int, end_ms: int, token: str | None, deadline: Deadline, *, limit: int = PAGE_LIMIT
@@ -180,11 +246,6 @@ class KeeperStream:
     name = STREAM
     source = "keeper"
     table = KEEPER_TABLE
-    #: A pass over a window is read whole (about five pages for a window of TARGET_WINDOW_EVENTS, at most
-    #: MAX_PASS_PAGES) before its pages are yielded from memory, and the next pass's first request is
-    #: already in flight when they are: the runner may take them all at once, so that the source goes on
-    #: to read the next pass instead of waiting for these pages to be sent.
-    read_ahead = MAX_PASS_PAGES
 
     def __init__(self, ctx: SourceContext[KeeperSettings]) -> None:
         self.ctx = ctx
@@ -200,9 +261,8 @@ class KeeperStream:
         Each pass over a window is read ahead (``_read_pass``) before anything of it is delivered, and
         delivered only while its fingerprints fit an exact position: a window that turns out too big is
         made smaller first, so every saved position resumes exactly, page by page, and a stop never
-        re-reads a whole window. Requests go out from a thread of their own (``_PassReader``), each as
-        soon as the one before answered, and the next pass's first request before this pass's pages
-        are handed over.
+        re-reads a whole window. A pass's requests go out one ahead of its fingerprinting (ReadAhead),
+        and the next pass's first request before this pass's pages are handed over.
         """
         run_start_ms = to_ms(self.ctx.run_start)
         target_end_ms = run_start_ms - self.lag_ms
@@ -213,11 +273,12 @@ class KeeperStream:
             state = KeeperPosition.load(position)
         last_saved: JSON = position if position is not None else state.dump()[0]
         restarts = 0
-        seen_tokens: set[tuple[int, int, str]] = set()
-        # Two threads: a pass given up (too big) may still wait for its last request while the next
-        # pass's first one goes out; otherwise one pass's requests run one after another in one thread.
-        fetcher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="keeper-fetch")
-        reader: _PassReader | None = None
+        reads = ReadAhead(
+            KeeperPaging(), lambda request, _: self.api.fetch_pass(request, deadline), deadline, STREAM
+        )
+        #: The pass whose requests ``reads`` is sending (begun before the pages of the one before it were
+        #: handed over), or None.
+        reading: _Pass | None = None
         try:
             while not deadline.near():
                 window = state.window
@@ -226,11 +287,11 @@ class KeeperStream:
                     if window is None:
                         return
                 bounded = window.end_ms - state.watermark_ms >= 2
-                if reader is None:
-                    reader = self._begin_pass(window, bounded, fetcher, deadline, seen_tokens)
-                held, outcome, scratch = self._read_pass(state, reader, deadline, bounded=bounded)
-                reader.stop()
-                reader = None
+                if reading is None:
+                    reading = self._begin_pass(reads, window, bounded)
+                held, outcome, scratch = self._read_pass(state, reads, reading, deadline, bounded=bounded)
+                reads.stop()  # a request sent ahead for a pass given up is dropped
+                reading = None
                 if outcome == "oversized":
                     # Nothing of this pass was delivered: read a smaller window instead.
                     state.shrink_window(_smaller_end(held, state.watermark_ms))
@@ -243,25 +304,22 @@ class KeeperStream:
                     scratch.complete_window(self.overlap_ms, self.lag_ms)
                     following = scratch.open_window(target_end_ms)
                     if following is not None:
-                        reader = self._begin_pass(
-                            following,
-                            following.end_ms - scratch.watermark_ms >= 2,
-                            fetcher,
-                            deadline,
-                            seen_tokens,
-                        )
+                        bounded_next = following.end_ms - scratch.watermark_ms >= 2
+                        reading = self._begin_pass(reads, following, bounded_next)
                 pages = []
-                for sent_token, body, pass_started_ms, stamped in held:
-                    if sent_token is None:
-                        state.start_pass(pass_started_ms)
-                    page = self._page(state, body, stamped, target_end_ms, last_saved)
+                for page_read in held:
+                    if page_read.token is None:
+                        state.start_pass(page_read.pass_started_ms)
+                    page = self._page(state, page_read.body, page_read.stamped, target_end_ms, last_saved)
                     last_saved = page.position
                     pages.append(page)
-                if reader is not None:
+                del held
+                if reading is not None:
                     opened = state.open_window(target_end_ms)
-                    if opened is None or (opened.start_ms, opened.end_ms) != (reader.start_ms, reader.end_ms):
-                        reader.stop()  # cannot happen (the same steps on the same state); never trusted
-                        reader = None
+                    first = reading.first
+                    if opened is None or (opened.start_ms, opened.end_ms) != (first.start_ms, first.end_ms):
+                        reads.stop()  # cannot happen (the same steps on the same state); never trusted
+                        reading = None
                 if outcome == "rejected":
                     restarts += 1
                     if restarts > MAX_RESTARTS_PER_RUN:
@@ -279,73 +337,61 @@ class KeeperStream:
                 if outcome == "deadline":
                     return  # the pages read so far were delivered; the next run continues after them
         finally:
-            if reader is not None:
-                reader.stop()
-            # A request still under way (read ahead for a pass that is not needed any more) is dropped;
+            # A request still under way (sent ahead for a pass that is not needed any more) is dropped;
             # it ends by the run's deadline like every vendor call.
-            fetcher.shutdown(wait=True, cancel_futures=True)
+            reads.close()
 
-    def _begin_pass(
-        self,
-        window: Window,
-        bounded: bool,
-        fetcher: ThreadPoolExecutor,
-        deadline: Deadline,
-        seen_tokens: set[tuple[int, int, str]],
-    ) -> _PassReader:
+    def _begin_pass(self, reads: ReadAhead[PassRequest, JSON], window: Window, bounded: bool) -> _Pass:
         """Send a pass's first request over ``window`` (from its start, or its token)."""
-        reader = _PassReader(
-            self.api,
-            self.ctx.clock,
-            window,
-            deadline,
-            seen_tokens,
-            MAX_PASS_EVENTS if bounded else None,
-            None if bounded else UNBOUNDED_HELD_PAGES,
-        )
-        reader.start(fetcher)
-        return reader
+        started_ms = to_ms(self.ctx.clock.now()) if window.token is None else window.pass_started_ms
+        first = PassRequest(window.start_ms, window.end_ms, window.token, bounded)
+        reads.start(first)
+        return _Pass(first, started_ms)
 
     def _read_pass(
         self,
         state: KeeperPosition,
-        reader: _PassReader,
+        reads: ReadAhead[PassRequest, JSON],
+        reading: _Pass,
         deadline: Deadline,
         *,
         bounded: bool,
-    ) -> tuple[list[tuple[str | None, JSON, int, list[tuple[datetime | None, int]]]], str, KeeperPosition]:
-        """Take the current pass over the window from ``reader`` without delivering anything yet.
+    ) -> tuple[list[_Held], str, KeeperPosition]:
+        """Take the current pass over the window from ``reads`` without delivering anything yet.
 
-        Returns the pages read (token sent, body, when the pass began) and why reading stopped:
-        ``complete`` (the window was read to its end), ``deadline``, ``rejected`` (the token was
-        refused; the pages before it are good), ``more`` (a window that cannot shrink: deliver these
-        pages, then read on), or ``oversized`` (delivering this pass would make the window's
-        fingerprints too big for an exact position, or the pass would hold more than MAX_PASS_EVENTS
-        events: the window must shrink first). A continuation token seen before in this run for the same
-        window is an UpstreamError. The third value is the position as delivering the pages read would
-        leave it, but for the window's completion (``scratch``).
+        Returns the pages read and why reading stopped: ``complete`` (the window was read to its end),
+        ``deadline``, ``rejected`` (the token was refused; the pages before it are good), ``more`` (a
+        window that cannot shrink: deliver these pages, then read on), or ``oversized`` (delivering
+        this pass would make the window's fingerprints too big for an exact position, or the pass would
+        hold more than MAX_PASS_EVENTS events: the window must shrink first). A continuation token seen
+        before in this run for the same window is an UpstreamError (``KeeperPaging.loop_error``). The
+        third value is the position as delivering the pages read would leave it, but for the window's
+        completion (``scratch``).
         """
         scratch = state.copy()
         window = scratch.window
         assert window is not None
-        if reader.token is None:
-            window.pass_started_ms = reader.pass_started_ms
-        held: list[tuple[str | None, JSON, int, list[tuple[datetime | None, int]]]] = []
+        if reading.first.token is None:
+            window.pass_started_ms = reading.started_ms
+        held: list[_Held] = []
         while True:
             try:
-                token, body = reader.next()
+                taken = reads.next()
             except TokenRejected:
                 return held, "rejected", scratch
+            if taken is None:  # nothing more was sent: the deadline is near (the bounds are checked below)
+                return held, "deadline", scratch
+            request, body = taken
             stamped = _stamped(body["events"])
             for _, fingerprint_key in stamped:
                 window.delivered += scratch.offer(fingerprint_key)
-            held.append((token, body, reader.pass_started_ms, stamped))
+            held.append(_Held(request.token, body, reading.started_ms, stamped))
             if not body["has_more"]:
                 return held, "complete", scratch
             if bounded and (
-                sum(len(page[1]["events"]) for page in held) >= MAX_PASS_EVENTS
+                sum(len(page.body["events"]) for page in held) >= MAX_PASS_EVENTS
                 or not scratch.fits()
-                or _far_too_big(held, state.watermark_ms, reader.end_ms)
+                or _far_too_big(held, state.watermark_ms, reading.first.end_ms)
             ):
                 return held, "oversized", scratch
             if not bounded and len(held) >= UNBOUNDED_HELD_PAGES:
@@ -413,114 +459,14 @@ class KeeperStream:
         )
 
 
-class _PassReader:
-    """One pass's requests, in the stream's fetch thread, one request ahead of the pages' examination.
-
-    The continuation token is all a request needs, so the request for page n+1 goes out as soon as page
-    n answered, before page n is fingerprinted and checked against the checkpoint bound (that work
-    overlaps the next request's wait instead of adding to it). It never runs further ahead: request n+2
-    waits until the pass has asked for page n+1 (``next``), i.e. has examined page n. The reader stops
-    by itself where the pass would stop anyway: the window's last page, a refused or repeated token,
-    ``max_events`` events or ``max_pages`` pages, the deadline. ``stop`` ends it early (a pass found
-    too big): the one request sent ahead is then dropped.
-    """
-
-    def __init__(
-        self,
-        api: KeeperApi,
-        clock: Clock,
-        window: Window,
-        deadline: Deadline,
-        seen_tokens: set[tuple[int, int, str]],
-        max_events: int | None,
-        max_pages: int | None,
-    ) -> None:
-        self.api = api
-        self.clock = clock
-        self.start_ms, self.end_ms, self.token = window.start_ms, window.end_ms, window.token
-        #: When the pass asked for its first page: events visible by then are in the pass.
-        self.pass_started_ms = window.pass_started_ms
-        self.deadline = deadline
-        self.seen_tokens = seen_tokens
-        self.max_events = max_events
-        self.max_pages = max_pages
-        self._events = 0
-        self._results: queue.Queue[tuple[str | None, JSON | BaseException]] = queue.Queue()
-        self._stopped = threading.Event()
-        #: One permit per page asked for: the request after page n needs page n to have been asked for.
-        self._asked = threading.Semaphore(0)
-
-    def start(self, fetcher: ThreadPoolExecutor) -> None:
-        if self.token is None:
-            self.pass_started_ms = to_ms(self.clock.now())
-        fetcher.submit(self._run)
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self._asked.release()  # a reader waiting for a permit wakes up and sees it is stopped
-
-    def next(self) -> tuple[str | None, JSON]:
-        """The next page's (token sent, body); raises what its request raised (TokenRejected, ...)."""
-        self._asked.release()
-        token, result = self._results.get()
-        if isinstance(result, BaseException):
-            raise result
-        return token, result
-
-    def _run(self) -> None:
-        token = self.token
-        for number in itertools.count(1):
-            if number > 1:
-                self._asked.acquire()  # page number-1 was asked for: page number-2 has been examined
-            if self._stopped.is_set():
-                return
-            try:
-                body = self.api.fetch(self.start_ms, self.end_ms, token, self.deadline)
-            except BaseException as error:  # handed to the reader's consumer, which raises it
-                self._results.put((token, error))
-                return
-            next_token = body["continuation_token"] if body["has_more"] else None
-            if next_token is not None:
-                key = (self.start_ms, self.end_ms, next_token)
-                if next_token == token or key in self.seen_tokens:
-                    self._results.put((token, _circle_error(self.start_ms, self.end_ms)))
-                    return
-                self.seen_tokens.add(key)
-            self._results.put((token, body))
-            self._events += len(body["events"])
-            if (
-                next_token is None
-                or (self.max_pages is not None and number >= self.max_pages)
-                or (self.max_events is not None and self._events >= self.max_events)
-                or self.deadline.near()
-            ):
-                return
-            token = next_token
-
-
-def _circle_error(start_ms: int, end_ms: int) -> UpstreamError:
-    return UpstreamError(
-        f"Keeper returned a continuation token it had already returned for window "
-        f"{iso_ms(start_ms)} - {iso_ms(end_ms)} (the paging goes round in a circle)",
-        hint="The stream stops instead of sending the same events again; the next run resumes "
-        "from the saved position. If it persists, report it to Keeper support.",
-    )
-
-
-def _new_times(
-    held: list[tuple[str | None, JSON, int, list[tuple[datetime | None, int]]]], watermark_ms: int
-) -> list[int]:
+def _new_times(held: list[_Held], watermark_ms: int) -> list[int]:
     """The times of the new events (past the watermark) a pass read, in the order it read them."""
-    return [key >> 32 for *_, stamped in held for _, key in stamped if key >> 32 > watermark_ms]
+    return [key >> 32 for page in held for _, key in page.stamped if key >> 32 > watermark_ms]
 
 
-def _far_too_big(
-    held: list[tuple[str | None, JSON, int, list[tuple[datetime | None, int]]]],
-    watermark_ms: int,
-    end_ms: int,
-) -> bool:
+def _far_too_big(held: list[_Held], watermark_ms: int, end_ms: int) -> bool:
     """True when the pages read so far say the window holds more than twice what a pass may (the new
-    events' density over the window's new part): reading on to MAX_PASS_PAGES would only be discarded.
+    events' density over the window's new part): reading on to MAX_PASS_EVENTS would only be discarded.
 
     Meaningful for a server that pages in time order (either way); for any other order the events read
     spread over the whole window, the estimate stays near what was read and this never fires.
@@ -529,12 +475,10 @@ def _far_too_big(
     if len(times) < PAGE_LIMIT // 2:
         return False
     estimate = len(times) * (end_ms - watermark_ms) / (max(times) - min(times) + 1)
-    return estimate > 2 * MAX_PASS_PAGES * PAGE_LIMIT
+    return estimate > 2 * MAX_PASS_EVENTS
 
 
-def _smaller_end(
-    held: list[tuple[str | None, JSON, int, list[tuple[datetime | None, int]]]], watermark_ms: int
-) -> int | None:
+def _smaller_end(held: list[_Held], watermark_ms: int) -> int | None:
     """Where a window that turned out too big should end, from what its pass read (``shrink_window``
     never goes past half the window whatever this says, so any answer is safe).
 

@@ -25,19 +25,19 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from auditsync.errors import CheckpointError
+from auditsync.sources.canonical import canonical_json
 
 POSITION_VERSION = 2
 #: Windows are sized for about this many new events: just under five full pages (1,000 events each), so
 #: a window of a backlog is five requests of which only the last is not full (the page count, not the
 #: event count, is what a drain waits for: 0.97 of the serial-fetch bound), 3 % more events than
-#: predicted still fit in five, and a pass of up to MAX_PASS_PAGES (8) pages still fits the checkpoint
-#: (MAX_FINGERPRINT_CHARS) before the window is made smaller.
+#: predicted still fit in five, and a pass of up to MAX_PASS_EVENTS (8,000) events still fits the
+#: checkpoint (MAX_FINGERPRINT_CHARS) before the window is made smaller.
 TARGET_WINDOW_EVENTS = 4850
 #: A window is stretched to the target end when less than this share of a span would be left: about
 #: 150 events, what the last request of a window of TARGET_WINDOW_EVENTS has room for. (Stretching it
@@ -58,8 +58,6 @@ MAX_FINGERPRINT_CHARS = 120_000
 #: as base64): below MAX_FINGERPRINT_CHARS / this many fingerprints, ``fits`` need not pack to know.
 _WORST_ENTRY_CHARS = 22
 
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-
 
 def fingerprint(event: dict[str, Any], ts_ms: int | None) -> int:
     """The event's key: time in ms (high bits) and a 32-bit BLAKE2b of its canonical JSON (low bits).
@@ -67,7 +65,7 @@ def fingerprint(event: dict[str, Any], ts_ms: int | None) -> int:
     Two different events collide only if they share the millisecond *and* the 32-bit hash. Events
     whose time cannot be read (``ts_ms`` None) all have time 0: see ``complete_window``.
     """
-    digest = hashlib.blake2b(_CANONICAL.encode(event).encode("utf-8"), digest_size=4).digest()
+    digest = hashlib.blake2b(canonical_json(event), digest_size=4).digest()
     return (max(ts_ms or 0, 0) << 32) | int.from_bytes(digest, "big")
 
 
@@ -149,7 +147,6 @@ class Window:
     start_ms: int
     end_ms: int
     token: str | None = None
-    restarts: int = 0
     delivered: int = 0
     #: When the current read pass asked for its first page: events visible by then are in the pass.
     pass_started_ms: int = 0
@@ -198,7 +195,6 @@ class KeeperPosition:
                 "start": iso_ms(window.start_ms),
                 "end": iso_ms(window.end_ms),
                 "token": window.token,
-                "restarts": window.restarts,
                 "delivered": window.delivered,
                 "pass_started": iso_ms(window.pass_started_ms),
             },
@@ -221,7 +217,6 @@ class KeeperPosition:
                     _ms(w["start"]),
                     _ms(w["end"]),
                     token,
-                    int(w["restarts"]),
                     int(w["delivered"]),
                     _ms(w["pass_started"]),
                 )
@@ -280,7 +275,6 @@ class KeeperPosition:
             entry[0] = max(entry[0], entry[1])
             entry[1] = 0
         window.token = None
-        window.restarts += 1
         window.end_ms = max(self.watermark_ms + 1, window.start_ms + (window.end_ms - window.start_ms) // 2)
 
     def shrink_window(self, earliest_end_ms: int | None = None) -> bool:

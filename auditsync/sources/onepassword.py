@@ -4,6 +4,10 @@ Introspect once per run to learn which event types the token may read; then each
 stream that resumes from its stored cursor. Resuming from the cursor, not from a timestamp, is what
 keeps item usages that arrive 10+ minutes late: the API hands them out behind the cursor. A small
 ``uuid`` guard drops events re-sent at the resume point.
+
+Paging is ``CursorPaging`` (the next request is the answer's cursor; 1Password writes the cursor
+first, so the next request can leave from the head of an answer, while the rest of it still arrives)
+and the requests go through ``auditsync.sources.paging.ReadAhead``.
 """
 
 from __future__ import annotations
@@ -11,14 +15,14 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import logging
+import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import requests
@@ -27,12 +31,13 @@ from auditsync.config import ONEPASSWORD_HOSTS, OnePasswordSettings
 from auditsync.errors import AuthError, CheckpointError, ConfigError, TokenRefused, UpstreamError
 from auditsync.failures import ONEPASSWORD_API
 from auditsync.fastjson import response_json
-from auditsync.http import HttpClient, describe
+from auditsync.http import HttpClient, describe, redact_url
 from auditsync.model import JSON, Deadline, Page, Stream
 from auditsync.retry import ONEPASSWORD_EVENTS
 from auditsync.sources import SourceContext
+from auditsync.sources.canonical import canonical_json
 from auditsync.sources.pacing import ONEPASSWORD_ACCOUNT_INTERVAL, Pacer
-from auditsync.sources.prefetch import CursorPrefetch
+from auditsync.sources.paging import OnHead, Paginator, ReadAhead
 from auditsync.tables import ONEPASSWORD_TABLE
 from auditsync.tables.rows import format_time, newest_time
 from auditsync.token_shapes import unverified_claims
@@ -41,7 +46,11 @@ from auditsync.urls import is_loopback_url
 log = logging.getLogger(__name__)
 
 PAGE_LIMIT = 1000
+#: How far back the Events API serves events.
 HORIZON = timedelta(days=120)
+#: The oldest start we ask for: the horizon less a margin, so a request at the edge is not refused as it
+#: travels (a first run's look-back, a backfill planned a moment before its first request).
+SERVED = HORIZON - timedelta(minutes=5)
 #: Keep the uuids of the last events delivered, to drop them if the API repeats them at the resume point.
 RESUME_GUARD_SIZE = 100
 AUTH_HINT = (
@@ -82,9 +91,8 @@ def _headers(token: str) -> dict[str, str]:
 def introspect(
     ctx: SourceContext[OnePasswordSettings], deadline: Deadline, pacer: Pacer | None = None
 ) -> list[str]:
-    """The event types the token may read."""
+    """The event types the token may read (callers check the token's host first: ``check_token_host``)."""
     base = ctx.settings.base_url
-    check_token_host(ctx.token, base)
     if pacer is not None:
         pacer.wait(deadline)
     response = ctx.http.request(
@@ -144,6 +152,7 @@ def account_pacer(ctx: SourceContext[OnePasswordSettings]) -> Pacer | None:
 
 
 def probe(ctx: SourceContext[OnePasswordSettings]) -> str:
+    check_token_host(ctx.token, ctx.settings.base_url)
     features = introspect(ctx, ctx.deadline)
     wanted = ctx.settings.event_types
     missing = [t for t in wanted if t not in features]
@@ -182,7 +191,6 @@ def _json(response: requests.Response, http: HttpClient) -> Any:
 
 #: Keys of events without a ``uuid`` start with this, so they never clash with a real uuid.
 FINGERPRINT_PREFIX = "fp:"
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 _DIGEST_BYTES = 8
 
 
@@ -192,7 +200,7 @@ def event_key(event: JSON) -> str:
     uuid = event.get("uuid")
     if isinstance(uuid, str) and uuid:
         return uuid
-    text = _CANONICAL.encode(event).encode("utf-8")
+    text = canonical_json(event)
     return FINGERPRINT_PREFIX + hashlib.blake2b(text, digest_size=12).hexdigest()
 
 
@@ -223,7 +231,8 @@ def unpack_digests(text: Any) -> Counter[bytes]:
 def _accepted_position(
     request: JSON, recent: list[str], accepted: Counter[bytes], keys: list[str]
 ) -> Callable[[int], JSON]:
-    """For a page cut short: re-ask the same request, and drop the first ``n`` events (by digest).
+    """For a page cut short: re-ask the same request (its cursor, or its ResetCursor's times), and drop
+    the first ``n`` events (by digest).
 
     The digests of up to a whole page (1,000 events) take about 11,000 characters, far below the
     64 KiB Table property.
@@ -231,12 +240,63 @@ def _accepted_position(
 
     def position(n: int) -> JSON:
         done = accepted + Counter(digest(k) for k in keys[:n])
-        where: JSON = (
-            {"cursor": request["cursor"]} if request.get("cursor") else {"start_time": request["start_time"]}
-        )
+        where: JSON = {k: request[k] for k in ("cursor", "start_time", "end_time") if request.get(k)}
         return where | {"recent_uuids": recent, "accepted": pack_digests(done)}
 
     return position
+
+
+class Answer(NamedTuple):
+    """A page request's answer, parsed: its events, its cursor and whether more follow."""
+
+    items: list[JSON]
+    cursor: str
+    has_more: bool
+
+
+#: ``{"cursor": "<no quote or escape>", "has_more": true`` at the very start of an answer.
+_LEADING_CURSOR = re.compile(rb'\A\s*\{\s*"cursor"\s*:\s*"([^"\\]{1,4096})"\s*,\s*"has_more"\s*:\s*true\b')
+
+
+def leading_cursor(head: bytes) -> str | None:
+    """The cursor at the head of an answer that says ``has_more: true`` before anything else, or None."""
+    match = _LEADING_CURSOR.match(head)
+    return match.group(1).decode("ascii", "replace") if match else None
+
+
+class CursorPaging(Paginator[JSON, Answer]):
+    """1Password's paging: a request is ``{"cursor": ...}`` (or a ResetCursor with ``start_time``), and the
+    next one is the cursor of its answer while ``has_more`` is true.
+
+    The cursor comes first in every answer (``{"cursor": ..., "has_more": true, "items": [...]}``: the
+    documented example and the OpenAPI schema's order), so the next request can be read off the first
+    bytes of an answer, before its 1.2 MB have arrived and been parsed; ReadAhead keeps it only if the
+    parsed answer names the same cursor. Reading with a cursor changes nothing on the server, so a
+    request sent on a misleading head costs one request of the rate limit and nothing else.
+    """
+
+    reads_heads = True
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def next_request(self, request: JSON, answer: Answer) -> JSON | None:
+        return {"cursor": answer.cursor} if answer.has_more else None
+
+    def early_request(self, request: JSON, head: bytes) -> JSON | None:
+        cursor = leading_cursor(head)
+        return None if cursor is None else {"cursor": cursor}
+
+    def position_key(self, request: JSON) -> Hashable | None:
+        return request.get("cursor") or None
+
+    def loop_error(self, request: JSON) -> UpstreamError:
+        return UpstreamError(
+            f"POST {redact_url(self.url)}: the API returned a cursor it had already returned in this run "
+            "although has_more is true (its cursors go round in a circle)",
+            hint="The stream stops to avoid sending the same events again and again; the next run "
+            "resumes from the last saved cursor. If it persists, report it to 1Password support.",
+        )
 
 
 @dataclass
@@ -263,10 +323,6 @@ class OnePasswordStream:
         return "onepassword"
 
     @property
-    def read_ahead(self) -> int:
-        return 1  # a page is a request and ~1.2 MB of JSON: one in flight hides the fetch, more costs memory
-
-    @property
     def table(self) -> str:
         return ONEPASSWORD_TABLE
 
@@ -281,9 +337,7 @@ class OnePasswordStream:
                 self.name,
                 extra={"stream": self.name},
             )
-            # A minute less than the horizon so the request is not refused as it travels.
-            lookback = HORIZON - timedelta(minutes=1)
-        return {"limit": PAGE_LIMIT, "start_time": format_time(now - lookback)}
+        return {"limit": PAGE_LIMIT, "start_time": format_time(now - min(lookback, SERVED))}
 
     def _check_granted(self) -> None:
         granted = self.granted
@@ -302,26 +356,46 @@ class OnePasswordStream:
         url = f"{self.ctx.settings.base_url}/api/v2/{self.event_type}"
         position = position or {}
         cursor = position.get("cursor")
-        body: JSON = {"cursor": cursor} if cursor else self._reset_request(position)
         recent: list[str] = list(position.get("recent_uuids", []))
         # Events of the page at this position that the sink already accepted (a page cut short).
         accepted = unpack_digests(position.get("accepted", ""))
-        # Every cursor this run was given: seeing one again means the API is going round in a circle.
-        seen_cursors = {cursor} if cursor else set()
-        prefetch = CursorPrefetch(
-            lambda cursor, on_head: self._post(url, {"cursor": cursor}, deadline, on_head), self.event_type
+        ahead = ReadAhead(
+            CursorPaging(url),
+            lambda body, on_head: self._fetch(url, body, deadline, on_head),
+            deadline,
+            self.name,
         )
         try:
-            yield from self._pages(url, body, recent, accepted, seen_cursors, prefetch, deadline)
+            ahead.start({"cursor": cursor} if cursor else self._reset_request(position))
+            while True:
+                try:
+                    taken = ahead.next()
+                finally:
+                    # The introspection ran beside the first request: its answer counts first.
+                    self._check_granted()
+                if taken is None:
+                    return
+                request, answer = taken
+                del taken
+                page = self._page(answer, request, recent, accepted)
+                del answer  # its items are the page's events now: not held twice across the yield
+                recent = page.position["recent_uuids"]
+                accepted = Counter()
+                # The page is built: the next answer may be read, and the request after it sent from its
+                # head, while the runner sends this one.
+                ahead.done()
+                yield page
+                if not page.has_more or deadline.near():
+                    return
+                del page
         finally:
-            prefetch.close()
+            ahead.close()
 
-    def _post(
-        self, url: str, body: JSON, deadline: Deadline, on_head: Callable[[bytes], None]
-    ) -> requests.Response:
+    def _fetch(self, url: str, body: JSON, deadline: Deadline, on_head: OnHead | None) -> Answer:
+        """One page request (in a ReadAhead thread): paced, sent, checked and parsed."""
         if self.pacer is not None:
             self.pacer.wait(deadline)
-        return self.ctx.http.request(
+        response = self.ctx.http.request(
             "POST",
             url,
             headers=_headers(self.ctx.token),
@@ -331,80 +405,51 @@ class OnePasswordStream:
             rule=ONEPASSWORD_EVENTS,
             component=ONEPASSWORD_API,
         )
+        _raise_for(response, self.ctx.http)
+        return self._parse(response)
 
-    def _pages(
-        self,
-        url: str,
-        body: JSON,
-        recent: list[str],
-        accepted: Counter[bytes],
-        seen_cursors: set[str],
-        prefetch: CursorPrefetch,
-        deadline: Deadline,
-    ) -> Iterator[Page]:
-        while True:
-            if set(body) == {"cursor"}:  # the request may already be under way (auditsync.sources.prefetch)
-                response = prefetch.fetch(body["cursor"])
-            else:
-                response = self._post(url, body, deadline, prefetch.on_head)
-            self._check_granted()  # the introspection ran beside the first request: its answer counts first
-            _raise_for(response, self.ctx.http)
-            items, next_cursor, has_more = self._parse(response)
-            if has_more and next_cursor in seen_cursors:
-                raise UpstreamError(
-                    f"{describe(response)}: the API returned a cursor it had already returned in this run "
-                    "although has_more is true (its cursors go round in a circle)",
-                    hint="The stream stops to avoid sending the same events again and again; the next run "
-                    "resumes from the last saved cursor. If it persists, report it to 1Password support.",
-                )
-            del response  # its body (1.2 MB) is parsed: not held while the page waits to be sent
-            seen_cursors.add(next_cursor)
-            guard = set(recent)
-            fresh = []
-            pending = Counter(accepted)
-            for event in items:
-                key = event_key(event)
-                if key in guard:
-                    continue
-                if pending[digest(key)] > 0:  # accepted before the page was cut short
-                    pending[digest(key)] -= 1
-                    continue
-                fresh.append((event, key))
-            events = [e for e, _ in fresh]
-            fresh_keys = [k for _, k in fresh]
-            read = len(items)
-            del items, fresh  # the page's events are in ``events``: nothing else held across the yield
-            newest = newest_time([e.get("timestamp") for e in events])
-            counters: dict[str, int] = {}
-            if read != len(events):
-                counters["duplicates_dropped"] = read - len(events)
-            without_uuid = sum(1 for k in fresh_keys if k.startswith(FINGERPRINT_PREFIX))
-            if without_uuid:
-                counters["events_without_uuid"] = without_uuid
-            request = dict(body)
-            before = list(recent)
-            recent = (recent + fresh_keys)[-RESUME_GUARD_SIZE:]
-            yield Page(
-                events=events,
-                position={"cursor": next_cursor, "recent_uuids": recent},
-                newest_event_time=newest,
-                counters=counters,
-                has_more=has_more,
-                accepted_position=_accepted_position(request, before, accepted, fresh_keys),
-            )
-            accepted = Counter()
-            if not has_more or deadline.near():
-                return
-            body = {"cursor": next_cursor}
+    def _page(self, answer: Answer, request: JSON, recent: list[str], accepted: Counter[bytes]) -> Page:
+        """The page of ``answer``: its events less those at the resume point (``recent``) or accepted
+        before the page was cut short (``accepted``)."""
+        guard = set(recent)
+        pending = Counter(accepted)
+        events: list[JSON] = []
+        keys: list[str] = []
+        for event in answer.items:
+            key = event_key(event)
+            if key in guard:
+                continue
+            if pending[digest(key)] > 0:  # accepted before the page was cut short
+                pending[digest(key)] -= 1
+                continue
+            events.append(event)
+            keys.append(key)
+        counters: dict[str, int] = {}
+        if len(answer.items) != len(events):
+            counters["duplicates_dropped"] = len(answer.items) - len(events)
+        without_uuid = sum(1 for k in keys if k.startswith(FINGERPRINT_PREFIX))
+        if without_uuid:
+            counters["events_without_uuid"] = without_uuid
+        return Page(
+            events=events,
+            position={"cursor": answer.cursor, "recent_uuids": (recent + keys)[-RESUME_GUARD_SIZE:]},
+            newest_event_time=newest_time([e.get("timestamp") for e in events]),
+            counters=counters,
+            has_more=answer.has_more,
+            accepted_position=_accepted_position(request, recent, accepted, keys),
+        )
 
     def _reset_request(self, position: JSON) -> JSON:
         """The ResetCursor to send: the stored one of a first page cut short, else ``first_request``."""
         start = position.get("start_time")
-        if isinstance(start, str) and start:
-            return {"limit": PAGE_LIMIT, "start_time": start}
-        return self.first_request()
+        if not isinstance(start, str) or not start:
+            return self.first_request()
+        end = position.get("end_time")
+        return {"limit": PAGE_LIMIT, "start_time": start} | (
+            {"end_time": end} if isinstance(end, str) else {}
+        )
 
-    def _parse(self, response: requests.Response) -> tuple[list[JSON], str, bool]:
+    def _parse(self, response: requests.Response) -> Answer:
         body = _json(response, self.ctx.http)
 
         def invalid(problem: str) -> UpstreamError:
@@ -422,4 +467,4 @@ class OnePasswordStream:
             items = []
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             raise invalid("items must be a list of JSON objects")
-        return items, cursor, has_more
+        return Answer(items, cursor, has_more)

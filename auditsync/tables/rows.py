@@ -73,10 +73,6 @@ def format_time(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _lookup(event: Mapping[str, Any], path: str) -> Any:
-    return _lookup_parts(event, tuple(path.split(".")))
-
-
 def _lookup_parts(event: Mapping[str, Any], parts: tuple[str, ...]) -> Any:
     value: Any = event
     for part in parts:

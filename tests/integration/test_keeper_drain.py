@@ -15,7 +15,7 @@ import pytest
 
 from auditsync.checkpoints.table import TableCheckpointStore
 from auditsync.model import Checkpoint, Deadline
-from auditsync.sources.keeper import MAX_PASS_PAGES
+from auditsync.sources.keeper import MAX_PASS_EVENTS, PAGE_LIMIT
 from auditsync.sources.keeper_position import TARGET_WINDOW_EVENTS, iso_ms, to_ms
 from simulators.base import Request
 from simulators.keeper import EVENTS_PATH, event_time_ms
@@ -100,7 +100,7 @@ def test_a_request_sent_ahead_for_a_pass_given_up_is_dropped(keeper: KeeperHarne
     end_ms = event_time_ms(smaller.arg("end_date"))
     assert end_ms is not None
     inside = sum(1 for e in burst if (event_time_ms(e["timestamp"]) or 0) <= end_ms)
-    assert 0.9 * TARGET_WINDOW_EVENTS <= inside <= MAX_PASS_PAGES * 1000
+    assert 0.9 * TARGET_WINDOW_EVENTS <= inside <= MAX_PASS_EVENTS
 
 
 def test_positions_of_several_table_properties_resume_exactly(
@@ -127,7 +127,7 @@ def test_positions_of_several_table_properties_resume_exactly(
 
 
 def test_a_window_far_too_big_on_a_server_in_no_order_shrinks_at_the_page_cap(keeper: KeeperHarness) -> None:
-    """Pages in no order say nothing about the window's size: the pass is read to MAX_PASS_PAGES, then
+    """Pages in no order say nothing about the window's size: the pass is read to MAX_PASS_EVENTS (eight full pages), then
     the window shrinks to the time of the TARGET-th earliest event read, as often as needed."""
     keeper.sim.order = "none"
     keeper.settings = keeper_settings(keeper.sim.url, initial_lookback=timedelta(hours=4))
@@ -137,7 +137,7 @@ def test_a_window_far_too_big_on_a_server_in_no_order_shrinks_at_the_page_cap(ke
     first_pass = [
         r for r in events_requests(keeper) if r.arg("end_date") == events_requests(keeper)[0].arg("end_date")
     ]
-    assert len(first_pass) == MAX_PASS_PAGES, "read to the page cap, nothing further ahead"
+    assert len(first_pass) == MAX_PASS_EVENTS // PAGE_LIMIT, "read to the page cap, nothing further ahead"
     assert any(p.counters.get("window_shrunk") for p in keeper.pages)
     assert not any(p.counters.get("oversized_window_pages") for p in keeper.pages)
 

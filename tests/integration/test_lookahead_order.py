@@ -1,5 +1,5 @@
-"""The one-page lookahead (runner ``_Lookahead``): page n+1 is fetched while page n is uploaded, and the
-checkpoint still moves strictly in page order, never past what the sink accepted.
+"""Reading ahead (``auditsync.sources.paging.ReadAhead``): page n+1's request is under way while page n is
+uploaded, and the checkpoint still moves strictly in page order, never past what the sink accepted.
 
 Each test drives the real runner against the 1Password and Logs Ingestion simulators (file checkpoints,
 fake clock) and forces the interleaving it needs with the simulators' own request hooks instead of
@@ -21,8 +21,8 @@ from tests.fixtures.pipeline import Pipeline, large_audit_events
 
 PAGE = 1_000
 STREAM = "onepassword/auditevents"
-#: How long a hook waits for the request it expects; the lookahead sends it at once, so only a runner
-#: without the lookahead (or a hang) waits this long, and then the test fails on the recorded outcome.
+#: How long a hook waits for the request it expects; the read-ahead sends it at once, so only a source
+#: without it (or a hang) waits this long, and then the test fails on the recorded outcome.
 WAIT = 10.0
 
 

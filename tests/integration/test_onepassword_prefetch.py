@@ -1,5 +1,6 @@
 """Sending the next 1Password page's request as soon as its cursor shows at the head of an answer
-(``auditsync.sources.prefetch``), through the real runner, the 1Password and Logs Ingestion simulators.
+(``onepassword.CursorPaging.early_request``, sent by ``auditsync.sources.paging.ReadAhead``), through the
+real runner, the 1Password and Logs Ingestion simulators.
 
 The interleavings are forced with the simulator's hooks, not timings: ``between_head_and_rest`` holds
 the rest of an answer after its first 8 KiB, so a test can see whether the next request arrives while

@@ -14,10 +14,13 @@ import pytest
 from azure.identity import DefaultAzureCredential
 from azure.keyvault.secrets import SecretClient
 
+from auditsync.backfill import plan, run_backfill
+from auditsync.config import Settings
+from auditsync.errors import TokenRefused
 from auditsync.tables.rows import parse_time
 from auditsync.token_expiry import when
 from simulators.keyvault import KeyVaultSim
-from tests.fixtures.pipeline import health
+from tests.fixtures.pipeline import health, still
 from tests.fixtures.tokens import World
 
 DAY = timedelta(days=1)
@@ -243,3 +246,19 @@ def test_status_keeps_the_last_known_expiry_when_a_run_cannot_read_the_token(tok
     _, out = token_world.status()
     lines = _status_lines(out)
     assert all(f"{when(expires)} (20 days left)" in lines[s] and "error (auth)" in lines[s] for s in STREAMS)
+
+
+def test_a_backfill_with_a_token_past_its_expiry_says_expired_on(token_world: World) -> None:
+    """The backfill's own first request is refused (401): the same 'expired on' as a run, before any lease."""
+    now = token_world.clock.now()
+    past = now - 2 * DAY
+    token_world.tokens(onepassword_exp=past, keeper_exp=past, keeper=past)
+    token_world.events()
+    settings = Settings.from_env(token_world.env())
+    renew = {"Keeper": "public-api-key generate", "1Password": "Integrations > Events Reporting"}
+    for stream, name in (("keeper/events", "Keeper"), ("onepassword/auditevents", "1Password")):
+        backfill = plan(settings, stream, now - 2 * timedelta(hours=1), None, now)
+        with pytest.raises(TokenRefused) as refused:
+            run_backfill(settings, backfill, clock=still(token_world.clock))
+        assert refused.value.message.startswith(f"the {name} API token expired on {when(past)}: ")
+        assert renew[name] in refused.value.hint

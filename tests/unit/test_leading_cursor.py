@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from auditsync.sources.prefetch import leading_cursor
+from auditsync.sources.onepassword import leading_cursor
 
 
 @pytest.mark.parametrize(
