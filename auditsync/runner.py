@@ -23,7 +23,6 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -32,6 +31,7 @@ from auditsync.config import Settings
 from auditsync.errors import AuditSyncError, CheckpointConflict, CheckpointError
 from auditsync.heartbeat import heartbeat_batches
 from auditsync.http import HttpClient
+from auditsync.log_context import ContextThreadPool
 from auditsync.model import (
     JSON,
     STATUS_BEHIND,
@@ -109,7 +109,7 @@ class _Run:
     #: When each source's token expires (None: unknown), once its token was read.
     token_expiry: dict[str, datetime | None] = field(default_factory=dict)
     #: The run's threads: one per source, one per stream.
-    pool: ThreadPoolExecutor | None = None
+    pool: ContextThreadPool | None = None
 
 
 #: How long a thread may hold the GIL while another waits for it (Python's default: 5 ms). A run is a
@@ -216,7 +216,7 @@ def _run_cycle(
     run.released_together = frozenset(run.claimed)
     # One pool for the run: a thread per source opens it and waits for its streams, a thread per stream
     # runs it; sized for all of them, so a source's wait never holds a stream back.
-    with ThreadPoolExecutor(max(1, len(settings.sources) + len(names)), thread_name_prefix="run") as pool:
+    with ContextThreadPool(max(1, len(settings.sources) + len(names)), thread_name_prefix="run") as pool:
         run.pool = pool
         futures = [pool.submit(_run_source, run, source) for source in settings.sources]
         reports = [report for future in futures for report in future.result()]
@@ -608,7 +608,7 @@ def _send_heartbeat(
             return f"unexpected {type(error).__name__} sending the health rows"
         return ""
 
-    with ThreadPoolExecutor(max_workers=len(batches), thread_name_prefix="heartbeat") as pool:
+    with ContextThreadPool(max_workers=len(batches), thread_name_prefix="heartbeat") as pool:
         return next((failure for failure in pool.map(send, batches) if failure), "")
 
 

@@ -5,6 +5,8 @@ and ``run_cycle`` does the rest: lease, deadline, send-then-save, heartbeat. A d
 the lease held and reports the stream ``skipped``; a stale message (tenant removed or disabled since
 the dispatch) is dropped with a log line.
 
+Every log line of the item's work names the tenant (``auditsync.log_context``).
+
 The worker raises (so the Functions host retries the message, and after ``maxDequeueCount`` moves it
 to the poison queue) only when the run could not even report itself: a stream's own failure is already
 in its health row and the next tick dispatches the stream again, so retrying it at once would only
@@ -25,6 +27,7 @@ from auditsync.config import Settings
 from auditsync.errors import AuditSyncError
 from auditsync.fanout.scoped_store import TenantScopedStore
 from auditsync.fanout.work_item import WorkItem
+from auditsync.log_context import tenant_work
 from auditsync.model import CheckpointStore
 from auditsync.runner import CycleReport, run_cycle
 from auditsync.secrets import CredentialFactory, default_credential
@@ -89,15 +92,16 @@ def work(
         log.warning("work item dropped: %s", error, extra={"tenant": item.tenant, "stream": item.stream})
         return None
     credential = functools.cache(credential_factory or default_credential)
-    scoped = TenantScopedStore(store or open_store(settings.store, credential), tenant.name)
-    report = run_cycle(
-        settings,
-        store=scoped,
-        credential_factory=credential,
-        run_id=execution_id(item),
-        tenant=tenant.name,
-        **run_kwargs,
-    )
+    with tenant_work(tenant.name):
+        scoped = TenantScopedStore(store or open_store(settings.store, credential), tenant.name)
+        report = run_cycle(
+            settings,
+            store=scoped,
+            credential_factory=credential,
+            run_id=execution_id(item),
+            tenant=tenant.name,
+            **run_kwargs,
+        )
     if report.heartbeat_error:
         raise WorkFailed(
             f"{item.stream} of tenant {item.tenant}: health rows did not reach the sink",

@@ -19,7 +19,6 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, NamedTuple
@@ -32,6 +31,7 @@ from auditsync.errors import AuthError, CheckpointError, ConfigError, TokenRefus
 from auditsync.failures import ONEPASSWORD_API
 from auditsync.fastjson import response_json
 from auditsync.http import HttpClient, describe, redact_url
+from auditsync.log_context import ContextThreadPool
 from auditsync.model import JSON, Deadline, Page, Stream
 from auditsync.retry import ONEPASSWORD_EVENTS
 from auditsync.sources import SourceContext
@@ -123,7 +123,7 @@ class Grants:
     def __init__(
         self, ctx: SourceContext[OnePasswordSettings], deadline: Deadline, pacer: Pacer | None
     ) -> None:
-        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onepassword-introspect")
+        worker = ContextThreadPool(max_workers=1, thread_name_prefix="onepassword-introspect")
         self._features = worker.submit(introspect, ctx, deadline, pacer)
         worker.shutdown(wait=False)  # the one task still runs; the thread ends with it
 

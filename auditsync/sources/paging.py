@@ -45,9 +45,10 @@ import logging
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import ClassVar, Generic, TypeVar
 
+from auditsync.log_context import ContextThreadPool
 from auditsync.model import Deadline
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ class ReadAhead(Generic[Req, Ans]):
         self._lock = threading.Lock()
         #: Notified whenever the answer the consumer is on changes (an answer held at its head waits for it).
         self._moved = threading.Condition(self._lock)
-        self._threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"read-ahead-{name}")
+        self._threads = ContextThreadPool(max_workers=2, thread_name_prefix=f"read-ahead-{name}")
         #: Every position a request of this ReadAhead continued from (``Paginator.position_key``).
         self._seen: set[Hashable] = set()
         #: The request whose answer the consumer is on: the one it took last (``_taken``), or the one it

@@ -5,6 +5,7 @@ the poison function reports a work item that kept failing as an ``error`` health
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -168,3 +169,51 @@ def test_a_poisoned_message_that_is_not_a_work_item_is_still_reported(
     (row,) = logs_ingestion_sim.rows("AuditSyncHealth_CL")
     assert (row["Tenant"], row["Stream"], row["Status"]) == ("", "unknown/unknown", "error")
     assert "poison" in row["Message"]
+
+
+def test_every_log_line_of_a_tenants_work_names_the_tenant_whichever_thread_writes_it(
+    tenants: Any, azurite_queue_connection_string: str, work_queue_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The lines of one work item come from the function's thread, the run's stream thread and the
+    read-ahead thread (a retried request sent ahead); each names its tenant, a failing tenant's too. The
+    tick's own lines (no tenant's work) carry no stamp."""
+    accounts, dcrs = tenants
+    accounts["acme"].generate("auditevents", 2_500)
+    accounts["globex"].generate("auditevents", 30)
+    # acme's second page, the request sent ahead, meets a 503 once: the read-ahead thread logs its retry.
+    accounts["acme"].inject(
+        503,
+        {"Error": {"Message": "try later"}},
+        path="/api/v2/auditevents",
+        when=lambda r: b"cursor" in r.body,
+    )
+    dcrs["globex"].deny()
+    caplog.set_level(logging.DEBUG)
+
+    indexed_function("collect").get_user_function()(timer())
+    tick = [r for r in caplog.records if r.name.startswith("auditsync")]
+    assert tick and not any(getattr(r, "tenant", "") or "[tenant " in r.getMessage() for r in tick)
+    queue = open_queue(work_queue_name, connection_string=azurite_queue_connection_string)
+    messages = {
+        WorkItem.from_json(m.content).tenant: m.content for m in queue.receive_messages(max_messages=32)
+    }
+
+    lines: dict[str, list[logging.LogRecord]] = {}
+    for name in ("acme", "globex"):
+        caplog.clear()
+        try:
+            indexed_function("work").get_user_function()(queue_message(messages[name]))
+        except WorkFailed:
+            assert name == "globex", "globex's DCR refuses the app"
+        lines[name] = list(caplog.records)
+        assert [
+            r.getMessage() for r in lines[name] if not r.getMessage().startswith(f"[tenant {name}] ")
+        ] == []
+        assert {getattr(r, "tenant", None) for r in lines[name]} == {name}
+
+    threads = {r.threadName.rsplit("_", 1)[0] for r in lines["acme"]}
+    assert {"MainThread", "run", "read-ahead-onepassword/auditevents"} <= threads, threads
+    (retry,) = [r for r in lines["acme"] if "retry 1" in r.getMessage()]
+    assert retry.threadName.startswith("read-ahead") and "(503)" in retry.getMessage()
+    failed = [r.getMessage() for r in lines["globex"] if r.levelno >= logging.WARNING]
+    assert any("403" in m for m in failed), failed
