@@ -29,7 +29,7 @@ from typing import Any, TextIO, cast
 from auditsync import __version__
 from auditsync.config import Settings
 from auditsync.content import commands as sentinel_commands
-from auditsync.errors import AuditSyncError, ConfigError
+from auditsync.errors import AuditSyncError, ConfigError, print_failure
 from auditsync.fanout import commands as fanout_commands
 from auditsync.model import STATUS_ERROR, Clock, StreamReport
 from auditsync.redaction import install_log_redaction, redact
@@ -296,9 +296,7 @@ def cmd_status(
                 file=out,
             )
         else:
-            print(f"x checkpoint store: {redact(str(error))}", file=out)
-            if error.hint:
-                print(f"    what to do: {redact(error.hint)}", file=out)
+            print_failure(error, out, "checkpoint store: ")
         return EXIT_FAILED
     if as_json:
         print(json.dumps({"streams": [r.as_json() for r in rows]}, indent=2), file=out)
@@ -367,9 +365,7 @@ def cmd_backfill(
             settings, stream, parse_when(since, now), parse_when(until, now) if until else None, now
         )
     except ConfigError as error:
-        print(f"x backfill refused: {error}", file=out)
-        if error.hint:
-            print(f"    what to do: {error.hint}", file=out)
+        print_failure(error, out, "backfill refused: ")
         return EXIT_CONFIG
     try:
         report = run_backfill(
@@ -380,12 +376,7 @@ def cmd_backfill(
             progress=lambda line: print(line, file=out, flush=True),
         )
     except AuditSyncError as error:
-        print(
-            f"x backfill of {stream} failed ({error.kind}): {redact(str(error))}",
-            file=out,
-        )
-        if error.hint:
-            print(f"    what to do: {error.hint}", file=out)
+        print_failure(error, out, f"backfill of {stream} failed ({error.kind}): ")
         print("    progress so far is kept: run the same command again to resume", file=out)
         return EXIT_FAILED
     if report.done:

@@ -8,6 +8,8 @@ query strings.
 
 from __future__ import annotations
 
+from typing import TextIO
+
 
 class AuditSyncError(Exception):
     """Base class. ``kind`` is the health row's ErrorKind; ``hint`` tells the operator what to do."""
@@ -85,3 +87,12 @@ class CheckpointError(AuditSyncError):
     """The checkpoint store could not be read or written."""
 
     kind = "checkpoint"
+
+
+def print_failure(error: AuditSyncError, out: TextIO, what: str = "") -> None:
+    """A failed command's lines on the terminal: ``x`` (``what``) and the error, then what to do; redacted."""
+    from auditsync.redaction import redact
+
+    print(f"x {what}{redact(str(error))}", file=out)
+    if error.hint:
+        print(f"    what to do: {redact(error.hint)}", file=out)

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
+
+from auditsync.log_records import add_record_hook
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -53,10 +54,6 @@ class ContextThreadPool(ThreadPoolExecutor):
         return super().submit(in_context)
 
 
-_install_lock = threading.Lock()
-_installed = False
-
-
 def install_tenant_stamp() -> None:
     """Stamp records made inside ``tenant_work`` from now on (idempotent).
 
@@ -64,19 +61,11 @@ def install_tenant_stamp() -> None:
     (the dispatcher names the tenant it could not dispatch that way); inside, the stamp says it (and
     logging refuses an ``extra`` that would overwrite it).
     """
-    global _installed
-    with _install_lock:
-        if _installed:
-            return
-        previous = logging.getLogRecordFactory()
+    add_record_hook(_stamp)
 
-        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-            record = previous(*args, **kwargs)
-            tenant = _current.get()
-            if tenant:
-                record.msg = f"[tenant {tenant}] {record.msg}"
-                record.tenant = tenant
-            return record
 
-        logging.setLogRecordFactory(factory)
-        _installed = True
+def _stamp(record: logging.LogRecord) -> None:
+    tenant = _current.get()
+    if tenant:
+        record.msg = f"[tenant {tenant}] {record.msg}"
+        record.tenant = tenant

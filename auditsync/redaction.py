@@ -31,7 +31,6 @@ import re
 import threading
 import traceback
 from collections.abc import Iterable
-from typing import Any
 from urllib.parse import quote, quote_plus
 
 #: A run of this many consecutive characters of a secret is masked wherever it appears.
@@ -153,25 +152,11 @@ class Redactor:
 
 
 # -- logging -------------------------------------------------------------------------------------------
-_install_lock = threading.Lock()
-_installed = False
-
-
 def install_log_redaction() -> None:
     """Scrub every log record made in this process from now on (idempotent; call it at every entry point)."""
-    global _installed
-    with _install_lock:
-        if _installed:
-            return
-        previous = logging.getLogRecordFactory()
+    from auditsync.log_records import add_record_hook
 
-        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-            record = previous(*args, **kwargs)
-            scrub_record(record)
-            return record
-
-        logging.setLogRecordFactory(factory)
-        _installed = True
+    add_record_hook(scrub_record)
 
 
 def scrub_record(record: logging.LogRecord) -> None:

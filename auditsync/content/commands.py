@@ -35,7 +35,7 @@ from auditsync.content.templates import (
     select,
     states,
 )
-from auditsync.errors import AuditSyncError, ConfigError
+from auditsync.errors import AuditSyncError, ConfigError, print_failure
 from auditsync.secrets import CredentialFactory, default_credential
 
 COMMAND = "sentinel"
@@ -96,9 +96,7 @@ def run(
     try:
         return actions[args.sentinel_action]()
     except AuditSyncError as error:
-        print(f"x {error}", file=out)
-        if error.hint:
-            print(f"    what to do: {error.hint}", file=out)
+        print_failure(error, out)
         return EXIT_FAILED
     finally:
         api.close()

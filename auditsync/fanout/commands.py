@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import TextIO
 
 from auditsync.config import Settings
-from auditsync.errors import AuditSyncError, ConfigError
+from auditsync.errors import AuditSyncError, ConfigError, print_failure
 from auditsync.fanout.deployment import (
     dispatch_tick,
     open_registry,
@@ -103,9 +103,7 @@ def run(
     try:
         return commands[args.command]()
     except AuditSyncError as error:
-        print(f"x {error}", file=out)
-        if error.hint:
-            print(f"    what to do: {error.hint}", file=out)
+        print_failure(error, out)
         return EXIT_FAILED
 
 
