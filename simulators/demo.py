@@ -45,7 +45,7 @@ from auditsync.telemetry import quiet_sdk_loggers
 
 
 @contextmanager
-def _environment(values: dict[str, str], clear: tuple[str, ...] = ()) -> Iterator[None]:
+def sdk_environment(values: dict[str, str], clear: tuple[str, ...] = ()) -> Iterator[None]:
     """Set process variables the SDKs read (managed identity endpoint, CA bundle), clear ``clear``,
     and restore everything after."""
     saved = {name: os.environ.get(name) for name in (*values, *clear)}
@@ -103,7 +103,7 @@ def run_demo(
         onepassword = stack.enter_context(OnePasswordSim())
         # The demo's credential must be the simulated managed identity, whatever the developer is signed in as.
         stack.enter_context(
-            _environment(
+            sdk_environment(
                 {**identity.env(), **tls.env(), "NO_PROXY": "127.0.0.1,localhost"},
                 clear=COMPETING_CREDENTIAL_ENV,
             )
@@ -252,7 +252,7 @@ def run_tenants_demo(
         own_dcr = stack.enter_context(LogsIngestionSim(identity=identity))
         queue_conn, _ = stack.enter_context(azurite("queue"))
         stack.enter_context(
-            _environment(
+            sdk_environment(
                 {**identity.env(), **tls.env(), "NO_PROXY": "127.0.0.1,localhost"},
                 clear=COMPETING_CREDENTIAL_ENV,
             )

@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
 import secrets
 import tempfile
@@ -51,6 +50,7 @@ from auditsync.runner import CycleReport, run_cycle
 from auditsync.sinks.file import FileSink
 from auditsync.tables import TABLES
 from simulators.clock import FakeClock
+from simulators.demo import sdk_environment
 from simulators.identity import COMPETING_CREDENTIAL_ENV, ManagedIdentitySim
 from simulators.keeper import KeeperSim, sample_events
 from simulators.keyvault import KeyVaultSim
@@ -178,23 +178,6 @@ def _busy(hour: datetime) -> float:
     return 0.06 + 0.94 * max(0.0, math.sin(math.pi * (local - 7) / 12)) ** 1.5 if 7 <= local <= 19 else 0.04
 
 
-@contextmanager
-def _environment(values: dict[str, str], clear: tuple[str, ...]) -> Iterator[None]:
-    """Point the SDKs at the simulated managed identity and trust the vault's CA, for the day only."""
-    saved = {name: os.environ.get(name) for name in (*values, *clear)}
-    for name in clear:
-        os.environ.pop(name, None)
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def _line_counts(directory: Path) -> dict[str, int]:
     counts = {}
     for table in TABLES:
@@ -274,7 +257,7 @@ def _simulate(directory: Path, end: datetime, seed: int) -> Day:
         vault.set_secret("onepassword-api-token", onepassword.issue_token())
         vault.set_secret("keeper-api-token", keeper_token)
         stack.enter_context(
-            _environment(
+            sdk_environment(
                 {**identity.env(), **tls.env(), "NO_PROXY": "127.0.0.1,localhost"},
                 clear=COMPETING_CREDENTIAL_ENV,
             )
