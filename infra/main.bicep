@@ -48,6 +48,19 @@ param onePasswordEventTypes string = 'auditevents,itemusages,signinattempts'
 @secure()
 param keeperApiToken string = ''
 
+@description('The lifetime you gave the Keeper API token (public-api-key generate --expires): its Key Vault secret expires one hour short of it, counted from this deployment, so check, status, the workbook and the alerts warn before the token stops working. never: no expiry.')
+@allowed([
+  'never'
+  '24h'
+  '7d'
+  '30d'
+  '1y'
+])
+param keeperApiTokenExpires string = 'never'
+
+@description('When this deployment runs (leave the default): where keeperApiTokenExpires counts from.')
+param deploymentTime string = utcNow()
+
 @description('1Password Events API bearer token. Stored only in Key Vault; leave empty to add the secret later.')
 @secure()
 param onePasswordApiToken string = ''
@@ -160,6 +173,8 @@ module keyVault 'modules/keyVault.bicep' = {
     location: location
     tags: tags
     keeperApiToken: keeperApiToken
+    keeperApiTokenExpires: keeperApiTokenExpires
+    deploymentTime: deploymentTime
     onePasswordApiToken: onePasswordApiToken
     storeWorkspaceKey: legacyMode
     workspaceResourceId: workspaceResourceId

@@ -117,6 +117,13 @@ def _param(kind: str, description: str, default: Any = None, **extra: Any) -> JS
     return out
 
 
+KEEPER_EXPIRES_DESCRIPTION = (
+    "The lifetime you gave the Keeper API token (public-api-key generate --expires): its Key Vault secret "
+    "expires one hour short of it, counted from this deployment, so check, status, the workbook and the "
+    "alerts warn before the token stops working. never: no expiry."
+)
+#: Keeper's ``--expires`` choices as ISO 8601 durations (dateTimeAdd).
+KEEPER_TOKEN_LIFETIMES = {"24h": "PT24H", "7d": "P7D", "30d": "P30D", "1y": "P365D"}
 PACKAGE_URL_DESCRIPTION = (
     "URL of the function package zip. The default is this release's asset (self-contained: dependencies "
     "included, no remote build); host a copy yourself in a locked-down tenant."
@@ -185,6 +192,17 @@ def parameters() -> JSON:
             "securestring",
             "Keeper Admin REST API token. Stored only in Key Vault; leave empty to add the secret later.",
             "",
+        ),
+        "keeperApiTokenExpires": _param(
+            "string",
+            KEEPER_EXPIRES_DESCRIPTION,
+            "never",
+            allowedValues=["never", *KEEPER_TOKEN_LIFETIMES],
+        ),
+        "deploymentTime": _param(
+            "string",
+            "When this deployment runs (leave the default): where keeperApiTokenExpires counts from.",
+            "[utcNow()]",
         ),
         "onePasswordApiToken": _param(
             "securestring",
@@ -278,6 +296,7 @@ def variables() -> JSON:
         "checkpointTableName": "auditsynccheckpoints",
         "workQueueName": "auditsync-work",
         "keeperTokenSecretName": "keeper-api-token",
+        "keeperTokenLifetimes": dict(KEEPER_TOKEN_LIFETIMES),
         "onePasswordTokenSecretName": "onepassword-api-token",
         "workspaceKeySecretName": "workspace-shared-key",
         "lagThresholdSeconds": "[mul(parameters('lagThresholdMinutes'), 60)]",
@@ -450,13 +469,16 @@ def storage() -> list[JSON]:
     ]
 
 
-def _secret(name_var: str, value: str, condition: str) -> JSON:
+def _secret(name_var: str, value: str, condition: str, attributes: str | None = None) -> JSON:
+    properties: JSON = {"value": value, "contentType": "text/plain"}
+    if attributes is not None:
+        properties["attributes"] = attributes
     return {
         "condition": condition,
         "type": "Microsoft.KeyVault/vaults/secrets",
         "apiVersion": API["vault"],
         "name": f"[format('{{0}}/{{1}}', variables('keyVaultName'), variables('{name_var}'))]",
-        "properties": {"value": value, "contentType": "text/plain"},
+        "properties": properties,
         "dependsOn": [f"[{VAULT_ID}]"],
     }
 
@@ -485,6 +507,9 @@ def key_vault() -> list[JSON]:
             "keeperTokenSecretName",
             "[parameters('keeperApiToken')]",
             "[not(empty(parameters('keeperApiToken')))]",
+            "[if(equals(parameters('keeperApiTokenExpires'), 'never'), createObject(), createObject('exp', "
+            "dateTimeToEpoch(dateTimeAdd(dateTimeAdd(parameters('deploymentTime'), "
+            "variables('keeperTokenLifetimes')[parameters('keeperApiTokenExpires')]), '-PT1H'))))]",
         ),
         _secret(
             "onePasswordTokenSecretName",

@@ -7,6 +7,12 @@ param tags object
 @secure()
 param keeperApiToken string
 
+@description('never, 24h, 7d, 30d or 1y: the Keeper token\'s lifetime; its secret expires an hour short of it.')
+param keeperApiTokenExpires string
+
+@description('Where the lifetime counts from: the deployment\'s time.')
+param deploymentTime string
+
 @secure()
 param onePasswordApiToken string
 
@@ -19,6 +25,13 @@ param workspaceResourceId string
 param enableAuditLogs bool
 
 var keeperTokenSecretName = 'keeper-api-token'
+// Keeper's --expires choices as ISO 8601 durations.
+var keeperTokenLifetimes = {
+  '24h': 'PT24H'
+  '7d': 'P7D'
+  '30d': 'P30D'
+  '1y': 'P365D'
+}
 var onePasswordTokenSecretName = 'onepassword-api-token'
 var workspaceKeySecretName = 'workspace-shared-key'
 var workspaceIdParts = split(workspaceResourceId, '/')
@@ -54,6 +67,9 @@ resource keeperSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empt
   properties: {
     value: keeperApiToken
     contentType: 'text/plain'
+    attributes: keeperApiTokenExpires == 'never' ? {} : {
+      exp: dateTimeToEpoch(dateTimeAdd(dateTimeAdd(deploymentTime, keeperTokenLifetimes[keeperApiTokenExpires]), '-PT1H'))
+    }
   }
 }
 

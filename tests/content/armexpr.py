@@ -13,7 +13,10 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+
+import isodate
 
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000001"
 RESOURCE_GROUP = "rg-auditsync"
@@ -82,6 +85,18 @@ def _runtime(resource_id: str) -> dict[str, Any]:
     return stand_ins[kind]
 
 
+def _arm_time(value: str | datetime) -> datetime:
+    """A time as ARM's date functions take it: utcNow()'s yyyyMMddTHHmmssZ or ISO 8601."""
+    if isinstance(value, datetime):
+        return value
+    for form in ("%Y%m%dT%H%M%SZ", "%Y-%m-%dT%H:%M:%SZ"):
+        try:
+            return datetime.strptime(value, form).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    return datetime.fromisoformat(value)
+
+
 @dataclass
 class ArmContext:
     """Parameter values and variables of one template; evaluates its expressions."""
@@ -127,6 +142,12 @@ class ArmContext:
             "extensionResourceId": lambda scope, t, *n: f"{scope}/providers/{t}/{'/'.join(n)}",
             "reference": self._reference,
             "listKeys": lambda rid, api: {"primarySharedKey": WORKSPACE_KEY},
+            "createObject": lambda *kv: dict(zip(kv[::2], kv[1::2], strict=True)),
+            # ARM's date functions: utcNow() as yyyyMMddTHHmmssZ, dateTimeAdd with an ISO 8601 duration,
+            # dateTimeToEpoch in whole seconds.
+            "utcNow": lambda: datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"),
+            "dateTimeAdd": lambda base, duration: _arm_time(base) + isodate.parse_duration(duration),
+            "dateTimeToEpoch": lambda when: int(_arm_time(when).timestamp()),
         }
         values: dict[str, Any] = {}
         for name, spec in self.template.get("parameters", {}).items():
@@ -172,7 +193,9 @@ class ArmContext:
             raise ValueError(f"trailing tokens in {value!r}")
         return result
 
-    def _expr(self, tokens: list[tuple[str, str]], pos: int) -> tuple[Any, int]:
+    def _expr(self, tokens: list[tuple[str, str]], pos: int, live: bool = True) -> tuple[Any, int]:
+        """The value of the expression at ``pos`` (None when not ``live``: parsed, not evaluated, as ARM
+        evaluates only the branch of ``if`` its condition picks) and the position after it."""
         kind, text = tokens[pos]
         if kind == "str":
             value: Any = text[1:-1].replace("''", "'")
@@ -187,21 +210,24 @@ class ArmContext:
             pos += 1
             args = []
             while tokens[pos][1] != ")":
-                arg, pos = self._expr(tokens, pos)
+                arg_live = live
+                if text == "if" and len(args) in (1, 2):
+                    arg_live = live and bool(args[0]) == (len(args) == 1)
+                arg, pos = self._expr(tokens, pos, arg_live)
                 args.append(arg)
                 if tokens[pos][1] == ",":
                     pos += 1
             pos += 1
-            value = self._functions[text](*args)
+            value = self._functions[text](*args) if live else None
         else:
             raise ValueError(f"unexpected {text!r}")
         while pos < len(tokens) and tokens[pos][1] in (".", "["):
             if tokens[pos][1] == ".":
-                value = value[tokens[pos + 1][1]]
+                value = value[tokens[pos + 1][1]] if live else None
                 pos += 2
             else:
-                index, pos = self._expr(tokens, pos + 1)
+                index, pos = self._expr(tokens, pos + 1, live)
                 assert tokens[pos][1] == "]"
-                value = value[index]
+                value = value[index] if live else None
                 pos += 1
         return value, pos

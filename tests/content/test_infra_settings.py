@@ -3,6 +3,7 @@ configuration the code accepts in both sink modes."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -138,3 +139,46 @@ def test_empty_tokens_create_no_empty_secrets(arm_template: dict[str, Any]) -> N
 def test_a_single_source_deploys_a_valid_configuration(arm_template: dict[str, Any], sources: str) -> None:
     _, env = _env(arm_template, sources=sources)
     assert Settings.from_env(env).sources == (sources,)
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "left"),
+    [
+        ("never", None),
+        ("24h", timedelta(hours=23)),
+        ("30d", timedelta(days=30, hours=-1)),
+        ("1y", timedelta(days=364, hours=23)),
+    ],
+)
+def test_the_keeper_secret_expires_an_hour_short_of_the_tokens_lifetime(
+    arm_template: dict[str, Any], lifetime: str, left: timedelta | None
+) -> None:
+    """Keeper's API never says when a token expires: the secret's expiry, set from the lifetime the
+    wizard asks for, is what check, status, the workbook and the alerts read (auditsync.token_expiry)."""
+    deployed = datetime(2026, 12, 5, 9, 30, tzinfo=UTC)
+    ctx = ArmContext(
+        arm_template,
+        {
+            "workspaceResourceId": WORKSPACE_ID,
+            **TOKENS,
+            "keeperApiTokenExpires": lifetime,
+            "deploymentTime": deployed.strftime("%Y%m%dT%H%M%SZ"),
+        },
+    )
+    secrets = {
+        ctx.evaluate(r["name"]).split("/", 1)[1]: r["properties"]
+        for r in arm_resources(arm_template)
+        if r["type"] == "Microsoft.KeyVault/vaults/secrets" and ctx.evaluate(r["condition"])
+    }
+    keeper = ctx.evaluate(secrets["keeper-api-token"].get("attributes", "[createObject()]"))
+    expected = {} if left is None else {"exp": int((deployed + left).timestamp())}
+    assert keeper == expected
+    assert "attributes" not in secrets["onepassword-api-token"], "1Password's token carries its own exp claim"
+
+
+def test_deployment_time_defaults_to_the_deployments_own_time(arm_template: dict[str, Any]) -> None:
+    assert arm_template["parameters"]["deploymentTime"]["defaultValue"] == "[utcNow()]"
+    value = ArmContext(arm_template, {"workspaceResourceId": WORKSPACE_ID}).parameters["deploymentTime"]
+    assert abs(
+        datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC) - datetime.now(UTC)
+    ) < timedelta(minutes=1)

@@ -79,6 +79,8 @@ def _arm_param(spec: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in spec.items() if k != "metadata"}
     if out.get("defaultValue") == "[resourceGroup().location]":
         out["defaultValue"] = ("expression", "resource_group", "location")
+    if out.get("defaultValue") == "[utcNow()]":
+        out["defaultValue"] = ("expression", "utc_now", None)
     return out
 
 

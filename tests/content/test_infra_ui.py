@@ -22,6 +22,8 @@ NOT_OFFERED = {
     "timerSchedule": "every five minutes suits one tenant and many; the app setting TIMER_SCHEDULE changes it",
     "initialLookback": "a day of history on a stream's first run; python -m auditsync backfill re-sends older "
     "ranges",
+    "deploymentTime": "its default, utcNow(), is the deployment's own time, where the Keeper token's "
+    "lifetime counts from (ARM allows utcNow only as a parameter's default)",
     "tags": "the portal's tag control (Microsoft.Common.TagsByResource) gives tags per resource type, the "
     "template one object for every resource: tag the resource group, or deploy the template with tags",
 }
