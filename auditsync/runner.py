@@ -98,7 +98,7 @@ class _Run:
     store: CheckpointStore
     sink: Sink
     progress: ProgressCallback | None
-    #: Every checkpoint as listed once at the start of the run (None when the list failed).
+    #: The checkpoints as read once at the start of the run (None when that read failed).
     listed: dict[str, Checkpoint] | None = None
     #: Streams whose lease the run claimed for all of them at once (``_claim_all``).
     claimed: dict[str, Checkpoint] = field(default_factory=dict)
@@ -202,7 +202,17 @@ def _run_cycle(
         )
 
     run = _Run(
-        settings, clock, deadline, run_id, redactor, http, secrets, store, sink, progress, _listed(store)
+        settings,
+        clock,
+        deadline,
+        run_id,
+        redactor,
+        http,
+        secrets,
+        store,
+        sink,
+        progress,
+        _stored(store, [name for _, name in names]),
     )
     log.info(
         "auditsync run %s: streams %s, sink %s, budget %s",
@@ -224,13 +234,17 @@ def _run_cycle(
     return _finish(settings, clock, run_id, started, reports, sink, redactor, deadline, tenant=tenant)
 
 
-def _listed(store: CheckpointStore) -> dict[str, Checkpoint] | None:
-    """Every stored checkpoint in one request (a table query), so claiming needs no load per stream.
+def _stored(store: CheckpointStore, names: list[str]) -> dict[str, Checkpoint] | None:
+    """The streams' stored checkpoints in one request, so claiming needs no load per stream: a point
+    read for a run of one stream (a queue worker's: its cost does not grow with the tenants in the
+    table), else one query for them all.
 
-    A failed list costs nothing but those requests: each claim then loads its own checkpoint and
+    A failed read costs nothing but that request: each claim then loads its own checkpoint and
     meets the failure (with its stream's report) there.
     """
     try:
+        if len(names) == 1:
+            return {names[0]: store.load(names[0])}
         return {checkpoint.stream: checkpoint for checkpoint in store.list()}
     except Exception as error:
         log.info("listing the checkpoints failed (%s); loading them one by one", type(error).__name__)

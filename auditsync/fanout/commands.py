@@ -179,8 +179,12 @@ def _work(
     queue, poison = open_work_queues(settings.fanout, credential, create=True)
     registry = open_registry(settings.fanout, credential)
 
+    not_run = 0
+
     def handle(text: str, dequeue_count: int) -> None:
-        work_message(text, settings, env, credential_factory=credential, registry=registry)
+        nonlocal not_run
+        if work_message(text, settings, env, credential_factory=credential, registry=registry) is None:
+            not_run += 1
 
     completed = drain(
         queue,
@@ -212,7 +216,8 @@ def _work(
             poison.delete_message(message)
             reported += 1
     print(
-        f"worked {completed} item(s); {reported} poisoned item(s) reported as error health rows"
+        f"worked {completed} item(s), {not_run} of them without a run (the stream had caught up since, or "
+        f"the tenant is gone); {reported} poisoned item(s) reported as error health rows"
         + (f"; {unreported} left on the poison queue" if unreported else ""),
         file=out,
     )

@@ -1,9 +1,11 @@
 """The worker: one (tenant, stream) work item, collected exactly like a single-tenant run of that stream.
 
 The tenant's settings are narrowed to the one stream, the checkpoint store is scoped to the tenant,
-and ``run_cycle`` does the rest: lease, deadline, send-then-save, heartbeat. A duplicate message finds
-the lease held and reports the stream ``skipped``; a stale message (tenant removed or disabled since
-the dispatch) is dropped with a log line.
+and ``run_cycle`` does the rest: lease, deadline, send-then-save, heartbeat. An item a later run made
+unnecessary (``superseded_by``: after an outage, every missed tick's item but the first; a duplicate
+message once its first copy ran) is acknowledged without running; a duplicate that arrives while the
+first copy runs finds the lease held and reports the stream ``skipped``; a stale message (tenant
+removed or disabled since the dispatch) is dropped with a log line.
 
 Every log line of the item's work names the tenant (``auditsync.log_context``).
 
@@ -20,6 +22,7 @@ import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from auditsync.checkpoints import open_store
@@ -28,12 +31,16 @@ from auditsync.errors import AuditSyncError
 from auditsync.fanout.scoped_store import TenantScopedStore
 from auditsync.fanout.work_item import WorkItem
 from auditsync.log_context import tenant_work
-from auditsync.model import CheckpointStore
+from auditsync.model import STATUS_IDLE, STATUS_OK, CheckpointStore
 from auditsync.runner import CycleReport, run_cycle
 from auditsync.secrets import CredentialFactory, default_credential
+from auditsync.tables.rows import format_time
 from auditsync.tenants import Tenant, TenantRegistry, settings_for
 
 log = logging.getLogger(__name__)
+
+#: Outcomes of a run that collected everything there was when it ran.
+CAUGHT_UP = frozenset({STATUS_OK, STATUS_IDLE})
 
 
 class WorkFailed(AuditSyncError):
@@ -55,6 +62,27 @@ def stream_settings(tenant: Tenant, env: Mapping[str, str], stream: str) -> Sett
         narrowed = replace(onepassword, event_types=(event_type,), rate_share=len(onepassword.event_types))
         return replace(settings, sources=(source,), onepassword=narrowed)
     return replace(settings, sources=(source,))
+
+
+def superseded_by(item: WorkItem, store: CheckpointStore) -> datetime | None:
+    """When a later run already did what ``item`` asks: the end of the stream's last run if that run
+    ended after the item was dispatched and caught up (ok or idle), else None (the item runs).
+
+    After an outage the queue holds every missed tick's item for each stream: the first one runs and
+    the rest are acknowledged here, so the stream runs once, not once per tick. A run that stopped
+    behind or failed does not supersede anything: the next item continues or retries it. Dispatcher and
+    worker clocks may differ by seconds; at worst an item is dropped that a run ending just after its
+    dispatch only nearly covered, and the next tick collects what that run did not. A failed read
+    runs the item (its run meets the same store and reports it).
+    """
+    try:
+        checkpoint = store.load(item.stream)
+    except AuditSyncError:
+        return None
+    finished = checkpoint.last_run
+    if finished is None or finished <= item.dispatched or checkpoint.last_status not in CAUGHT_UP:
+        return None
+    return finished
 
 
 def execution_id(item: WorkItem) -> str:
@@ -94,6 +122,16 @@ def work(
     credential = functools.cache(credential_factory or default_credential)
     with tenant_work(tenant.name):
         scoped = TenantScopedStore(store or open_store(settings.store, credential), tenant.name)
+        done_after = superseded_by(item, scoped)
+        if done_after is not None:
+            log.info(
+                "work item for %s dispatched at %s acknowledged without running: the stream caught up in "
+                "a run that ended at %s, after it",
+                item.stream,
+                format_time(item.dispatched),
+                format_time(done_after),
+            )
+            return None
         report = run_cycle(
             settings,
             store=scoped,

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,9 @@ import azure.functions as func
 import pytest
 
 import function_app
+from auditsync.config import Settings
+from auditsync.fanout.deployment import dispatch_tick
+from auditsync.fanout.local_worker import drain as local_drain
 from auditsync.fanout.queue import MAX_DEQUEUE_COUNT, open_queue
 from auditsync.fanout.work_item import WorkItem
 from auditsync.fanout.worker import WorkFailed
@@ -136,9 +140,20 @@ def test_a_tick_dispatches_the_queue_function_collects_and_poison_is_reported(
         )
     assert logs_ingestion_sim.rows("AuditSyncHealth_CL") == [], "the deployment's own DCR got no tenant data"
 
-    # globex's DCR loses the app's role: its stream fails and so does its heartbeat -> the host retries.
+    # The same message again (the queue delivers at least once): the stream caught up after it was
+    # dispatched, so it is acknowledged without a run.
+    globex = next(m.content for m in messages if WorkItem.from_json(m.content).tenant == "globex")
+    vendor_requests = len(accounts["globex"].requests)
+    indexed_function("work").get_user_function()(queue_message(globex))
+    assert len(dcrs["globex"].rows("AuditSyncHealth_CL")) == 1
+    assert len(accounts["globex"].requests) == vendor_requests
+
+    # globex's DCR loses the app's role; at the next tick its stream fails and so does its heartbeat ->
+    # the host retries.
     dcrs["globex"].deny()
     accounts["globex"].generate("auditevents", 5)
+    indexed_function("collect").get_user_function()(timer())
+    messages = list(queue.receive_messages(max_messages=32))
     globex = next(m.content for m in messages if WorkItem.from_json(m.content).tenant == "globex")
     with pytest.raises(WorkFailed, match="health rows did not reach the sink"):
         indexed_function("work").get_user_function()(queue_message(globex))
@@ -217,3 +232,34 @@ def test_every_log_line_of_a_tenants_work_names_the_tenant_whichever_thread_writ
     assert retry.threadName.startswith("read-ahead") and "(503)" in retry.getMessage()
     failed = [r.getMessage() for r in lines["globex"] if r.levelno >= logging.WARNING]
     assert any("403" in m for m in failed), failed
+
+
+def test_after_an_hour_long_outage_each_stream_runs_once_not_once_per_missed_tick(
+    tenants: Any, azurite_queue_connection_string: str, work_queue_name: str
+) -> None:
+    """The timer kept dispatching every 5 minutes while no worker ran (12 ticks); when the workers come
+    back, the oldest item of each stream runs and catches up, and the eleven after it are acknowledged
+    without a run: one health row and one set of vendor requests per stream, every event once."""
+    accounts, dcrs = tenants
+    generated = {name: account.generate("auditevents", 1_500) for name, account in accounts.items()}
+    settings = Settings.from_env(dict(os.environ))
+    now = datetime.now(UTC)
+    for tick in range(12):
+        dispatch_tick(settings, os.environ, now=now - timedelta(minutes=60 - 5 * tick), run_id=f"tick{tick}")
+    queue = open_queue(work_queue_name, connection_string=azurite_queue_connection_string)
+    poison = open_queue(f"{work_queue_name}-poison", connection_string=azurite_queue_connection_string)
+    assert int(queue.get_queue_properties().approximate_message_count) == 24
+
+    def work(text: str, dequeue_count: int) -> None:
+        indexed_function("work").get_user_function()(queue_message(text))
+
+    completed = local_drain(
+        queue, poison, work, visibility=timedelta(minutes=5), idle_polls=1, poll_interval=0
+    )
+
+    assert completed == 24 and list(queue.peek_messages()) == []
+    for name, dcr in dcrs.items():
+        assert uuid_counts(event_rows(dcr)) == Counter(e["uuid"] for e in generated[name])
+        assert [(r["Status"], r["EventsIngested"]) for r in dcr.rows("AuditSyncHealth_CL")] == [("ok", 1_500)]
+        event_requests = [r for r in accounts[name].requests if r.path == "/api/v2/auditevents"]
+        assert len(event_requests) == 2, "one run: two pages, no request of the eleven items after it"
