@@ -1,4 +1,6 @@
-"""Many tenants: drain time of one dispatch (every tenant x 4 streams) with 1, 2, 4, 8 worker processes.
+"""Many tenants: what a work item costs in Table Storage requests at 200 and 2,000 tenants
+(``bench/tenant_cost.py``), then the drain time of one dispatch (every tenant x 4 streams) with 1, 2, 4, 8
+worker processes.
 
 Each tenant has its own Keeper and 1Password simulator (own data, own token as a Key Vault secret);
 all tenants write to one Logs Ingestion simulator (one DCR, as a small MSP might) that counts rows
@@ -34,6 +36,7 @@ from auditsync.fanout.dispatch import dispatch
 from auditsync.fanout.queue import open_queue
 from auditsync.tables import HEALTH_TABLE, KEEPER_TABLE, ONEPASSWORD_TABLE
 from auditsync.tenants import Tenant
+from bench.tenant_cost import measure as measure_cost
 from simulators.azurite import azurite
 from simulators.identity import COMPETING_CREDENTIAL_ENV, ManagedIdentitySim
 from simulators.keeper import KeeperSim, sample_events
@@ -63,8 +66,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--workers", default="1,2,4,8", help="worker process counts to measure")
     parser.add_argument("--events", type=int, default=20, help="events per stream")
     parser.add_argument("--latency", type=float, default=0.05, help="seconds per simulator response")
+    parser.add_argument(
+        "--cost-counts",
+        default="200,2000",
+        help="tenant counts at which to measure Table Storage requests a work item and the dispatch time",
+    )
+    parser.add_argument("--cost-only", action="store_true", help="only the cost per work item, no drain")
     args = parser.parse_args(argv)
     counts = [int(n) for n in args.workers.split(",")]
+    cost = measure_cost(tuple(int(n) for n in args.cost_counts.split(",")))
+    if args.cost_only:
+        return {"cost": cost}
 
     results: list[dict[str, Any]] = []
     with contextlib.ExitStack() as stack:
@@ -219,4 +231,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"Logs Ingestion: peak {peak_dcr} requests/min on the one DCR "
         f"({peak_dcr / DCR_REQUESTS_PER_MINUTE:.0%} of its 12,000/min)"
     )
-    return {"results": results, "limit": limit, "peak_dcr_requests_per_minute": peak_dcr}
+    return {"results": results, "limit": limit, "peak_dcr_requests_per_minute": peak_dcr, "cost": cost}

@@ -1,0 +1,22 @@
+"""Smoke test of the tenant-cost benchmark: the checkpoint table filled for two tenant counts, sampled
+work items run through the real worker behind a counting proxy. A work item reads its own stream's
+checkpoint, so its Table Storage requests do not depend on how many tenants share the table."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.tenant_cost import measure
+
+# The benchmarks' smoke tests one after another on one worker: each drives a benchmark at full CPU.
+pytestmark = pytest.mark.xdist_group("bench")
+
+
+def test_a_work_item_costs_the_same_table_requests_at_twenty_times_the_tenants() -> None:
+    # 300 tenants are 1,200 checkpoints: more than one page (1,000 entities) of any query over them all.
+    small, large = measure((15, 300), sample=3)
+    assert (small["dispatched"], large["dispatched"]) == (15 * 4, 300 * 4)
+    assert small["items_worked"] == large["items_worked"] == 6
+    # Two point reads, a claim, a release and the pages' saves: a handful, never a listing of the table.
+    assert 4 <= small["table_requests_per_item"] <= 10
+    assert large["table_requests_per_item"] == small["table_requests_per_item"]
