@@ -7,6 +7,7 @@ Secret values are excluded from ``repr`` so a part can never put one in a log li
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -49,9 +50,12 @@ class OnePasswordSettings:
     event_types: tuple[str, ...] = default_list("ONEPASSWORD_EVENT_TYPES")
     token: SecretRef = field(default_factory=lambda: _token("onepassword"))
     initial_lookback: timedelta = default_duration("INITIAL_LOOKBACK")
-    #: Not a setting: the queue worker sets it to the tenant's number of 1Password streams, so each
-    #: stream paces itself to that share of the account's rate limit (0: no pacing, single tenant).
+    #: Not settings: the queue worker sets ``rate_share`` to the tenant's number of 1Password streams
+    #: (0: no pacing, single tenant) and ``busy_streams`` to a count of those busy now, so each stream
+    #: paces itself to its share of the account's rate limit (auditsync.sources.pacing); without the
+    #: count, or while it cannot be read, the share is 1/rate_share.
     rate_share: int = 0
+    busy_streams: Callable[[], int] | None = field(default=None, compare=False, repr=False)
 
 
 SourceSettings = KeeperSettings | OnePasswordSettings

@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -31,7 +31,7 @@ from auditsync.errors import AuditSyncError
 from auditsync.fanout.scoped_store import TenantScopedStore
 from auditsync.fanout.work_item import WorkItem
 from auditsync.log_context import tenant_work
-from auditsync.model import STATUS_IDLE, STATUS_OK, CheckpointStore
+from auditsync.model import STATUS_BEHIND, STATUS_IDLE, STATUS_OK, Checkpoint, CheckpointStore, Clock
 from auditsync.runner import CycleReport, run_cycle
 from auditsync.secrets import CredentialFactory, default_credential
 from auditsync.tables.rows import format_time
@@ -58,7 +58,7 @@ def stream_settings(tenant: Tenant, env: Mapping[str, str], stream: str) -> Sett
         if event_type not in onepassword.event_types:
             raise AuditSyncError(f"tenant {tenant.name} no longer collects {stream}")
         # The tenant's 1Password streams share one account's rate limit across workers and instances:
-        # this stream keeps to its 1/N of it (auditsync.sources.pacing).
+        # this stream keeps to its share of it (auditsync.sources.pacing; ``work`` adds the live count).
         narrowed = replace(onepassword, event_types=(event_type,), rate_share=len(onepassword.event_types))
         return replace(settings, sources=(source,), onepassword=narrowed)
     return replace(settings, sources=(source,))
@@ -83,6 +83,31 @@ def superseded_by(item: WorkItem, store: CheckpointStore) -> datetime | None:
     if finished is None or finished <= item.dispatched or checkpoint.last_status not in CAUGHT_UP:
         return None
     return finished
+
+
+def busy_streams(
+    store: CheckpointStore, stream: str, account_streams: list[str], clock: Clock
+) -> Callable[[], int]:
+    """How many of the account's streams are busy now, ``stream`` included, read from their
+    checkpoints (one query on the tenant's 1Password rows): a sibling is busy while its lease is held,
+    when its last run stopped ``behind`` (its next item continues at once), or when it never ran (a
+    first run has its look-back to fetch)."""
+    siblings = [s for s in account_streams if s != stream]
+
+    def count() -> int:
+        stored = {c.stream: c for c in store.list("onepassword/")}
+        now = clock.now()
+        return 1 + sum(1 for s in siblings if _busy(stored.get(s), now))
+
+    return count
+
+
+def _busy(checkpoint: Checkpoint | None, now: datetime) -> bool:
+    if checkpoint is None or checkpoint.last_run is None or checkpoint.last_status == STATUS_BEHIND:
+        return True
+    return (
+        bool(checkpoint.lease_owner) and checkpoint.lease_until is not None and checkpoint.lease_until > now
+    )
 
 
 def execution_id(item: WorkItem) -> str:
@@ -122,6 +147,11 @@ def work(
     credential = functools.cache(credential_factory or default_credential)
     with tenant_work(tenant.name):
         scoped = TenantScopedStore(store or open_store(settings.store, credential), tenant.name)
+        if settings.onepassword.rate_share:
+            account = settings_for(tenant, env).onepassword.event_types
+            clock = run_kwargs.get("clock") or Clock()
+            busy = busy_streams(scoped, item.stream, [f"onepassword/{t}" for t in account], clock)
+            settings = replace(settings, onepassword=replace(settings.onepassword, busy_streams=busy))
         done_after = superseded_by(item, scoped)
         if done_after is not None:
             log.info(

@@ -148,7 +148,7 @@ def account_pacer(ctx: SourceContext[OnePasswordSettings]) -> Pacer | None:
     streams = len(ctx.settings.event_types)
     if share <= 0 or not streams:
         return None
-    return Pacer(ctx.clock, ONEPASSWORD_ACCOUNT_INTERVAL * share / streams)
+    return Pacer(ctx.clock, ONEPASSWORD_ACCOUNT_INTERVAL / streams, ctx.settings.busy_streams, fallback=share)
 
 
 def probe(ctx: SourceContext[OnePasswordSettings]) -> str:
