@@ -30,6 +30,8 @@ from tools.workbook_model import (
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "workbook.md"
+# One worker for the module: its simulated day (module fixture) is computed once, not once per worker.
+pytestmark = pytest.mark.xdist_group("workbook_pictures")
 
 
 @pytest.fixture(scope="module")
