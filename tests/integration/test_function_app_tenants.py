@@ -4,10 +4,13 @@ the poison function reports a work item that kept failing as an ``error`` health
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
+import statistics
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,12 +19,16 @@ import azure.functions as func
 import pytest
 
 import function_app
+from auditsync.checkpoints.file import FileCheckpointStore
 from auditsync.config import Settings
 from auditsync.fanout.deployment import dispatch_tick
 from auditsync.fanout.local_worker import drain as local_drain
 from auditsync.fanout.queue import MAX_DEQUEUE_COUNT, open_queue
+from auditsync.fanout.scoped_store import TenantScopedStore
 from auditsync.fanout.work_item import WorkItem
-from auditsync.fanout.worker import WorkFailed
+from auditsync.fanout.worker import WorkFailed, work
+from auditsync.model import Checkpoint
+from auditsync.sources.pacing import ONEPASSWORD_ACCOUNT_INTERVAL
 from auditsync.tenants import FileTenantRegistry, Tenant
 from simulators.identity import ManagedIdentitySim
 from simulators.keyvault import KeyVaultSim
@@ -263,3 +270,59 @@ def test_after_an_hour_long_outage_each_stream_runs_once_not_once_per_missed_tic
         assert [(r["Status"], r["EventsIngested"]) for r in dcr.rows("AuditSyncHealth_CL")] == [("ok", 1_500)]
         event_requests = [r for r in accounts[name].requests if r.path == "/api/v2/auditevents"]
         assert len(event_requests) == 2, "one run: two pages, no request of the eleven items after it"
+
+
+@pytest.mark.parametrize("siblings", ["idle", "running"])
+def test_a_tenants_one_backlog_takes_the_accounts_whole_rate_only_while_its_other_streams_are_idle(
+    onepassword_sim: OnePasswordSim,
+    logs_ingestion_sim: LogsIngestionSim,
+    keyvault_sim: KeyVaultSim,
+    identity_sim: ManagedIdentitySim,
+    tmp_path: Path,
+    siblings: str,
+) -> None:
+    """A tenant with three 1Password streams; auditevents has a backlog. With the other two idle its
+    requests go at the account's own pace (one per 0.12 s); with them running, at a third of it.
+    The real worker, the 1Password stand-in, file checkpoints; the gaps are the stand-in's arrivals."""
+    keyvault_sim.set_secret("acme-op", onepassword_sim.issue_token())
+    generated = onepassword_sim.generate("auditevents", 8_000, step=timedelta(seconds=5))
+    data = tmp_path / "data"
+    registry = FileTenantRegistry(data / "tenants.json")
+    registry.put(
+        Tenant("acme", {"ONEPASSWORD_BASE_URL": onepassword_sim.url, "ONEPASSWORD_TOKEN_SECRET": "acme-op"})
+    )
+    env = {
+        "SOURCES": "onepassword",
+        "KEY_VAULT_URL": keyvault_sim.url,
+        "SINK": "logs_ingestion",
+        "LOGS_INGESTION_ENDPOINT": logs_ingestion_sim.url,
+        "LOGS_INGESTION_RULE_ID": logs_ingestion_sim.dcr_id,
+        "CHECKPOINT_STORE": "file",
+        "AUDITSYNC_DATA_DIR": str(data),
+        "RUN_TIME_BUDGET": "2m",
+        "INITIAL_LOOKBACK": "1d",
+    }
+    store = TenantScopedStore(FileCheckpointStore(data / "checkpoints"), "acme")
+    now = datetime.now(UTC)
+    for stream in ("onepassword/itemusages", "onepassword/signinattempts"):
+        sibling = Checkpoint(stream, last_status="idle", last_run=now - timedelta(minutes=4))
+        if siblings == "running":
+            sibling = replace(sibling, lease_owner="another-worker", lease_until=now + timedelta(minutes=8))
+        store.save(sibling)
+
+    report = work(
+        WorkItem("acme", "onepassword/auditevents", now, "tick"),
+        registry=registry,
+        env=env,
+        store=store.inner,
+    )
+
+    assert report is not None and [r.status for r in report.reports] == ["ok"]
+    assert uuid_counts(event_rows(logs_ingestion_sim)) == Counter(e["uuid"] for e in generated)
+    pages = [r.received for r in onepassword_sim.requests if r.path == "/api/v2/auditevents"]
+    assert len(pages) == 8
+    gaps = [b - a for a, b in itertools.pairwise(pages)]
+    if siblings == "idle":
+        assert statistics.median(gaps) < 2 * ONEPASSWORD_ACCOUNT_INTERVAL, gaps
+    else:
+        assert min(gaps) >= 3 * ONEPASSWORD_ACCOUNT_INTERVAL * 0.95, gaps
