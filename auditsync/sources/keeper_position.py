@@ -39,12 +39,12 @@ POSITION_VERSION = 2
 #: predicted still fit in five, and a pass of up to MAX_PASS_EVENTS (8,000) events still fits the
 #: checkpoint (MAX_FINGERPRINT_CHARS) before the window is made smaller.
 TARGET_WINDOW_EVENTS = 4850
-#: A window is stretched to the target end when less than this share of a span would be left: about
-#: 150 events, what the last request of a window of TARGET_WINDOW_EVENTS has room for. (Stretching it
-#: further would save no request, only move pages to the end of the drain, where a pass's pages are
-#: all sent after its last request.)
-TAIL_SHARE = 32
-INITIAL_SPAN = timedelta(hours=1)
+#: A window is stretched to the target end when that brings it to at most this many events at the
+#: density it was sized for: a rest read in a window of its own costs at least one request, while
+#: stretching costs one only for each 1,000 events past the room left in the window's last request.
+#: Kept below what a pass may deliver (``keeper.MAX_PASS_EVENTS``, 8,000) by more than the density's
+#: error.
+STRETCH_EVENTS = 7500
 MIN_SPAN = timedelta(seconds=1)
 MAX_SPAN = timedelta(days=1)
 #: Fingerprints carried from one window to the next (the overlap). Beyond this the overlap is shortened
@@ -158,7 +158,11 @@ class KeeperPosition:
 
     watermark_ms: int
     next_start_ms: int
-    span_ms: int = _span_ms(INITIAL_SPAN)
+    #: A stream's first window spans its whole backlog (up to MAX_SPAN): nothing is known of its
+    #: density yet, and a window that turns out too big is given up after its first page (for a server
+    #: that pages in time order) and sized from it, one request; a small first window costs a request
+    #: for nothing when the look-back's start is empty, and more windows while the span grows.
+    span_ms: int = _span_ms(MAX_SPAN)
     window: Window | None = None
     fingerprints: dict[int, list[int]] = field(default_factory=dict)
 
@@ -237,14 +241,14 @@ class KeeperPosition:
     # -- windows ----------------------------------------------------------------------------------
     def open_window(self, target_end_ms: int) -> Window | None:
         """Open the next window ``[next_start, min(target_end, watermark + span)]`` (to the target end
-        when less than 1/TAIL_SHARE of a span would be left after it), or None when the target end is
-        not past the watermark (nothing new to read yet)."""
+        when that brings it to at most STRETCH_EVENTS events at the span's density), or None when the
+        target end is not past the watermark (nothing new to read yet)."""
         if target_end_ms <= self.watermark_ms:
             return None
         end = min(target_end_ms, self.watermark_ms + self.span_ms)
-        if target_end_ms - end <= self.span_ms // TAIL_SHARE:
-            # So little is left that its events would fit this window's last, partly filled request:
-            # read it with this window instead of in a window (and a request) of its own.
+        stretch_ms = self.span_ms * (STRETCH_EVENTS - TARGET_WINDOW_EVENTS) // TARGET_WINDOW_EVENTS
+        if target_end_ms - end <= stretch_ms:
+            # The rest is read with this window rather than in a window (and requests) of its own.
             end = target_end_ms
         self.window = Window(self.next_start_ms, end)
         return self.window
@@ -306,6 +310,18 @@ class KeeperPosition:
             return True  # fits whatever the packing: no need to pack (called for every page read ahead)
         return len(pack(self.fingerprints)) <= MAX_FINGERPRINT_CHARS
 
+    def fits_with(self, keys: list[int]) -> bool:
+        """True when the fingerprints would still fit a mid-window position once ``keys`` (a page's
+        events) are offered: checked before a page is delivered, without changing anything."""
+        added = {key for key in keys if key not in self.fingerprints}
+        if (len(self.fingerprints) + len(added)) * _WORST_ENTRY_CHARS <= MAX_FINGERPRINT_CHARS:
+            return True
+        trial = dict(self.fingerprints)
+        for key in keys:
+            prior, seen = trial.get(key, (0, 0))
+            trial[key] = [prior, seen + 1]
+        return len(pack(trial)) <= MAX_FINGERPRINT_CHARS
+
     def copy(self) -> KeeperPosition:
         """An independent copy (a read pass works on one before anything of it is delivered)."""
         window = None if self.window is None else replace(self.window)
@@ -355,11 +371,16 @@ class KeeperPosition:
             carried = [(key, count) for key, count in carried if (key >> 32) >= floor or key >> 32 == 0]
             shortened = True
         progress_ms = end - self.watermark_ms
+        # The density is taken from the window's earliest new event on (down to half the window): a
+        # quiet start, such as the look-back's first hour before a tenant had events, would otherwise
+        # make the next window too big by as much.
+        new_times = [key >> 32 for key in self.fingerprints if self.watermark_ms < key >> 32 <= end]
+        busy_ms = max(end - min(new_times, default=self.watermark_ms), progress_ms // 2)
         self.watermark_ms = end
         self.next_start_ms = floor
         self.fingerprints = {key: [count, 0] for key, count in carried}
         if progress_ms > 0:
-            ideal = progress_ms * TARGET_WINDOW_EVENTS // max(window.delivered, 1)
+            ideal = busy_ms * TARGET_WINDOW_EVENTS // max(window.delivered, 1)
             grown = min(ideal, max(self.span_ms, progress_ms) * 4)
             self.span_ms = int(min(max(grown, _span_ms(MIN_SPAN)), _span_ms(MAX_SPAN)))
         self.window = None
