@@ -13,10 +13,11 @@ A copy is delivered when ``seen`` exceeds ``prior``, so after a pass exactly ``m
 copies were delivered, whatever order the server used and however often a window is re-read.
 
 The position must fit a checkpoint (at most eight Azure Table properties of 64 KiB as UTF-16, i.e.
-32k characters each), so the fingerprints are stored packed (about 11 characters each) and bounded: the carried overlap is capped
-(the overlap is shortened, never a loss), and the source reads each pass over a window ahead and
-halves the window (``shrink_window``) before delivering a pass whose fingerprints would not fit, so a
-mid-window position is exact and a stop resumes page by page. Only a window that cannot shrink any
+32k characters each), so the fingerprints are stored packed (about 11 characters each) and bounded: the
+carried overlap is capped (the overlap is shortened, never a loss), and the source checks each page
+before delivering it (``fits_with``) and makes the window smaller (``shrink_window``) rather than
+deliver a page whose fingerprints would not fit, so a mid-window position is exact and a stop resumes
+page by page. Only a window that cannot shrink any
 more (late events in the overlap beyond what fits) still falls back in ``dump`` to "re-read this
 window, smaller" (counted as oversized_window_pages).
 """
@@ -36,24 +37,26 @@ POSITION_VERSION = 2
 #: Windows are sized for about this many new events: just under five full pages (1,000 events each), so
 #: a window of a backlog is five requests of which only the last is not full (the page count, not the
 #: event count, is what a drain waits for: 0.97 of the serial-fetch bound), 3 % more events than
-#: predicted still fit in five, and a pass of up to MAX_PASS_EVENTS (8,000) events still fits the
-#: checkpoint (MAX_FINGERPRINT_CHARS) before the window is made smaller.
+#: predicted still fit in five, and the position saved after each page stays small (about 55,000
+#: characters of fingerprints at the window's end). Bigger windows would save part of a request each.
 TARGET_WINDOW_EVENTS = 4850
 #: A window is stretched to the target end when that brings it to at most this many events at the
 #: density it was sized for: a rest read in a window of its own costs at least one request, while
 #: stretching costs one only for each 1,000 events past the room left in the window's last request.
-#: Kept below what a pass may deliver (``keeper.MAX_PASS_EVENTS``, 8,000) by more than the density's
+#: Kept below what a pass may deliver (``keeper.MAX_PASS_EVENTS``, 16,000) by more than the density's
 #: error.
-STRETCH_EVENTS = 7500
+STRETCH_EVENTS = 12_000
 MIN_SPAN = timedelta(seconds=1)
 MAX_SPAN = timedelta(days=1)
 #: Fingerprints carried from one window to the next (the overlap). Beyond this the overlap is shortened
 #: to its newest events (counted as overlap_shortened): less late-event margin, never a duplicate.
 MAX_CARRIED_FINGERPRINTS = 1200
 #: Packed fingerprints above this many characters do not go into a mid-window position (see module
-#: doc): about 10,700 fingerprints, 240 KB as UTF-16, four of the eight Table properties a position may
-#: use (``checkpoints.codec.MAX_POSITION_PARTS``); the rest of the position is a few hundred characters.
-MAX_FINGERPRINT_CHARS = 120_000
+#: doc): about 21,000 fingerprints, 450 KB as UTF-16, seven of the eight Table properties a position
+#: may use (``checkpoints.codec.MAX_POSITION_PARTS``); the rest of the position is a few hundred
+#: characters (a continuation token included). A window of up to ``keeper.MAX_PASS_EVENTS`` events
+#: fits, with an overlap carried: a stream's first window covers a backlog of that size in one.
+MAX_FINGERPRINT_CHARS = 225_000
 #: Packed characters one fingerprint takes at most (6-byte time delta, 4-byte hash, two 3-byte counts,
 #: as base64): below MAX_FINGERPRINT_CHARS / this many fingerprints, ``fits`` need not pack to know.
 _WORST_ENTRY_CHARS = 22

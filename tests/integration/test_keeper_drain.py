@@ -67,7 +67,8 @@ def test_the_next_windows_first_request_goes_out_before_a_windows_last_page_is_h
     keeper: KeeperHarness,
 ) -> None:
     keeper.settings = keeper_settings(keeper.sim.url, initial_lookback=timedelta(hours=3))
-    keeper.add_sample(9_000, oldest=timedelta(hours=3), newest=timedelta(hours=1), seed=5)
+    # More than one window holds (MAX_PASS_EVENTS): the backlog is read in several.
+    keeper.add_sample(20_000, oldest=timedelta(hours=3), newest=timedelta(hours=1), seed=5)
     deadline = Deadline.after(keeper.clock, timedelta(minutes=8))
     passes_begun: list[str | None] = []
 
