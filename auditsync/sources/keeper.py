@@ -301,64 +301,6 @@ class KeeperStream:
             # it ends by the run's deadline like every vendor call.
             reads.close()
 
-    def _page(
-        self,
-        state: KeeperPosition,
-        body: JSON,
-        stamped: list[tuple[datetime | None, int]],
-        target_end_ms: int,
-        before: JSON,
-    ) -> Page:
-        """Deliver one page read ahead; ``before`` is the position saved before it (the page's own
-        position, with what the sink accepted of it counted, is built from that when needed)."""
-        window = state.window
-        assert window is not None
-        counters: Counter[str] = Counter()
-        delivered: list[JSON] = []
-        keys: list[int] = []
-        newest: datetime | None = None
-        for event, (when, key) in zip(body["events"], stamped, strict=True):
-            # An unparseable time is still delivered (shape_rows keeps the raw value in Data).
-            if not state.offer(key):
-                counters["duplicates_dropped"] += 1
-                continue
-            delivered.append(event)
-            keys.append(key)
-            if when is None:
-                counters["unparsed_timestamps"] += 1
-            elif newest is None or when > newest:
-                newest = when
-        window.delivered += len(delivered)
-        if body["has_more"]:
-            window.token = body["continuation_token"]
-        else:
-            if state.complete_window(self.overlap_ms, self.lag_ms):
-                counters["overlap_shortened"] += 1
-                log.warning("Keeper: more events in the overlap than the checkpoint holds; overlap shortened")
-        counters["events_read"] += len(body["events"])
-        more = state.window is not None or state.watermark_ms < target_end_ms
-        saved, exact = state.dump()
-        if not exact:
-            counters["oversized_window_pages"] += 1
-
-        def accepted_position(n: int) -> JSON:
-            """Before this page, plus its first ``n`` delivered events as accepted: resuming re-reads the
-            page from the same token (or the window, if the token is refused) and sends only the rest."""
-            partial = KeeperPosition.load(before)
-            if partial.window is not None:
-                partial.window.delivered += n
-            partial.mark_accepted(keys[:n])
-            return partial.dump()[0]
-
-        return Page(
-            delivered,
-            saved,
-            newest,
-            {k: v for k, v in counters.items() if v},
-            has_more=more,
-            accepted_position=accepted_position,
-        )
-
 
 class _PassReader:
     """The passes of one ``KeeperStream.pages``: the position as delivered so far (``state``, and
@@ -423,7 +365,7 @@ class _PassReader:
                     return "shrunk"
             if request.token is None:
                 state.start_pass(reading.started_ms)
-            page = self.stream._page(state, body, stamped, target_end_ms, self.last_saved)
+            page = self._page(body, stamped, target_end_ms)
             self.last_saved = page.position
             if not body["has_more"] and not deadline.near():
                 # The next window's first request goes out now, before this window's last page is
@@ -437,6 +379,60 @@ class _PassReader:
             if bounded and events >= MAX_PASS_EVENTS:
                 yield self._shrink(reads, new_times)
                 return "shrunk"
+
+    def _page(self, body: JSON, stamped: list[tuple[datetime | None, int]], target_end_ms: int) -> Page:
+        """Deliver one page: its new events and the position after it (``last_saved`` is the position
+        before it: the page's own position, with what the sink accepted of it counted, is built from
+        that when needed)."""
+        state = self.state
+        before = self.last_saved
+        window = state.window
+        assert window is not None
+        counters: Counter[str] = Counter()
+        delivered: list[JSON] = []
+        keys: list[int] = []
+        newest: datetime | None = None
+        for event, (when, key) in zip(body["events"], stamped, strict=True):
+            # An unparseable time is still delivered (shape_rows keeps the raw value in Data).
+            if not state.offer(key):
+                counters["duplicates_dropped"] += 1
+                continue
+            delivered.append(event)
+            keys.append(key)
+            if when is None:
+                counters["unparsed_timestamps"] += 1
+            elif newest is None or when > newest:
+                newest = when
+        window.delivered += len(delivered)
+        if body["has_more"]:
+            window.token = body["continuation_token"]
+        else:
+            if state.complete_window(self.stream.overlap_ms, self.stream.lag_ms):
+                counters["overlap_shortened"] += 1
+                log.warning("Keeper: more events in the overlap than the checkpoint holds; overlap shortened")
+        counters["events_read"] += len(body["events"])
+        more = state.window is not None or state.watermark_ms < target_end_ms
+        saved, exact = state.dump()
+        if not exact:
+            counters["oversized_window_pages"] += 1
+
+        def accepted_position(n: int) -> JSON:
+            """Before this page, plus its first ``n`` delivered events as accepted: resuming re-reads the
+            page from the same token (or the window, if the token is refused) and sends only the rest."""
+            partial = KeeperPosition.load(before)
+            if partial.window is not None:
+                partial.window.delivered += n
+            partial.mark_accepted(keys[:n])
+            return partial.dump()[0]
+
+        return Page(
+            delivered,
+            saved,
+            newest,
+            {k: v for k, v in counters.items() if v},
+            has_more=more,
+            accepted_position=accepted_position,
+        )
 
     def _shrink(self, reads: ReadAhead[PassRequest, JSON], new_times: list[int]) -> Page:
         """Give the pass up and make its window smaller: an empty page that saves the position."""

@@ -175,3 +175,24 @@ def test_a_server_with_smaller_pages_than_asked_for_reads_each_window_once(keepe
     # Only the first window, which spans the look-back, is given up (after its first five pages).
     assert sum(1 for p in keeper.pages if p.counters.get("window_shrunk")) == 1
     assert len(events_requests(keeper)) <= 20_000 // 100 + 10, "each page of 100 read about once"
+
+
+def test_a_window_given_up_after_some_of_it_was_delivered_resumes_exactly(keeper: KeeperHarness) -> None:
+    """Pages in no order: a pass delivers page after page until it has read MAX_PASS_EVENTS, then its
+    window shrinks and what was delivered of it counts as delivered. A run stopped right after, one
+    stopped in the smaller window and one crash (page 2 of a run reached the sink, its position was never
+    saved) deliver every event once, plus exactly the crashed page's events."""
+    keeper.sim.order = "none"
+    keeper.settings = keeper_settings(keeper.sim.url, initial_lookback=timedelta(hours=4))
+    events = keeper.add_sample(20_000, oldest=timedelta(hours=4), newest=timedelta(minutes=10), seed=9)
+    passes = MAX_PASS_EVENTS // PAGE_LIMIT
+    first = keeper.run(max_pages=passes + 1)  # the first pass, then its window shrinks
+    shrunk = [number for number, page in enumerate(first) if page.counters.get("window_shrunk")]
+    assert shrunk and shrunk[0] >= passes - 1, "given up once the pass had read about MAX_PASS_EVENTS"
+    assert all(page.events for page in first[: shrunk[0]]), "its pages were delivered as they were read"
+    keeper.run(max_pages=1)  # the smaller window: delivered copies are dropped, the rest goes out
+    crashed = keeper.run(crash_after=2)[1].events
+    keeper.drain()
+    assert Counter(map(canonical, keeper.delivered)) == Counter(map(canonical, events)) + Counter(
+        map(canonical, crashed)
+    )

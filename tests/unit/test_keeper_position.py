@@ -133,3 +133,27 @@ def test_a_page_accepted_in_part_re_delivers_exactly_the_rest(
     resumed.mark_accepted(delivered[:n])
     again = [key for key in page if resumed.offer(key)]
     assert Counter(delivered[:n]) + Counter(again) == Counter(delivered), "the rest, once; nothing lost"
+
+
+def test_fits_with_answers_what_offering_the_page_would_make_of_the_position() -> None:
+    """``fits_with`` (checked before a page is handed over) agrees with ``dump`` after the page is offered,
+    and changes nothing: around the bound, with copies of known fingerprints in the page."""
+    rng = random.Random(5)
+    state = KeeperPosition(watermark_ms=0, next_start_ms=0)
+    state.open_window(10**12)
+    at = 0
+    while True:
+        page = []
+        for _ in range(1000):
+            at += rng.randint(0, 5000)
+            page.append((at << 32) | rng.getrandbits(32))
+        page += rng.sample(sorted(state.fingerprints), min(50, len(state.fingerprints)))  # copies
+        before = {key: list(entry) for key, entry in state.fingerprints.items()}
+        fits = state.fits_with(page)
+        assert state.fingerprints == before
+        for key in page:
+            state.offer(key)
+        assert fits == state.dump()[1]
+        if not fits:
+            break
+    assert len(state.fingerprints) > 19_000, "the bound: about 21,000 fingerprints"
