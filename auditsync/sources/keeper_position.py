@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -58,7 +58,7 @@ MAX_CARRIED_FINGERPRINTS = 1200
 #: fits, with an overlap carried: a stream's first window covers a backlog of that size in one.
 MAX_FINGERPRINT_CHARS = 225_000
 #: Packed characters one fingerprint takes at most (6-byte time delta, 4-byte hash, two 3-byte counts,
-#: as base64): below MAX_FINGERPRINT_CHARS / this many fingerprints, ``fits`` need not pack to know.
+#: as base64): below MAX_FINGERPRINT_CHARS / this many fingerprints, ``fits_with`` need not pack to know.
 _WORST_ENTRY_CHARS = 22
 
 
@@ -307,12 +307,6 @@ class KeeperPosition:
         window.end_ms = end
         return True
 
-    def fits(self) -> bool:
-        """True when the fingerprints fit a mid-window position as they are (no fallback in ``dump``)."""
-        if len(self.fingerprints) * _WORST_ENTRY_CHARS <= MAX_FINGERPRINT_CHARS:
-            return True  # fits whatever the packing: no need to pack (called for every page read ahead)
-        return len(pack(self.fingerprints)) <= MAX_FINGERPRINT_CHARS
-
     def fits_with(self, keys: list[int]) -> bool:
         """True when the fingerprints would still fit a mid-window position once ``keys`` (a page's
         events) are offered: checked before a page is delivered, without changing anything."""
@@ -324,12 +318,6 @@ class KeeperPosition:
             prior, seen = trial.get(key, (0, 0))
             trial[key] = [prior, seen + 1]
         return len(pack(trial)) <= MAX_FINGERPRINT_CHARS
-
-    def copy(self) -> KeeperPosition:
-        """An independent copy (a read pass works on one before anything of it is delivered)."""
-        window = None if self.window is None else replace(self.window)
-        fingerprints = {key: [prior, seen] for key, (prior, seen) in self.fingerprints.items()}
-        return KeeperPosition(self.watermark_ms, self.next_start_ms, self.span_ms, window, fingerprints)
 
     def mark_accepted(self, keys: list[int]) -> None:
         """Record copies the sink accepted from a page whose later events it did not: re-reading that
