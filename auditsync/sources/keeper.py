@@ -4,9 +4,8 @@ The API has no event id, documents neither sort order nor whether ``end_date`` i
 deliver events late. So we read fixed windows ``[watermark - overlap, run_start - lag]`` (frozen when
 opened), page through each with the continuation token, drop copies already delivered by their
 fingerprint multiset (``keeper_position``), and advance the watermark only when a window was read to
-its end. A stream's first window is its whole look-back (a backlog that fits one pass is read in as
-many requests as it fills); larger backlogs are split into windows sized for about
-``TARGET_WINDOW_EVENTS`` events (seven requests); a window that turns out to hold more than a checkpoint's fingerprints (or a pass's pages)
+its end. Large backlogs are split into windows sized for about ``TARGET_WINDOW_EVENTS`` events (five
+requests); a window that turns out to hold more than a checkpoint's fingerprints (or a pass's pages)
 is made smaller before any of it is delivered, so every page carries an exact position to save once the sink accepted it (and, for a page
 the sink accepted only in part, the position that records that part): a deadline or a crash costs at
 most the request in flight. A continuation token is never trusted to survive: if the server rejects a
@@ -60,7 +59,7 @@ TOKEN_REJECTED = frozenset({400, 404, 410})
 #: Re-reads of one window within one run before we call the API broken (a token that never lasts).
 MAX_RESTARTS_PER_RUN = 3
 #: Events one pass over a window may hold before delivery (eight full pages; a window sized for
-#: TARGET_WINDOW_EVENTS takes seven): a pass that would hold more is too big and its window shrinks, so
+#: TARGET_WINDOW_EVENTS takes five): a pass that would hold more is too big and its window shrinks, so
 #: memory stays bounded even for a pass that brings no new fingerprints (a window re-read after a refused
 #: token). Counted in events, not pages: a server that answers with fewer events than asked for (Keeper
 #: documents no such cap, but its schema's default limit is 100) fills a pass with more, smaller pages,
@@ -269,10 +268,7 @@ class KeeperStream:
         target_end_ms = run_start_ms - self.lag_ms
         if position is None:
             start = run_start_ms - self.lookback_ms
-            # The whole look-back as the first window: a backlog that fits a pass is read in one, and
-            # a bigger one is given up after its first page and sized from it (``_far_too_big``),
-            # where a fixed first span would probe an empty hour or read a window too big for a pass.
-            state = KeeperPosition(start, start, span_ms=max(target_end_ms - start, 1))
+            state = KeeperPosition(watermark_ms=start, next_start_ms=start)
         else:
             state = KeeperPosition.load(position)
         last_saved: JSON = position if position is not None else state.dump()[0]
@@ -472,9 +468,10 @@ def _far_too_big(held: list[_Held], watermark_ms: int, end_ms: int) -> bool:
     """True when the pages read so far say the window holds more than a pass may (the new events'
     density over the part of the window they can lie in): reading on would only be discarded.
 
-    Meaningful for a server that pages in time order (either way); for any other order the events read
-    spread over the whole window, the estimate stays near what was read and this fires only when the
-    events read all lie in a small part of a large window (the estimate is then right whatever the order).
+    For a server that pages in time order (either way) the estimate is close, so a window whose pass
+    would be given up at MAX_PASS_EVENTS anyway is given up after its first page. For any other order the
+    events read spread over the whole window and the estimate stays near what was read: it fires only for
+    a window more than twice too big.
     """
     times = _new_times(held, watermark_ms)
     if len(times) < PAGE_LIMIT // 2:
@@ -486,8 +483,8 @@ def _far_too_big(held: list[_Held], watermark_ms: int, end_ms: int) -> bool:
         extent = end_ms - low
     elif all(a >= b for a, b in itertools.pairwise(times)):
         extent = high - watermark_ms
-    else:
-        extent = end_ms - watermark_ms
+    else:  # no order: a rougher estimate, so only a window at least twice too big is given up early
+        return len(times) * (end_ms - watermark_ms) / (high - low + 1) > 2 * MAX_PASS_EVENTS
     return len(times) * extent / (high - low + 1) > MAX_PASS_EVENTS
 
 

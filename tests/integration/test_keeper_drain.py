@@ -30,12 +30,11 @@ def assert_exactly_once(harness: KeeperHarness) -> None:
     assert Counter(map(canonical, harness.delivered)) == Counter(map(canonical, harness.sim.events))
 
 
-def observe(harness: KeeperHarness, seen: threading.Event, after_start_date: str) -> None:
-    """Set ``seen`` when a pass's first request (no token) for a window starting after
-    ``after_start_date`` arrives."""
+def observe(harness: KeeperHarness, seen: threading.Event, start_date: str) -> None:
+    """Set ``seen`` when a pass's first request (no token) for a window starting at ``start_date`` arrives."""
 
     def hook(request: Request) -> bool:
-        if str(request.arg("start_date")) > after_start_date and not request.arg("continuation_token"):
+        if request.arg("start_date") == start_date and not request.arg("continuation_token"):
             seen.set()
         return False  # observe only: never answer in the simulator's place
 
@@ -44,29 +43,12 @@ def observe(harness: KeeperHarness, seen: threading.Event, after_start_date: str
 
 def test_a_backlog_is_read_in_nearly_full_requests(keeper: KeeperHarness) -> None:
     """20,000 events over 22.5 hours, the first hour of the look-back empty (the benchmark's backlog):
-    20 requests at the very least. The first window spans the whole look-back and is given up after its
-    first page (and the request sent ahead of it), the only window given up; windows of seven pages
-    make it 23 requests of which 22 follow one another (five-page windows after an empty first hour
-    probed: 23; the code before: 27)."""
+    20 requests at the very least; windows of five pages make it 23 (the code before: 27)."""
     keeper.add_sample(20_000, oldest=timedelta(hours=23), newest=timedelta(minutes=30), seed=42)
     keeper.run()
     assert_exactly_once(keeper)
     assert len(keeper.delivered) == 20_000
-    requests = events_requests(keeper)
-    assert len(requests) <= 23
-    assert sum(1 for p in keeper.pages if p.counters.get("window_shrunk")) == 1
-    whole = (requests[0].arg("start_date"), requests[0].arg("end_date"))
-    assert len([r for r in requests if (r.arg("start_date"), r.arg("end_date")) == whole]) == 2
-
-
-def test_a_backlog_that_fits_one_pass_is_read_in_one_window(keeper: KeeperHarness) -> None:
-    """6,000 events over the day: the first window is the whole look-back, read in as many requests as
-    the events fill (an empty first hour probed and windows grown from it took 9)."""
-    keeper.add_sample(6_000, oldest=timedelta(hours=23), newest=timedelta(minutes=30), seed=42)
-    keeper.run()
-    assert_exactly_once(keeper)
-    assert len(keeper.delivered) == 6_000
-    assert len(events_requests(keeper)) <= 7
+    assert len(events_requests(keeper)) <= 23
     assert not any(p.counters.get("window_shrunk") for p in keeper.pages)
 
 
@@ -76,18 +58,15 @@ def test_the_next_windows_first_request_goes_out_before_this_pass_is_handed_over
     keeper.settings = keeper_settings(keeper.sim.url, initial_lookback=timedelta(hours=3))
     keeper.add_sample(9_000, oldest=timedelta(hours=3), newest=timedelta(hours=1), seed=5)
     deadline = Deadline.after(keeper.clock, timedelta(minutes=8))
-    look_back_start = iso_ms(to_ms(keeper.fake.now() - timedelta(hours=3)))
+    first_window_end = iso_ms(to_ms(keeper.fake.now() - timedelta(hours=2)))  # INITIAL_SPAN: one hour
     next_pass_sent = threading.Event()
-    observe(keeper, next_pass_sent, look_back_start)
+    observe(keeper, next_pass_sent, first_window_end)
 
     pages = keeper.stream().pages(None, deadline)
     first = next(pages)
-    while not first.events:  # the whole look-back, given up after its first page: no events
-        assert first.counters.get("window_shrunk")
-        first = next(pages)
     # The generator is not advanced while we wait: the request can only come from the source's own
     # fetch thread, sent before the first window's pages were handed over.
-    assert first.position["window"]["start"] == look_back_start
+    assert first.position["window"]["end"] == first_window_end and first.events
     assert next_pass_sent.wait(timeout=30), "the next window's first request was not sent ahead"
     keeper.delivered.extend(first.events)
     for page in pages:
@@ -152,12 +131,12 @@ def test_a_window_far_too_big_on_a_server_in_no_order_shrinks_at_the_page_cap(ke
     the window shrinks to the time of the TARGET-th earliest event read, as often as needed."""
     keeper.sim.order = "none"
     keeper.settings = keeper_settings(keeper.sim.url, initial_lookback=timedelta(hours=4))
-    keeper.add_sample(20_000, oldest=timedelta(hours=4), newest=timedelta(minutes=10), seed=7)
+    keeper.add_sample(20_000, oldest=timedelta(hours=4), newest=timedelta(hours=3, minutes=30), seed=7)
     keeper.run()
     assert_exactly_once(keeper)
-    requests = events_requests(keeper)
-    whole = (requests[0].arg("start_date"), requests[0].arg("end_date"))
-    first_pass = [r for r in requests if (r.arg("start_date"), r.arg("end_date")) == whole]
+    first_pass = [
+        r for r in events_requests(keeper) if r.arg("end_date") == events_requests(keeper)[0].arg("end_date")
+    ]
     assert len(first_pass) == MAX_PASS_EVENTS // PAGE_LIMIT, "read to the page cap, nothing further ahead"
     assert any(p.counters.get("window_shrunk") for p in keeper.pages)
     assert not any(p.counters.get("oversized_window_pages") for p in keeper.pages)
@@ -173,6 +152,21 @@ def test_a_server_with_smaller_pages_than_asked_for_reads_each_window_once(keepe
     keeper.run()
     assert_exactly_once(keeper)
     assert len(keeper.delivered) == 20_000
-    # Only the first window, the whole look-back, is given up (once its first pages show its density).
-    assert sum(1 for p in keeper.pages if p.counters.get("window_shrunk")) == 1
+    assert not any(p.counters.get("window_shrunk") for p in keeper.pages)
     assert len(events_requests(keeper)) <= 20_000 // 100 + 10, "each page of 100 read about once"
+
+
+def test_a_window_too_big_for_a_pass_is_given_up_after_its_first_page(keeper: KeeperHarness) -> None:
+    """60,000 events over 22.5 hours (the issue's backlog): the four-hour window grown after the empty
+    first hour holds about 10,700 events, more than a pass may hold but less than twice. Its first page
+    (in time order, starting an hour into the window) shows it, so it is given up at once instead of
+    being read to the pass's cap and thrown away: 65 requests (read to the cap: 71)."""
+    keeper.add_sample(60_000, oldest=timedelta(hours=23), newest=timedelta(minutes=30), seed=42)
+    keeper.run()
+    assert_exactly_once(keeper)
+    assert len(keeper.delivered) == 60_000
+    requests = events_requests(keeper)
+    assert sum(1 for p in keeper.pages if p.counters.get("window_shrunk")) == 1
+    by_window = Counter((r.arg("start_date"), r.arg("end_date")) for r in requests)
+    assert min(by_window.values()) <= 2, "the window given up was read no further than its first page"
+    assert len(requests) <= 65
