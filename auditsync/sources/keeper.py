@@ -465,17 +465,27 @@ def _new_times(held: list[_Held], watermark_ms: int) -> list[int]:
 
 
 def _far_too_big(held: list[_Held], watermark_ms: int, end_ms: int) -> bool:
-    """True when the pages read so far say the window holds more than twice what a pass may (the new
-    events' density over the window's new part): reading on to MAX_PASS_EVENTS would only be discarded.
+    """True when the pages read so far say the window holds more than a pass may (the new events'
+    density over the part of the window they can lie in): reading on would only be discarded.
 
-    Meaningful for a server that pages in time order (either way); for any other order the events read
-    spread over the whole window, the estimate stays near what was read and this never fires.
+    For a server that pages in time order (either way) the estimate is close, so a window whose pass
+    would be given up at MAX_PASS_EVENTS anyway is given up after its first page. For any other order the
+    events read spread over the whole window and the estimate stays near what was read: it fires only for
+    a window more than twice too big.
     """
     times = _new_times(held, watermark_ms)
     if len(times) < PAGE_LIMIT // 2:
         return False
-    estimate = len(times) * (end_ms - watermark_ms) / (max(times) - min(times) + 1)
-    return estimate > 2 * MAX_PASS_EVENTS
+    low, high = min(times), max(times)
+    # Pages in time order start at the window's first (or last) event: the part before it (after it)
+    # holds nothing, such as the empty start of a look-back.
+    if all(a <= b for a, b in itertools.pairwise(times)):
+        extent = end_ms - low
+    elif all(a >= b for a, b in itertools.pairwise(times)):
+        extent = high - watermark_ms
+    else:  # no order: a rougher estimate, so only a window at least twice too big is given up early
+        return len(times) * (end_ms - watermark_ms) / (high - low + 1) > 2 * MAX_PASS_EVENTS
+    return len(times) * extent / (high - low + 1) > MAX_PASS_EVENTS
 
 
 def _smaller_end(held: list[_Held], watermark_ms: int) -> int | None:

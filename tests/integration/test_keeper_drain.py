@@ -154,3 +154,19 @@ def test_a_server_with_smaller_pages_than_asked_for_reads_each_window_once(keepe
     assert len(keeper.delivered) == 20_000
     assert not any(p.counters.get("window_shrunk") for p in keeper.pages)
     assert len(events_requests(keeper)) <= 20_000 // 100 + 10, "each page of 100 read about once"
+
+
+def test_a_window_too_big_for_a_pass_is_given_up_after_its_first_page(keeper: KeeperHarness) -> None:
+    """60,000 events over 22.5 hours (the issue's backlog): the four-hour window grown after the empty
+    first hour holds about 10,700 events, more than a pass may hold but less than twice. Its first page
+    (in time order, starting an hour into the window) shows it, so it is given up at once instead of
+    being read to the pass's cap and thrown away: 65 requests (read to the cap: 71)."""
+    keeper.add_sample(60_000, oldest=timedelta(hours=23), newest=timedelta(minutes=30), seed=42)
+    keeper.run()
+    assert_exactly_once(keeper)
+    assert len(keeper.delivered) == 60_000
+    requests = events_requests(keeper)
+    assert sum(1 for p in keeper.pages if p.counters.get("window_shrunk")) == 1
+    by_window = Counter((r.arg("start_date"), r.arg("end_date")) for r in requests)
+    assert min(by_window.values()) <= 2, "the window given up was read no further than its first page"
+    assert len(requests) <= 65
