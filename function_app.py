@@ -137,22 +137,28 @@ def _dispatch(settings: Settings) -> None:
 @app.queue_trigger(arg_name="message", queue_name=WORK_QUEUE, connection=QUEUE_CONNECTION)
 def work(message: func.QueueMessage) -> None:
     """Collect one (tenant, stream). Raises only when a retry is warranted (see auditsync.fanout.worker)."""
+    from auditsync.app_insights import exported
     from auditsync.fanout.deployment import work_message
 
-    work_message(message.get_body().decode("utf-8"), _settings(), os.environ, credential_factory=_credential)
+    with exported(os.environ, _credential):
+        work_message(
+            message.get_body().decode("utf-8"), _settings(), os.environ, credential_factory=_credential
+        )
 
 
 @app.queue_trigger(arg_name="message", queue_name=poison_queue_name(WORK_QUEUE), connection=QUEUE_CONNECTION)
 def poisoned(message: func.QueueMessage) -> None:
     """Report a work item that failed maxDequeueCount times as an ``error`` health row, never drop it."""
+    from auditsync.app_insights import exported
     from auditsync.fanout.deployment import report_poison
 
     # The message failed maxDequeueCount times on the work queue (its count here is the poison queue's).
-    where = report_poison(
-        message.get_body().decode("utf-8"),
-        MAX_DEQUEUE_COUNT,
-        _settings(),
-        os.environ,
-        credential_factory=_credential,
-    )
+    with exported(os.environ, _credential):
+        where = report_poison(
+            message.get_body().decode("utf-8"),
+            MAX_DEQUEUE_COUNT,
+            _settings(),
+            os.environ,
+            credential_factory=_credential,
+        )
     log.warning("poisoned work item reported to the %s destination", where)

@@ -22,7 +22,7 @@ import sys
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -140,18 +140,32 @@ def run_cycle(
     progress: ProgressCallback | None = None,
     run_id: str | None = None,
     tenant: str = "",
+    checkpoints: Mapping[str, Checkpoint] | None = None,
 ) -> CycleReport:
     """Run every enabled stream once. Never raises for a stream's failure: read the report.
 
     ``tenant`` names the registry tenant these settings belong to (the queue worker sets it); it goes
     into every health row's ``Tenant`` column and is empty for a single-tenant deployment.
+    ``checkpoints`` are the streams' checkpoints when the caller has just read them from ``store`` (the
+    queue worker, for its superseded check), so the run does not read them again; claims carry their
+    etags, so one changed since loses its compare-and-swap as a concurrent claim would.
     """
     install_log_redaction()
     hand_over_the_gil_sooner()
     redactor = redactor or Redactor()
     redactor.add(*settings.secret_values())
     return _run_cycle(
-        settings, clock, credential_factory, sink, store, http, redactor, progress, run_id, tenant
+        settings,
+        clock,
+        credential_factory,
+        sink,
+        store,
+        http,
+        redactor,
+        progress,
+        run_id,
+        tenant,
+        checkpoints,
     )
 
 
@@ -166,6 +180,7 @@ def _run_cycle(
     progress: ProgressCallback | None,
     run_id: str | None,
     tenant: str,
+    checkpoints: Mapping[str, Checkpoint] | None,
 ) -> CycleReport:
     clock = clock or Clock()
     started = clock.now()
@@ -212,7 +227,7 @@ def _run_cycle(
         store,
         sink,
         progress,
-        _stored(store, [name for _, name in names]),
+        _stored(store, [name for _, name in names], checkpoints),
     )
     log.info(
         "auditsync run %s: streams %s, sink %s, budget %s",
@@ -234,7 +249,9 @@ def _run_cycle(
     return _finish(settings, clock, run_id, started, reports, sink, redactor, deadline, tenant=tenant)
 
 
-def _stored(store: CheckpointStore, names: list[str]) -> dict[str, Checkpoint] | None:
+def _stored(
+    store: CheckpointStore, names: list[str], known: Mapping[str, Checkpoint] | None = None
+) -> dict[str, Checkpoint] | None:
     """The streams' stored checkpoints in one request, so claiming needs no load per stream: a point
     read for a run of one stream (a queue worker's: its cost does not grow with the tenants in the
     table), else one query for them all.
@@ -242,6 +259,8 @@ def _stored(store: CheckpointStore, names: list[str]) -> dict[str, Checkpoint] |
     A failed read costs nothing but that request: each claim then loads its own checkpoint and
     meets the failure (with its stream's report) there.
     """
+    if known is not None and all(name in known for name in names):
+        return dict(known)
     try:
         if len(names) == 1:
             return {names[0]: store.load(names[0])}

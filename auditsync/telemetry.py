@@ -17,6 +17,7 @@ QUIET_LOGGERS: dict[str, int] = {
     "azure.core": logging.WARNING,
     "azure.identity": logging.ERROR,
     "azure.monitor.ingestion": logging.WARNING,
+    "azure.monitor.opentelemetry.exporter": logging.WARNING,
     "azure.keyvault": logging.WARNING,
     "azure.data.tables": logging.WARNING,
     "msal": logging.WARNING,

@@ -46,11 +46,13 @@ RUNTIME_SDKS = {
     "azure-identity": "azure.identity",
     "azure-keyvault-secrets": "azure.keyvault.secrets",
     "azure-monitor-ingestion": "azure.monitor.ingestion",
+    "azure-monitor-opentelemetry-exporter": "azure.monitor.opentelemetry.exporter",
     "azure-data-tables": "azure.data.tables",
     "azure-storage-queue": "azure.storage.queue",
     "croniter": "croniter",
     "orjson": "orjson",
     "requests": "requests",
+    "opentelemetry-sdk": "opentelemetry.sdk._logs",
 }
 SDK_MODULES = tuple(RUNTIME_SDKS.values())
 #: Our modules the Function App's first invocations import: the timer's run (the runner and what it

@@ -15,11 +15,13 @@ import contextlib
 import statistics
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from azure.data.tables import TableClient
 
@@ -34,6 +36,7 @@ from auditsync.fanout.worker import work
 from auditsync.model import Checkpoint
 from auditsync.tenants import Tenant
 from simulators.azurite import azurite
+from simulators.base import Request
 from simulators.identity import ManagedIdentitySim
 from simulators.keeper import KeeperSim, sample_events
 from simulators.keyvault import KeyVaultSim
@@ -135,13 +138,16 @@ def measure_count(world: dict[str, Any], tmp: Path, tenants: int, sample: int) -
     proxy: ForwardingProxy = world["proxy"]
     step = max(1, tenants // sample)
     per_item: list[int] = []
+    kinds: dict[str, list[dict[str, int]]] = {"keeper/events": [], "onepassword/auditevents": []}
     for name in names[::step][:sample]:
-        for stream in ("keeper/events", "onepassword/auditevents"):
+        for stream in kinds:
             item = WorkItem(name, stream, datetime.now(UTC), tag)
             before = len(proxy.requests)
             ran = work(item, registry=registry, env=env, store=store)
             assert ran is not None and not ran.failed, f"{name} {stream} did not run cleanly"
-            per_item.append(len(proxy.requests) - before)
+            requests = proxy.requests[before:]
+            per_item.append(len(requests))
+            kinds[stream].append(Counter(request_kind(r) for r in requests))
     return {
         "tenants": tenants,
         "dispatched": len(report.enqueued),
@@ -150,7 +156,16 @@ def measure_count(world: dict[str, Any], tmp: Path, tenants: int, sample: int) -
         "items_worked": len(per_item),
         "table_requests_per_item": statistics.mean(per_item),
         "table_requests_range": [min(per_item), max(per_item)],
+        "request_kinds": {stream: [dict(k) for k in counted] for stream, counted in kinds.items()},
     }
+
+
+def request_kind(request: Request) -> str:
+    """A Table Storage request by what it does: a point read names its entity's keys in the path, a
+    query (a RowKey range here) carries a $filter, anything else writes."""
+    if request.method != "GET":
+        return "write"
+    return "point read" if "RowKey=" in unquote(request.path) else "query"
 
 
 def measure(counts: tuple[int, ...] = (200, 2_000), sample: int = 10) -> list[dict[str, Any]]:

