@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import multiprocessing
 import os
@@ -192,6 +193,7 @@ def wan_drain(
         }
         child = run_child("bench.drain_child", ["drain"], env)
         pages = len(keeper.requests)
+        arrivals = sorted(request.received for request in keeper.requests)
         tally = ingestion.reset_tally()
         if profile:
             raw = Path(scratch) / "keeper-wan.txt"
@@ -211,6 +213,11 @@ def wan_drain(
         )
     rate = child["events"] / child["seconds"]
     bound = MAX_LIMIT / page_latency
+    # Where the time goes: the requests that followed one another (one that arrived within half a page's
+    # latency of the one before overlapped it: sent ahead, then dropped), the pauses between them, and
+    # the run's start and end around them.
+    serial = 1 + sum(1 for a, b in itertools.pairwise(arrivals) if b - a > page_latency / 2)
+    busy = arrivals[-1] + page_latency - arrivals[0]
     return {
         "events": child["events"],
         "seconds": child["seconds"],
@@ -222,6 +229,10 @@ def wan_drain(
         "bound_events_per_s": bound,
         "bound_share": rate / bound,
         "events_per_request": child["events"] / pages if pages else 0.0,
+        "serial_requests": serial,
+        "extra_requests": serial - -(-events // MAX_LIMIT),
+        "gap_seconds": busy - serial * page_latency,
+        "start_end_seconds": child["seconds"] - busy,
         "page_latency": page_latency,
         "ingest_latency": ingest_latency,
         "profile": lines,
@@ -232,7 +243,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3, help="best of N for each measurement")
-    parser.add_argument("--wan-events", type=int, default=20_000, help="events of the wan drain (0: skip it)")
+    parser.add_argument(
+        "--wan-events",
+        default="20000",
+        help="events of the wan drain, or several sizes separated by commas, one drain each (0: skip it)",
+    )
     parser.add_argument("--page-latency", type=float, default=0.5, help="seconds per Keeper page (wan drain)")
     parser.add_argument(
         "--ingest-latency", type=float, default=0.1, help="seconds per ingestion request (wan)"
@@ -282,9 +297,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for name, r in results.items()
     }
     figures["largest_position_bytes"] = LARGEST_POSITION["bytes"]
-    if args.wan_events:
-        wan = wan_drain(args.wan_events, args.page_latency, args.ingest_latency, profile=not args.no_profile)
-        figures["wan"] = wan
+    sizes = [int(size) for size in str(args.wan_events).split(",") if int(size)]
+    for number, size in enumerate(sizes):
+        profile = number == 0 and not args.no_profile
+        wan = wan_drain(size, args.page_latency, args.ingest_latency, profile=profile)
+        figures.setdefault("wan", wan)
+        figures.setdefault("wan_sizes", []).append(wan)
         met = wan["bound_share"] >= TARGET_BOUND_SHARE
         print(
             f"  wan drain (run_cycle in a child; {wan['page_latency'] * 1000:.0f} ms per Keeper page, "
@@ -292,6 +310,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"in {wan['seconds']:.1f} s = {wan['events_per_s']:,.0f} events/s; {wan['keeper_requests']} Keeper "
             f"requests ({wan['events_per_request']:,.0f} events each), {wan['dce_requests']} DCE requests, "
             f"peak RSS {wan['peak_rss_mb']:.0f} MB"
+        )
+        print(
+            f"  where the time goes: {wan['serial_requests']} requests one after another "
+            f"({wan['extra_requests']} more than the events need), {wan['gap_seconds']:.2f} s of pauses "
+            f"between them, {wan['start_end_seconds']:.2f} s at the run's start and end"
         )
         print(
             f"  targets: wan drain / serial-fetch bound ({wan['bound_events_per_s']:,.0f} events/s) = "

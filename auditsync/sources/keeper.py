@@ -4,16 +4,20 @@ The API has no event id, documents neither sort order nor whether ``end_date`` i
 deliver events late. So we read fixed windows ``[watermark - overlap, run_start - lag]`` (frozen when
 opened), page through each with the continuation token, drop copies already delivered by their
 fingerprint multiset (``keeper_position``), and advance the watermark only when a window was read to
-its end. Large backlogs are split into windows sized for about ``TARGET_WINDOW_EVENTS`` events (five
-requests); a window that turns out to hold more than a checkpoint's fingerprints (or a pass's pages)
-is made smaller before any of it is delivered, so every page carries an exact position to save once the sink accepted it (and, for a page
-the sink accepted only in part, the position that records that part): a deadline or a crash costs at
-most the request in flight. A continuation token is never trusted to survive: if the server rejects a
-stored one, the window is read again from its start and the fingerprints remove what was already sent;
-a token seen before in this run for the same window (paging in a circle) is an ``upstream`` error.
+its end. A stream's first window spans its whole look-back; large backlogs are split into windows
+sized for about ``TARGET_WINDOW_EVENTS`` events (five requests). A window's pages are delivered as
+they are read, each only while the window's fingerprints still fit an exact position; a window that
+turns out too big (more than MAX_PASS_EVENTS new events, or more fingerprints than a checkpoint holds)
+is made smaller before any more of it is delivered, and what was delivered of it counts as delivered.
+So every page carries an exact position to save once the sink accepted it (and, for a page the sink
+accepted only in part, the position that records that part): a deadline or a crash costs at most the
+request in flight. A continuation token is never trusted to survive: if the server rejects a stored
+one, the window is read again from its start and the fingerprints remove what was already sent; a
+token seen before in this run for the same window (paging in a circle) is an ``upstream`` error.
 A pass's requests are described by ``KeeperPaging`` and sent by ``auditsync.sources.paging.ReadAhead``,
-one request ahead of the page being fingerprinted: at Keeper's latency a drain waits for its requests,
-so they follow one another without a pause.
+one request ahead of the page being delivered, and the next window's first request before the last
+page of a window is handed over: at Keeper's latency a drain waits for its requests, so they follow
+one another without a pause.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import heapq
 import itertools
 import logging
 from collections import Counter
-from collections.abc import Hashable, Iterator
+from collections.abc import Generator, Hashable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -58,15 +62,14 @@ PAGE_LIMIT = 1000
 TOKEN_REJECTED = frozenset({400, 404, 410})
 #: Re-reads of one window within one run before we call the API broken (a token that never lasts).
 MAX_RESTARTS_PER_RUN = 3
-#: Events one pass over a window may hold before delivery (eight full pages; a window sized for
-#: TARGET_WINDOW_EVENTS takes five): a pass that would hold more is too big and its window shrinks, so
-#: memory stays bounded even for a pass that brings no new fingerprints (a window re-read after a refused
-#: token). Counted in events, not pages: a server that answers with fewer events than asked for (Keeper
-#: documents no such cap, but its schema's default limit is 100) fills a pass with more, smaller pages,
-#: and counting pages would shrink every window it reads and read each one twice.
-MAX_PASS_EVENTS = 8 * PAGE_LIMIT
-#: Pages held at most before delivery when a window cannot shrink any more (see ``_read_pass``).
-UNBOUNDED_HELD_PAGES = 3
+#: Events one pass over a window may deliver (sixteen full pages; a window sized for TARGET_WINDOW_EVENTS
+#: takes five): a window that holds more shrinks, so its fingerprints stay within a checkpoint with an
+#: overlap carried (``keeper_position.MAX_FINGERPRINT_CHARS``), and a stream's first window reads a
+#: backlog of up to this many events in one window, without a request to learn its size. Counted in
+#: events, not pages: a server that answers with fewer events than asked for (Keeper documents no such
+#: cap, but its schema's default limit is 100) fills a pass with more, smaller pages, and counting pages
+#: would shrink every window it reads and read each one twice.
+MAX_PASS_EVENTS = 16 * PAGE_LIMIT
 
 AUTH_HINT = (
     "The Keeper API token was refused (revoked or expired). A Keeper root admin creates a new one with "
@@ -109,21 +112,20 @@ class TokenRejected(Exception):
 @dataclass(frozen=True)
 class PassRequest:
     """One request of a read pass over a window: the window, the continuation token (None: the window's
-    start), whether the pass is bounded (see ``KeeperPaging.stops_before``) and what it read before."""
+    start), whether the pass is bounded (see ``KeeperPaging.stops_before``) and the events it read before."""
 
     start_ms: int
     end_ms: int
     token: str | None
     bounded: bool
     events: int = 0
-    pages: int = 0
 
 
 class KeeperPaging(Paginator[PassRequest, JSON]):
-    """Keeper's paging within a pass: the continuation token while ``has_more``, until the pass holds as
-    much as it may (MAX_PASS_EVENTS events; UNBOUNDED_HELD_PAGES pages for a window that cannot shrink),
-    where it is examined before anything more is read. A token is where paging continues from in its
-    window, so a token returned again for the same window is a loop."""
+    """Keeper's paging within a pass: the continuation token while ``has_more``, until the pass read as
+    much as it may deliver (MAX_PASS_EVENTS events; no bound for a window that cannot shrink). A token
+    is where paging continues from in its window, so a token returned again for the same window is a
+    loop."""
 
     def next_request(self, request: PassRequest, answer: JSON) -> PassRequest | None:
         if not answer["has_more"]:
@@ -134,13 +136,10 @@ class KeeperPaging(Paginator[PassRequest, JSON]):
             answer["continuation_token"],
             request.bounded,
             request.events + len(answer["events"]),
-            request.pages + 1,
         )
 
     def stops_before(self, request: PassRequest) -> bool:
-        if request.bounded:
-            return request.events >= MAX_PASS_EVENTS
-        return request.pages >= UNBOUNDED_HELD_PAGES
+        return request.bounded and request.events >= MAX_PASS_EVENTS
 
     def position_key(self, request: PassRequest) -> Hashable | None:
         return None if request.token is None else (request.start_ms, request.end_ms, request.token)
@@ -159,15 +158,6 @@ class _Pass(NamedTuple):
 
     first: PassRequest
     started_ms: int
-
-
-class _Held(NamedTuple):
-    """A page a pass read and holds until it knows whether the pass can be delivered."""
-
-    token: str | None
-    body: JSON
-    pass_started_ms: int
-    stamped: list[tuple[datetime | None, int]]
 
 
 class KeeperApi:
@@ -258,11 +248,12 @@ class KeeperStream:
     def pages(self, position: JSON | None, deadline: Deadline) -> Iterator[Page]:
         """Yield pages until the window ending at ``run_start - lag`` is read, or the deadline is near.
 
-        Each pass over a window is read ahead (``_read_pass``) before anything of it is delivered, and
-        delivered only while its fingerprints fit an exact position: a window that turns out too big is
-        made smaller first, so every saved position resumes exactly, page by page, and a stop never
-        re-reads a whole window. A pass's requests go out one ahead of its fingerprinting (ReadAhead),
-        and the next pass's first request before this pass's pages are handed over.
+        A pass over a window is delivered page by page as its answers come in, each page only while
+        the window's fingerprints still fit an exact position; a window that turns out too big is made
+        smaller first (what was delivered of it counts as delivered), so every saved position resumes
+        exactly, page by page, and a stop never re-reads a whole window. A pass's requests go out one
+        ahead of the page being delivered (ReadAhead), and the next window's first request before the
+        last page of a window is handed over.
         """
         run_start_ms = to_ms(self.ctx.run_start)
         target_end_ms = run_start_ms - self.lag_ms
@@ -271,13 +262,13 @@ class KeeperStream:
             state = KeeperPosition(watermark_ms=start, next_start_ms=start)
         else:
             state = KeeperPosition.load(position)
-        last_saved: JSON = position if position is not None else state.dump()[0]
-        restarts = 0
+        passes = _PassReader(self, state, position if position is not None else state.dump()[0])
         reads = ReadAhead(
             KeeperPaging(), lambda request, _: self.api.fetch_pass(request, deadline), deadline, STREAM
         )
-        #: The pass whose requests ``reads`` is sending (begun before the pages of the one before it were
-        #: handed over), or None.
+        restarts = 0
+        #: The pass whose requests ``reads`` is sending (begun before the last page of the window
+        #: before it was handed over), or None.
         reading: _Pass | None = None
         try:
             while not deadline.near():
@@ -286,130 +277,115 @@ class KeeperStream:
                     window = state.open_window(target_end_ms)
                     if window is None:
                         return
-                bounded = window.end_ms - state.watermark_ms >= 2
                 if reading is None:
-                    reading = self._begin_pass(reads, window, bounded)
-                held, outcome, scratch = self._read_pass(state, reads, reading, deadline, bounded=bounded)
-                reads.stop()  # a request sent ahead for a pass given up is dropped
-                reading = None
-                if outcome == "oversized":
-                    # Nothing of this pass was delivered: read a smaller window instead.
-                    state.shrink_window(_smaller_end(held, state.watermark_ms))
-                    last_saved, _ = state.dump()
-                    yield Page([], last_saved, None, {"window_shrunk": 1}, has_more=True)
-                    continue
-                if outcome == "complete" and not deadline.near():
-                    # The next window's first request goes out now, before this pass's pages are made
-                    # and handed over: ``scratch`` is where delivering them leaves the position.
-                    scratch.complete_window(self.overlap_ms, self.lag_ms)
-                    following = scratch.open_window(target_end_ms)
-                    if following is not None:
-                        bounded_next = following.end_ms - scratch.watermark_ms >= 2
-                        reading = self._begin_pass(reads, following, bounded_next)
-                pages = []
-                for page_read in held:
-                    if page_read.token is None:
-                        state.start_pass(page_read.pass_started_ms)
-                    page = self._page(state, page_read.body, page_read.stamped, target_end_ms, last_saved)
-                    last_saved = page.position
-                    pages.append(page)
-                del held
-                if reading is not None:
-                    opened = state.open_window(target_end_ms)
-                    first = reading.first
-                    if opened is None or (opened.start_ms, opened.end_ms) != (first.start_ms, first.end_ms):
-                        reads.stop()  # cannot happen (the same steps on the same state); never trusted
-                        reading = None
+                    reading = passes.begin(reads, window)
+                outcome = yield from passes.read(reads, reading, deadline, target_end_ms)
+                reading = passes.following
                 if outcome == "rejected":
                     restarts += 1
                     if restarts > MAX_RESTARTS_PER_RUN:
-                        yield from pages
                         raise UpstreamError(
                             f"Keeper refused the continuation token of window {iso_ms(window.start_ms)} - "
                             f"{iso_ms(window.end_ms)} {restarts} times in one run",
                             hint="The Keeper API does not keep its paging tokens; report it to Keeper support.",
                         )
                     state.restart_pass()
-                    last_saved, exact = state.dump()
+                    saved, exact = state.dump()
+                    passes.last_saved = saved
                     counters = {"window_restarts": 1} | ({} if exact else {"oversized_window_pages": 1})
-                    pages.append(Page([], last_saved, None, counters, has_more=True))
-                yield from pages
-                if outcome == "deadline":
+                    yield Page([], saved, None, counters, has_more=True)
+                elif outcome == "deadline":
                     return  # the pages read so far were delivered; the next run continues after them
         finally:
             # A request still under way (sent ahead for a pass that is not needed any more) is dropped;
             # it ends by the run's deadline like every vendor call.
             reads.close()
 
-    def _begin_pass(self, reads: ReadAhead[PassRequest, JSON], window: Window, bounded: bool) -> _Pass:
-        """Send a pass's first request over ``window`` (from its start, or its token)."""
-        started_ms = to_ms(self.ctx.clock.now()) if window.token is None else window.pass_started_ms
+
+class _PassReader:
+    """The passes of one ``KeeperStream.pages``: the position as delivered so far (``state``, and
+    ``last_saved``, the position of the page handed over last) and how each pass is read."""
+
+    def __init__(self, stream: KeeperStream, state: KeeperPosition, last_saved: JSON) -> None:
+        self.stream = stream
+        self.state = state
+        self.last_saved = last_saved
+        #: The next window's pass, sent before the last page of the window before it was handed over.
+        self.following: _Pass | None = None
+
+    def begin(self, reads: ReadAhead[PassRequest, JSON], window: Window) -> _Pass:
+        """Send a pass's first request over ``window`` (from its start, or its token). A window that
+        reaches at most 1 ms past the watermark cannot shrink: its pass is not bounded."""
+        started_ms = to_ms(self.stream.ctx.clock.now()) if window.token is None else window.pass_started_ms
+        bounded = window.end_ms - self.state.watermark_ms >= 2
         first = PassRequest(window.start_ms, window.end_ms, window.token, bounded)
         reads.start(first)
         return _Pass(first, started_ms)
 
-    def _read_pass(
-        self,
-        state: KeeperPosition,
-        reads: ReadAhead[PassRequest, JSON],
-        reading: _Pass,
-        deadline: Deadline,
-        *,
-        bounded: bool,
-    ) -> tuple[list[_Held], str, KeeperPosition]:
-        """Take the current pass over the window from ``reads`` without delivering anything yet.
+    def read(
+        self, reads: ReadAhead[PassRequest, JSON], reading: _Pass, deadline: Deadline, target_end_ms: int
+    ) -> Generator[Page, None, str]:
+        """Deliver the pass ``reads`` is sending over the current window, page by page as its answers
+        come in, and return why it stopped: ``complete`` (the window was read to its end; ``following``
+        is the next window's pass, already sent, or None), ``shrunk`` (the window turned out too big and
+        was made smaller, see below), ``rejected`` (the token was refused; the pages before it were
+        delivered) or ``deadline`` (nothing more was sent).
 
-        Returns the pages read and why reading stopped: ``complete`` (the window was read to its end),
-        ``deadline``, ``rejected`` (the token was refused; the pages before it are good), ``more`` (a
-        window that cannot shrink: deliver these pages, then read on), or ``oversized`` (delivering
-        this pass would make the window's fingerprints too big for an exact position, or the pass would
-        hold more than MAX_PASS_EVENTS events: the window must shrink first). A continuation token seen
-        before in this run for the same window is an UpstreamError (``KeeperPaging.loop_error``). The
-        third value is the position as delivering the pages read would leave it, but for the window's
-        completion (``scratch``).
+        A page of a bounded pass is delivered only if the window's fingerprints still fit an exact
+        position with it, and while the pass's new events do not say the window holds more than
+        MAX_PASS_EVENTS (``_far_too_big``); a pass stops after MAX_PASS_EVENTS events. Otherwise the
+        window shrinks before anything more is delivered: what was delivered of it counts as delivered
+        (``prior``), so its next pass delivers only the rest. A continuation token seen before in this
+        run for the same window is an UpstreamError (``KeeperPaging.loop_error``).
         """
-        scratch = state.copy()
-        window = scratch.window
+        self.following = None
+        state = self.state
+        window = state.window
         assert window is not None
-        if reading.first.token is None:
-            window.pass_started_ms = reading.started_ms
-        held: list[_Held] = []
+        bounded = reading.first.bounded
+        new_times: list[int] = []
+        events = 0
         while True:
             try:
                 taken = reads.next()
             except TokenRejected:
-                return held, "rejected", scratch
-            if taken is None:  # nothing more was sent: the deadline is near (the bounds are checked below)
-                return held, "deadline", scratch
+                return "rejected"
+            if taken is None:  # nothing more was sent: the deadline is near
+                return "deadline"
             request, body = taken
             stamped = _stamped(body["events"])
-            for _, fingerprint_key in stamped:
-                window.delivered += scratch.offer(fingerprint_key)
-            held.append(_Held(request.token, body, reading.started_ms, stamped))
+            events += len(body["events"])
+            if bounded:
+                new_times.extend(key >> 32 for _, key in stamped if key >> 32 > state.watermark_ms)
+                if body["has_more"] and (
+                    _far_too_big(new_times, state.watermark_ms, window.end_ms)
+                    or not state.fits_with([key for _, key in stamped])
+                ):
+                    yield self._shrink(reads, new_times)
+                    return "shrunk"
+            if request.token is None:
+                state.start_pass(reading.started_ms)
+            page = self._page(body, stamped, target_end_ms)
+            self.last_saved = page.position
+            if not body["has_more"] and not deadline.near():
+                # The next window's first request goes out now, before this window's last page is
+                # handed over (``state`` is where delivering it leaves the position).
+                following = state.open_window(target_end_ms)
+                if following is not None:
+                    self.following = self.begin(reads, following)
+            yield page
             if not body["has_more"]:
-                return held, "complete", scratch
-            if bounded and (
-                sum(len(page.body["events"]) for page in held) >= MAX_PASS_EVENTS
-                or not scratch.fits()
-                or _far_too_big(held, state.watermark_ms, reading.first.end_ms)
-            ):
-                return held, "oversized", scratch
-            if not bounded and len(held) >= UNBOUNDED_HELD_PAGES:
-                # A window that cannot shrink is delivered as it is read: memory stays bounded.
-                return held, "more", scratch
-            if deadline.near():
-                return held, "deadline", scratch
+                return "complete"
+            if bounded and events >= MAX_PASS_EVENTS:
+                yield self._shrink(reads, new_times)
+                return "shrunk"
 
-    def _page(
-        self,
-        state: KeeperPosition,
-        body: JSON,
-        stamped: list[tuple[datetime | None, int]],
-        target_end_ms: int,
-        before: JSON,
-    ) -> Page:
-        """Deliver one page read ahead; ``before`` is the position saved before it (the page's own
-        position, with what the sink accepted of it counted, is built from that when needed)."""
+    def _page(self, body: JSON, stamped: list[tuple[datetime | None, int]], target_end_ms: int) -> Page:
+        """Deliver one page: its new events and the position after it (``last_saved`` is the position
+        before it: the page's own position, with what the sink accepted of it counted, is built from
+        that when needed)."""
+        state = self.state
+        before = self.last_saved
         window = state.window
         assert window is not None
         counters: Counter[str] = Counter()
@@ -431,7 +407,7 @@ class KeeperStream:
         if body["has_more"]:
             window.token = body["continuation_token"]
         else:
-            if state.complete_window(self.overlap_ms, self.lag_ms):
+            if state.complete_window(self.stream.overlap_ms, self.stream.lag_ms):
                 counters["overlap_shortened"] += 1
                 log.warning("Keeper: more events in the overlap than the checkpoint holds; overlap shortened")
         counters["events_read"] += len(body["events"])
@@ -458,46 +434,49 @@ class KeeperStream:
             accepted_position=accepted_position,
         )
 
+    def _shrink(self, reads: ReadAhead[PassRequest, JSON], new_times: list[int]) -> Page:
+        """Give the pass up and make its window smaller: an empty page that saves the position."""
+        reads.stop()  # a request sent ahead for the pass given up is dropped
+        self.state.shrink_window(_smaller_end(new_times, self.state.watermark_ms))
+        self.last_saved, _ = self.state.dump()
+        return Page([], self.last_saved, None, {"window_shrunk": 1}, has_more=True)
 
-def _new_times(held: list[_Held], watermark_ms: int) -> list[int]:
-    """The times of the new events (past the watermark) a pass read, in the order it read them."""
-    return [key >> 32 for page in held for _, key in page.stamped if key >> 32 > watermark_ms]
 
+def _far_too_big(new_times: list[int], watermark_ms: int, end_ms: int) -> bool:
+    """True when the new events a pass read (their times past the watermark, in the order read) say
+    the window holds more than a pass may deliver: reading on would only be read again once the
+    window is smaller.
 
-def _far_too_big(held: list[_Held], watermark_ms: int, end_ms: int) -> bool:
-    """True when the pages read so far say the window holds more than a pass may (the new events'
-    density over the part of the window they can lie in): reading on would only be discarded.
-
-    For a server that pages in time order (either way) the estimate is close, so a window whose pass
-    would be given up at MAX_PASS_EVENTS anyway is given up after its first page. For any other order the
-    events read spread over the whole window and the estimate stays near what was read: it fires only for
-    a window more than twice too big.
+    For a server that pages in time order (either way) the estimate is the density read over the part
+    of the window that may still hold events not read (after the latest event read, or before the
+    earliest: a quiet start or end of the window does not count), close enough to give up after the
+    first page a window a pass could not complete. For any other order the events read spread over the
+    whole window and the estimate stays near what was read: it fires only for a window more than twice
+    too big.
     """
-    times = _new_times(held, watermark_ms)
-    if len(times) < PAGE_LIMIT // 2:
+    if len(new_times) < PAGE_LIMIT // 2:
         return False
-    low, high = min(times), max(times)
-    # Pages in time order start at the window's first (or last) event: the part before it (after it)
-    # holds nothing, such as the empty start of a look-back.
-    if all(a <= b for a, b in itertools.pairwise(times)):
-        extent = end_ms - low
-    elif all(a >= b for a, b in itertools.pairwise(times)):
-        extent = high - watermark_ms
+    low, high = min(new_times), max(new_times)
+    if all(a <= b for a, b in itertools.pairwise(new_times)):
+        reach = end_ms - low
+    elif all(a >= b for a, b in itertools.pairwise(new_times)):
+        reach = high - watermark_ms
     else:  # no order: a rougher estimate, so only a window at least twice too big is given up early
-        return len(times) * (end_ms - watermark_ms) / (high - low + 1) > 2 * MAX_PASS_EVENTS
-    return len(times) * extent / (high - low + 1) > MAX_PASS_EVENTS
+        return len(new_times) * (end_ms - watermark_ms) / (high - low + 1) > 2 * MAX_PASS_EVENTS
+    return len(new_times) * reach / (high - low + 1) > MAX_PASS_EVENTS
 
 
-def _smaller_end(held: list[_Held], watermark_ms: int) -> int | None:
-    """Where a window that turned out too big should end, from what its pass read (``shrink_window``
-    never goes past half the window whatever this says, so any answer is safe).
+def _smaller_end(new_times: list[int], watermark_ms: int) -> int | None:
+    """Where a window that turned out too big should end, from the times of the new events its pass
+    read, in the order read (``shrink_window`` never goes past half the window whatever this says, so
+    any answer is safe).
 
     With TARGET_WINDOW_EVENTS new events read, the time of the TARGET-th earliest: for a server that
     pages in time order the smaller window holds just that many. With fewer (a pass given up early),
     an end as far past the earliest event read (ascending pages) or the watermark (any other order) as
     TARGET_WINDOW_EVENTS events take at the density read.
     """
-    times = _new_times(held, watermark_ms)
+    times = new_times
     if len(times) >= TARGET_WINDOW_EVENTS:
         return heapq.nsmallest(TARGET_WINDOW_EVENTS, times)[-1]
     if not times:

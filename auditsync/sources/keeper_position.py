@@ -13,10 +13,11 @@ A copy is delivered when ``seen`` exceeds ``prior``, so after a pass exactly ``m
 copies were delivered, whatever order the server used and however often a window is re-read.
 
 The position must fit a checkpoint (at most eight Azure Table properties of 64 KiB as UTF-16, i.e.
-32k characters each), so the fingerprints are stored packed (about 11 characters each) and bounded: the carried overlap is capped
-(the overlap is shortened, never a loss), and the source reads each pass over a window ahead and
-halves the window (``shrink_window``) before delivering a pass whose fingerprints would not fit, so a
-mid-window position is exact and a stop resumes page by page. Only a window that cannot shrink any
+32k characters each), so the fingerprints are stored packed (about 11 characters each) and bounded: the
+carried overlap is capped (the overlap is shortened, never a loss), and the source checks each page
+before delivering it (``fits_with``) and makes the window smaller (``shrink_window``) rather than
+deliver a page whose fingerprints would not fit, so a mid-window position is exact and a stop resumes
+page by page. Only a window that cannot shrink any
 more (late events in the overlap beyond what fits) still falls back in ``dump`` to "re-read this
 window, smaller" (counted as oversized_window_pages).
 """
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,26 +37,28 @@ POSITION_VERSION = 2
 #: Windows are sized for about this many new events: just under five full pages (1,000 events each), so
 #: a window of a backlog is five requests of which only the last is not full (the page count, not the
 #: event count, is what a drain waits for: 0.97 of the serial-fetch bound), 3 % more events than
-#: predicted still fit in five, and a pass of up to MAX_PASS_EVENTS (8,000) events still fits the
-#: checkpoint (MAX_FINGERPRINT_CHARS) before the window is made smaller.
+#: predicted still fit in five, and the position saved after each page stays small (about 55,000
+#: characters of fingerprints at the window's end). Bigger windows would save part of a request each.
 TARGET_WINDOW_EVENTS = 4850
-#: A window is stretched to the target end when less than this share of a span would be left: about
-#: 150 events, what the last request of a window of TARGET_WINDOW_EVENTS has room for. (Stretching it
-#: further would save no request, only move pages to the end of the drain, where a pass's pages are
-#: all sent after its last request.)
-TAIL_SHARE = 32
-INITIAL_SPAN = timedelta(hours=1)
+#: A window is stretched to the target end when that brings it to at most this many events at the
+#: density it was sized for: a rest read in a window of its own costs at least one request, while
+#: stretching costs one only for each 1,000 events past the room left in the window's last request.
+#: Kept below what a pass may deliver (``keeper.MAX_PASS_EVENTS``, 16,000) by more than the density's
+#: error.
+STRETCH_EVENTS = 12_000
 MIN_SPAN = timedelta(seconds=1)
 MAX_SPAN = timedelta(days=1)
 #: Fingerprints carried from one window to the next (the overlap). Beyond this the overlap is shortened
 #: to its newest events (counted as overlap_shortened): less late-event margin, never a duplicate.
 MAX_CARRIED_FINGERPRINTS = 1200
 #: Packed fingerprints above this many characters do not go into a mid-window position (see module
-#: doc): about 10,700 fingerprints, 240 KB as UTF-16, four of the eight Table properties a position may
-#: use (``checkpoints.codec.MAX_POSITION_PARTS``); the rest of the position is a few hundred characters.
-MAX_FINGERPRINT_CHARS = 120_000
+#: doc): about 21,000 fingerprints, 450 KB as UTF-16, seven of the eight Table properties a position
+#: may use (``checkpoints.codec.MAX_POSITION_PARTS``); the rest of the position is a few hundred
+#: characters (a continuation token included). A window of up to ``keeper.MAX_PASS_EVENTS`` events
+#: fits, with an overlap carried: a stream's first window covers a backlog of that size in one.
+MAX_FINGERPRINT_CHARS = 225_000
 #: Packed characters one fingerprint takes at most (6-byte time delta, 4-byte hash, two 3-byte counts,
-#: as base64): below MAX_FINGERPRINT_CHARS / this many fingerprints, ``fits`` need not pack to know.
+#: as base64): below MAX_FINGERPRINT_CHARS / this many fingerprints, ``fits_with`` need not pack to know.
 _WORST_ENTRY_CHARS = 22
 
 
@@ -158,7 +161,11 @@ class KeeperPosition:
 
     watermark_ms: int
     next_start_ms: int
-    span_ms: int = _span_ms(INITIAL_SPAN)
+    #: A stream's first window spans its whole backlog (up to MAX_SPAN): nothing is known of its
+    #: density yet, and a window that turns out too big is given up after its first page (for a server
+    #: that pages in time order) and sized from it, one request; a small first window costs a request
+    #: for nothing when the look-back's start is empty, and more windows while the span grows.
+    span_ms: int = _span_ms(MAX_SPAN)
     window: Window | None = None
     fingerprints: dict[int, list[int]] = field(default_factory=dict)
 
@@ -237,14 +244,14 @@ class KeeperPosition:
     # -- windows ----------------------------------------------------------------------------------
     def open_window(self, target_end_ms: int) -> Window | None:
         """Open the next window ``[next_start, min(target_end, watermark + span)]`` (to the target end
-        when less than 1/TAIL_SHARE of a span would be left after it), or None when the target end is
-        not past the watermark (nothing new to read yet)."""
+        when that brings it to at most STRETCH_EVENTS events at the span's density), or None when the
+        target end is not past the watermark (nothing new to read yet)."""
         if target_end_ms <= self.watermark_ms:
             return None
         end = min(target_end_ms, self.watermark_ms + self.span_ms)
-        if target_end_ms - end <= self.span_ms // TAIL_SHARE:
-            # So little is left that its events would fit this window's last, partly filled request:
-            # read it with this window instead of in a window (and a request) of its own.
+        stretch_ms = self.span_ms * (STRETCH_EVENTS - TARGET_WINDOW_EVENTS) // TARGET_WINDOW_EVENTS
+        if target_end_ms - end <= stretch_ms:
+            # The rest is read with this window rather than in a window (and requests) of its own.
             end = target_end_ms
         self.window = Window(self.next_start_ms, end)
         return self.window
@@ -300,17 +307,17 @@ class KeeperPosition:
         window.end_ms = end
         return True
 
-    def fits(self) -> bool:
-        """True when the fingerprints fit a mid-window position as they are (no fallback in ``dump``)."""
-        if len(self.fingerprints) * _WORST_ENTRY_CHARS <= MAX_FINGERPRINT_CHARS:
-            return True  # fits whatever the packing: no need to pack (called for every page read ahead)
-        return len(pack(self.fingerprints)) <= MAX_FINGERPRINT_CHARS
-
-    def copy(self) -> KeeperPosition:
-        """An independent copy (a read pass works on one before anything of it is delivered)."""
-        window = None if self.window is None else replace(self.window)
-        fingerprints = {key: [prior, seen] for key, (prior, seen) in self.fingerprints.items()}
-        return KeeperPosition(self.watermark_ms, self.next_start_ms, self.span_ms, window, fingerprints)
+    def fits_with(self, keys: list[int]) -> bool:
+        """True when the fingerprints would still fit a mid-window position once ``keys`` (a page's
+        events) are offered: checked before a page is delivered, without changing anything."""
+        added = {key for key in keys if key not in self.fingerprints}
+        if (len(self.fingerprints) + len(added)) * _WORST_ENTRY_CHARS <= MAX_FINGERPRINT_CHARS:
+            return True
+        trial = dict(self.fingerprints)
+        for key in keys:
+            prior, seen = trial.get(key, (0, 0))
+            trial[key] = [prior, seen + 1]
+        return len(pack(trial)) <= MAX_FINGERPRINT_CHARS
 
     def mark_accepted(self, keys: list[int]) -> None:
         """Record copies the sink accepted from a page whose later events it did not: re-reading that
@@ -355,11 +362,16 @@ class KeeperPosition:
             carried = [(key, count) for key, count in carried if (key >> 32) >= floor or key >> 32 == 0]
             shortened = True
         progress_ms = end - self.watermark_ms
+        # The density is taken from the window's earliest new event on (down to half the window): a
+        # quiet start, such as the look-back's first hour before a tenant had events, would otherwise
+        # make the next window too big by as much.
+        new_times = [key >> 32 for key in self.fingerprints if self.watermark_ms < key >> 32 <= end]
+        busy_ms = max(end - min(new_times, default=self.watermark_ms), progress_ms // 2)
         self.watermark_ms = end
         self.next_start_ms = floor
         self.fingerprints = {key: [count, 0] for key, count in carried}
         if progress_ms > 0:
-            ideal = progress_ms * TARGET_WINDOW_EVENTS // max(window.delivered, 1)
+            ideal = busy_ms * TARGET_WINDOW_EVENTS // max(window.delivered, 1)
             grown = min(ideal, max(self.span_ms, progress_ms) * 4)
             self.span_ms = int(min(max(grown, _span_ms(MIN_SPAN)), _span_ms(MAX_SPAN)))
         self.window = None

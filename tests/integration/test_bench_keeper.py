@@ -37,4 +37,7 @@ def test_keeper_bench_drains_every_event_in_each_measurement() -> None:
     assert wan["bound_events_per_s"] == 1000 / 0.02
     assert wan["bound_share"] == wan["events_per_s"] / wan["bound_events_per_s"]
     assert wan["keeper_requests"] >= 2 and wan["dce_requests"] >= 2
+    assert 2 <= wan["serial_requests"] <= wan["keeper_requests"]
+    assert wan["extra_requests"] == wan["serial_requests"] - 2  # 1,500 events need two pages
+    assert figures["wan_sizes"] == [wan]
     assert "samples of the stream threads, by area:" in wan["profile"][0]  # one more drain under py-spy

@@ -131,7 +131,8 @@ def test_keeper_and_onepassword_through_the_data_collector_every_event_once_trun
     op_posts = [r for r in dc_pipeline.collector.requests if r.header("log-type") == "OnePasswordEvents"]
     assert len(op_posts) > 10 and all(len(p.body) <= POST_LIMIT for p in op_posts)
     keeper_posts = [r for r in dc_pipeline.collector.requests if r.header("log-type") == "Keeper"]
-    assert len(keeper_posts) > 3 and all(len(p.body) <= POST_LIMIT for p in keeper_posts)
+    # At least one post a page: 2,501 events are three pages (Keeper reads this backlog in one window).
+    assert len(keeper_posts) >= 3 and all(len(p.body) <= POST_LIMIT for p in keeper_posts)
     assert any(len(p.body) > len(p.body.decode("utf-8")) for p in keeper_posts), "non-ASCII on the wire"
 
     keeper_rows = dc_pipeline.collector.rows("Keeper_CL")

@@ -335,13 +335,13 @@ def test_unparseable_timestamp_in_the_overlap_is_delivered_once_across_rereads(k
 def test_a_burst_too_big_for_the_checkpoint_is_read_in_smaller_windows_without_duplicates(
     keeper: KeeperHarness,
 ) -> None:
-    """9,000 events inside one second: more than one pass may hold (MAX_PASS_PAGES) before delivery."""
+    """9,000 events inside one second: more than one pass may deliver (MAX_PASS_EVENTS)."""
     keeper.settings = keeper_settings(keeper.sim.url, initial_lookback=timedelta(hours=3))
     clock = keeper.fake
     at = ms(clock, -timedelta(hours=2))
     burst = [event(at + i % 1000, "open_record", record_uid=f"r{i}") for i in range(9000)]
     keeper.sim.add(burst)
-    for stop in (4, 2, 3):  # runs stopped inside the burst, as a deadline would
+    for stop in (4, 3, 2):  # runs stopped inside the burst, as a deadline would
         keeper.run(max_pages=stop)
         assert keeper.position is not None and keeper.position["window"] is not None
     assert any(p.counters.get("window_shrunk") for p in keeper.pages)

@@ -15,7 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from auditsync.errors import CheckpointError
-from auditsync.sources.keeper_position import KeeperPosition, fingerprint, pack, unpack
+from auditsync.sources.keeper_position import (
+    STRETCH_EVENTS,
+    TARGET_WINDOW_EVENTS,
+    KeeperPosition,
+    fingerprint,
+    pack,
+    unpack,
+)
 
 
 @given(
@@ -38,9 +45,11 @@ def test_identical_events_in_one_millisecond_are_counted_not_merged() -> None:
     assert [state.offer(key) for _ in range(4)] == [False, False, False, True]
 
 
-def test_a_remainder_that_fits_the_last_request_joins_the_window_before_it() -> None:
-    span = 32_000
-    for target_end, expected_end in ((span + 1_000, span + 1_000), (span + 1_001, span)):
+def test_a_remainder_that_keeps_the_window_within_its_stretch_joins_the_window_before_it() -> None:
+    """A span sized for TARGET_WINDOW_EVENTS; the rest joins it while that makes at most STRETCH_EVENTS."""
+    span = 48_500
+    rest = span * (STRETCH_EVENTS - TARGET_WINDOW_EVENTS) // TARGET_WINDOW_EVENTS
+    for target_end, expected_end in ((span + rest, span + rest), (span + rest + 1, span)):
         state = KeeperPosition(watermark_ms=0, next_start_ms=0, span_ms=span)
         window = state.open_window(target_end)
         assert window is not None and window.end_ms == expected_end
@@ -124,3 +133,27 @@ def test_a_page_accepted_in_part_re_delivers_exactly_the_rest(
     resumed.mark_accepted(delivered[:n])
     again = [key for key in page if resumed.offer(key)]
     assert Counter(delivered[:n]) + Counter(again) == Counter(delivered), "the rest, once; nothing lost"
+
+
+def test_fits_with_answers_what_offering_the_page_would_make_of_the_position() -> None:
+    """``fits_with`` (checked before a page is handed over) agrees with ``dump`` after the page is offered,
+    and changes nothing: around the bound, with copies of known fingerprints in the page."""
+    rng = random.Random(5)
+    state = KeeperPosition(watermark_ms=0, next_start_ms=0)
+    state.open_window(10**12)
+    at = 0
+    while True:
+        page = []
+        for _ in range(1000):
+            at += rng.randint(0, 5000)
+            page.append((at << 32) | rng.getrandbits(32))
+        page += rng.sample(sorted(state.fingerprints), min(50, len(state.fingerprints)))  # copies
+        before = {key: list(entry) for key, entry in state.fingerprints.items()}
+        fits = state.fits_with(page)
+        assert state.fingerprints == before
+        for key in page:
+            state.offer(key)
+        assert fits == state.dump()[1]
+        if not fits:
+            break
+    assert len(state.fingerprints) > 19_000, "the bound: about 21,000 fingerprints"
