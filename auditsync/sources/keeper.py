@@ -62,14 +62,14 @@ PAGE_LIMIT = 1000
 TOKEN_REJECTED = frozenset({400, 404, 410})
 #: Re-reads of one window within one run before we call the API broken (a token that never lasts).
 MAX_RESTARTS_PER_RUN = 3
-#: Events one pass over a window may deliver (sixteen full pages; a window sized for TARGET_WINDOW_EVENTS
+#: Events one pass over a window may deliver (32 full pages; a window sized for TARGET_WINDOW_EVENTS
 #: takes five): a window that holds more shrinks, so its fingerprints stay within a checkpoint with an
 #: overlap carried (``keeper_position.MAX_FINGERPRINT_CHARS``), and a stream's first window reads a
 #: backlog of up to this many events in one window, without a request to learn its size. Counted in
 #: events, not pages: a server that answers with fewer events than asked for (Keeper documents no such
 #: cap, but its schema's default limit is 100) fills a pass with more, smaller pages, and counting pages
 #: would shrink every window it reads and read each one twice.
-MAX_PASS_EVENTS = 16 * PAGE_LIMIT
+MAX_PASS_EVENTS = 32 * PAGE_LIMIT
 
 AUTH_HINT = (
     "The Keeper API token was refused (revoked or expired). A Keeper root admin creates a new one with "

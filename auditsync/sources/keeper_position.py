@@ -12,7 +12,7 @@ canonical JSON)``; each entry holds ``[prior, seen]``:
 A copy is delivered when ``seen`` exceeds ``prior``, so after a pass exactly ``max(prior, seen)``
 copies were delivered, whatever order the server used and however often a window is re-read.
 
-The position must fit a checkpoint (at most eight Azure Table properties of 64 KiB as UTF-16, i.e.
+The position must fit a checkpoint (at most fourteen Azure Table properties of 64 KiB as UTF-16, i.e.
 32k characters each), so the fingerprints are stored packed (about 11 characters each) and bounded: the
 carried overlap is capped (the overlap is shortened, never a loss), and the source checks each page
 before delivering it (``fits_with``) and makes the window smaller (``shrink_window``) rather than
@@ -43,8 +43,7 @@ TARGET_WINDOW_EVENTS = 4850
 #: A window is stretched to the target end when that brings it to at most this many events at the
 #: density it was sized for: a rest read in a window of its own costs at least one request, while
 #: stretching costs one only for each 1,000 events past the room left in the window's last request.
-#: Kept below what a pass may deliver (``keeper.MAX_PASS_EVENTS``, 16,000) by more than the density's
-#: error.
+#: Kept below what a pass may deliver (``keeper.MAX_PASS_EVENTS``) by more than the density's error.
 STRETCH_EVENTS = 12_000
 MIN_SPAN = timedelta(seconds=1)
 MAX_SPAN = timedelta(days=1)
@@ -52,11 +51,11 @@ MAX_SPAN = timedelta(days=1)
 #: to its newest events (counted as overlap_shortened): less late-event margin, never a duplicate.
 MAX_CARRIED_FINGERPRINTS = 1200
 #: Packed fingerprints above this many characters do not go into a mid-window position (see module
-#: doc): about 21,000 fingerprints, 450 KB as UTF-16, seven of the eight Table properties a position
-#: may use (``checkpoints.codec.MAX_POSITION_PARTS``); the rest of the position is a few hundred
-#: characters (a continuation token included). A window of up to ``keeper.MAX_PASS_EVENTS`` events
+#: doc): about 38,000 fingerprints, 840 KB as UTF-16, thirteen of the fourteen Table properties a
+#: position may use (``checkpoints.codec.MAX_POSITION_PARTS``); the rest of the position is a few
+#: hundred characters (a continuation token included). A window of up to ``keeper.MAX_PASS_EVENTS`` events
 #: fits, with an overlap carried: a stream's first window covers a backlog of that size in one.
-MAX_FINGERPRINT_CHARS = 225_000
+MAX_FINGERPRINT_CHARS = 420_000
 #: Packed characters one fingerprint takes at most (6-byte time delta, 4-byte hash, two 3-byte counts,
 #: as base64): below MAX_FINGERPRINT_CHARS / this many fingerprints, ``fits_with`` need not pack to know.
 _WORST_ENTRY_CHARS = 22

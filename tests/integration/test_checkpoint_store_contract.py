@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from auditsync.checkpoints import claim, release
-from auditsync.checkpoints.codec import MAX_MESSAGE_CHARS
+from auditsync.checkpoints.codec import MAX_MESSAGE_CHARS, MAX_POSITION_BYTES
 from auditsync.errors import CheckpointConflict, CheckpointError
 from auditsync.model import Checkpoint
 from tests.fixtures.checkpoints import StoreFactory, run_threads
@@ -209,7 +209,10 @@ def test_delete_removes_a_record_only_with_its_current_etag(store_factory: Store
         ({"position": {"when": datetime(2026, 3, 1, tzinfo=UTC)}}, "not JSON-serialisable"),
         ({"position": {"x": float("nan")}}, "not JSON-serialisable"),
         ({"position": ["not", "a", "dict"]}, "must be a JSON object"),
-        ({"position": {"fingerprints": ["f" * 64] * 4100}}, "over the 524288-byte limit"),
+        (
+            {"position": {"fingerprints": "f" * (MAX_POSITION_BYTES // 2)}},
+            f"over the {MAX_POSITION_BYTES}-byte limit",
+        ),
         ({"total_events": -1}, "total_events must be a non-negative integer"),
         ({"stream": ""}, "empty"),
     ],

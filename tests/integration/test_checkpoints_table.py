@@ -19,6 +19,13 @@ from azure.core.exceptions import HttpResponseError
 from azure.data.tables import EdmType, EntityProperty, TableServiceClient
 
 from auditsync.checkpoints import claim, open_store
+from auditsync.checkpoints.codec import (
+    MAX_KEY_CHARS,
+    MAX_MESSAGE_CHARS,
+    MAX_POSITION_BYTES,
+    MAX_POSITION_PARTS,
+    stream_key,
+)
 from auditsync.checkpoints.table import TableCheckpointStore
 from auditsync.config import StoreSettings
 from auditsync.errors import AuditSyncError, AuthError, CheckpointError, ConfigError
@@ -102,6 +109,60 @@ def test_a_long_position_is_split_over_properties_azure_accepts(
     table.update_entity(damaged)
     with pytest.raises(CheckpointError, match="some are missing"):
         store.load(STREAM)
+
+
+def _azure_entity_bytes(entity: dict[str, Any]) -> int:
+    """An entity's size as Azure Table Storage counts it against its 1 MiB limit ("Understanding the Table
+    service data model"): 4 bytes, the keys as UTF-16, and per property 8 bytes, its name as UTF-16 and
+    its value (a string as UTF-16 plus 4 bytes; Int64 and DateTime 8 bytes)."""
+    size = 4 + 2 * len(entity["PartitionKey"] + entity["RowKey"])
+    for name, value in entity.items():
+        if name in ("PartitionKey", "RowKey"):
+            continue
+        value_bytes = 4 + len(value.encode("utf-16-le")) if isinstance(value, str) else 8
+        size += 8 + 2 * len(name) + value_bytes
+    return size
+
+
+def test_the_largest_record_the_store_accepts_fits_an_azure_entity(
+    azurite_connection_string: str, azurite_table_name: str
+) -> None:
+    """A position of MAX_POSITION_PARTS full properties, with every other field at its longest, stays under
+    Azure's 1 MiB an entity; one character more is refused by the store with a clear error, before Azure
+    would refuse it."""
+    store = TableCheckpointStore.from_connection_string(azurite_connection_string, azurite_table_name)
+    table = TableServiceClient.from_connection_string(azurite_connection_string).get_table_client(
+        azurite_table_name
+    )
+    stream = "keeper/" + "x" * (MAX_KEY_CHARS - len("keeper~2F"))
+    wrapper = len(json.dumps({"f": ""}, separators=(",", ":")))
+    largest = {"f": "A" * (MAX_POSITION_BYTES // 2 - wrapper)}
+    long_text = "é" * MAX_MESSAGE_CHARS
+    checkpoint = Checkpoint(
+        stream,
+        position=largest,
+        total_events=2**62,
+        last_status="error",
+        last_error_kind="checkpoint",
+        last_message=long_text,
+        last_hint=long_text,
+        lease_owner="host-" + "0" * 64,
+        last_success=T0,
+        newest_event_time=T0,
+        last_run=T0,
+        lease_until=T0,
+        token_expires_on=T0,
+    )
+    store.save(checkpoint)
+    raw = table.get_entity("checkpoint", stream_key(stream))
+    assert raw["PositionParts"] == MAX_POSITION_PARTS
+    size = _azure_entity_bytes(dict(raw))
+    assert size <= 1024 * 1024, f"{size} bytes: Azure would refuse this record"
+    assert store.load(stream).position == largest
+
+    with pytest.raises(CheckpointError, match="over the"):
+        store.save(replace(checkpoint, position={"f": largest["f"] + "A"}))
+    assert store.load(stream).position == largest
 
 
 def test_concurrent_first_saves_race_on_creating_the_table(

@@ -199,8 +199,12 @@ def test_crash_between_send_and_save_duplicates_at_most_that_page(keeper: Keeper
 
 
 def test_large_backlog_is_split_into_windows_with_progress_saved_between(keeper: KeeperHarness) -> None:
-    keeper.add_sample(
-        24_000, oldest=timedelta(days=1), newest=timedelta(minutes=6), seed=11, identical_rate=0.02
+    keeper.add_sample(  # more than a first window may hold: read in windows of about five pages
+        keeper_source.MAX_PASS_EVENTS + 8_000,
+        oldest=timedelta(days=1),
+        newest=timedelta(minutes=6),
+        seed=11,
+        identical_rate=0.02,
     )
     watermarks = []
     for _ in range(200):
@@ -335,7 +339,8 @@ def test_unparseable_timestamp_in_the_overlap_is_delivered_once_across_rereads(k
 def test_a_burst_too_big_for_the_checkpoint_is_read_in_smaller_windows_without_duplicates(
     keeper: KeeperHarness,
 ) -> None:
-    """9,000 events inside one second: more than one pass may deliver (MAX_PASS_EVENTS)."""
+    """9,000 events inside one second: read at that density, the look-back would hold far more than a pass
+    may deliver (MAX_PASS_EVENTS), so the window shrinks, down to windows inside the burst."""
     keeper.settings = keeper_settings(keeper.sim.url, initial_lookback=timedelta(hours=3))
     clock = keeper.fake
     at = ms(clock, -timedelta(hours=2))
