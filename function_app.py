@@ -140,10 +140,9 @@ def work(message: func.QueueMessage) -> None:
     from auditsync.app_insights import exported
     from auditsync.fanout.deployment import work_message
 
-    with exported(os.environ, _credential):
-        work_message(
-            message.get_body().decode("utf-8"), _settings(), os.environ, credential_factory=_credential
-        )
+    settings = _settings()
+    with exported(settings.fanout.log_export, os.environ, _credential):
+        work_message(message.get_body().decode("utf-8"), settings, os.environ, credential_factory=_credential)
 
 
 @app.queue_trigger(arg_name="message", queue_name=poison_queue_name(WORK_QUEUE), connection=QUEUE_CONNECTION)
@@ -153,11 +152,12 @@ def poisoned(message: func.QueueMessage) -> None:
     from auditsync.fanout.deployment import report_poison
 
     # The message failed maxDequeueCount times on the work queue (its count here is the poison queue's).
-    with exported(os.environ, _credential):
+    settings = _settings()
+    with exported(settings.fanout.log_export, os.environ, _credential):
         where = report_poison(
             message.get_body().decode("utf-8"),
             MAX_DEQUEUE_COUNT,
-            _settings(),
+            settings,
             os.environ,
             credential_factory=_credential,
         )

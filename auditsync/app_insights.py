@@ -23,7 +23,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-SETTING = "TENANT_LOG_EXPORT"
 CONNECTION_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 #: The exporter's side channels that talk to Microsoft's own endpoints (SDK self-telemetry and remote
 #: configuration), not to the app's resource: off, so the one destination is the app's resource.
@@ -38,10 +37,9 @@ FLUSH_SECONDS = 5.0
 EXPORTED_LOGGER = "auditsync"
 
 
-def enabled(environ: Mapping[str, str]) -> bool:
-    return environ.get(SETTING, "").strip().lower() == "true" and bool(
-        environ.get(CONNECTION_SETTING, "").strip()
-    )
+def enabled(wanted: bool, environ: Mapping[str, str]) -> bool:
+    """``wanted`` (TENANT_LOG_EXPORT, parsed with the other settings) and the host has a resource to send to."""
+    return wanted and bool(environ.get(CONNECTION_SETTING, "").strip())
 
 
 class _TenantRecords(logging.Filter):
@@ -94,10 +92,12 @@ _export: TenantLogExport | None = None
 
 
 @contextmanager
-def exported(environ: Mapping[str, str], credential_factory: Callable[[], Any]) -> Iterator[None]:
+def exported(
+    wanted: bool, environ: Mapping[str, str], credential_factory: Callable[[], Any]
+) -> Iterator[None]:
     """Around one invocation: export its tenant lines (starting the exporter once), flush at the end."""
     global _export
-    if not enabled(environ):
+    if not enabled(wanted, environ):
         yield
         return
     if _export is None:

@@ -68,6 +68,11 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "WORK_QUEUE": ("auditsync-work", "Storage queue of (tenant, stream) work items"),
     "WORK_QUEUE_URL": ("", "Queue service URL (default: the checkpoint account's queue endpoint)"),
     "WORK_QUEUE_CONNECTION_STRING": ("", "Queue connection string (Azurite, local runs)"),
+    "TENANT_LOG_EXPORT": (
+        "false",
+        "queue functions: also send a tenant's log lines to Application Insights, tenant and stream as "
+        "custom dimensions",
+    ),
 }
 
 #: Limits of every duration setting: (shortest, longest). Beyond them a value is a mistake, and past

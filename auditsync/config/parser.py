@@ -389,6 +389,7 @@ class Parser:
             queue=queue,
             queue_url=queue_url,
             queue_connection_string=queue_connection,
+            log_export=self.flag("TENANT_LOG_EXPORT"),
         )
 
 

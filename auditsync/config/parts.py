@@ -114,6 +114,8 @@ class FanoutSettings:
     queue: str = default("WORK_QUEUE")
     queue_url: str = ""
     queue_connection_string: str = field(default="", repr=False)
+    #: TENANT_LOG_EXPORT (auditsync.app_insights).
+    log_export: bool = False
 
     @property
     def enabled(self) -> bool:

@@ -63,7 +63,7 @@ def test_both_templates_set_the_same_settings(arm_template: dict[str, Any], bice
 
 def test_every_setting_is_one_the_code_or_the_host_reads(arm_template: dict[str, Any]) -> None:
     names = {s["name"] for s in _arm_settings(arm_template)}
-    unknown = names - set(SETTINGS) - HOST_SETTINGS - {app_insights.SETTING}
+    unknown = names - set(SETTINGS) - HOST_SETTINGS
     assert not unknown, f"settings nobody reads: {sorted(unknown)}"
     assert not names & FORBIDDEN
     assert not names & SECRET_SETTINGS, "secrets belong in Key Vault, not in app settings"
@@ -73,7 +73,9 @@ def test_tenant_lines_are_exported_to_app_insights_with_the_managed_identity(
     arm_template: dict[str, Any],
 ) -> None:
     settings = {s["name"]: s["value"] for s in _arm_settings(arm_template)}
-    assert app_insights.enabled({**settings, "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=k"})
+    _, env = _env(arm_template, sinkMode="logs_ingestion")
+    wanted = Settings.from_env(env).fanout.log_export
+    assert app_insights.enabled(wanted, {"APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=k"})
     assert settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == "Authorization=AAD"
 
 

@@ -40,7 +40,7 @@ def app_insights_sim(
         monkeypatch.setenv(name, value)
     with AppInsightsSim(identity_sim, ssl_context=loopback_tls.server_context) as sim:
         monkeypatch.setenv("APPLICATIONINSIGHTS_CONNECTION_STRING", sim.connection_string)
-        monkeypatch.setenv(app_insights.SETTING, "true")
+        monkeypatch.setenv("TENANT_LOG_EXPORT", "true")
         yield sim
         app_insights.stop()
 
@@ -94,7 +94,7 @@ def test_a_secret_in_a_tenant_line_is_redacted_before_it_is_exported(
     from auditsync.secrets import default_credential
 
     token = "ops_eyJhbGciOiJFUzI1NiIsImtpZCI6InNpbSJ9.eyJzdWIiOiJ0ZXN0In0.c2lnbmF0dXJlc2lnbmF0dXJl"
-    with app_insights.exported(os.environ, default_credential), tenant_work("acme"):
+    with app_insights.exported(True, os.environ, default_credential), tenant_work("acme"):
         logging.getLogger("auditsync.test").warning("the vendor answered with %s in its body", token)
     (trace,) = app_insights_sim.traces()
     assert trace["properties"]["tenant"] == "acme" and MASK in trace["message"]

@@ -162,3 +162,10 @@ def test_durations(text: str, expected: int) -> None:
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+def test_tenant_log_export_is_a_checked_flag() -> None:
+    """A typo is a setting problem, not an export that is silently off."""
+    assert Settings.from_env({**BASE, "TENANT_LOG_EXPORT": "true"}).fanout.log_export
+    assert not Settings.from_env(BASE).fanout.log_export
+    assert problems({**BASE, "TENANT_LOG_EXPORT": "ture"}) == ["TENANT_LOG_EXPORT: 'ture' is not true or false."]
