@@ -168,4 +168,6 @@ def test_tenant_log_export_is_a_checked_flag() -> None:
     """A typo is a setting problem, not an export that is silently off."""
     assert Settings.from_env({**BASE, "TENANT_LOG_EXPORT": "true"}).fanout.log_export
     assert not Settings.from_env(BASE).fanout.log_export
-    assert problems({**BASE, "TENANT_LOG_EXPORT": "ture"}) == ["TENANT_LOG_EXPORT: 'ture' is not true or false."]
+    assert problems({**BASE, "TENANT_LOG_EXPORT": "ture"}) == [
+        "TENANT_LOG_EXPORT: 'ture' is not true or false."
+    ]
