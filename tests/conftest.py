@@ -1,14 +1,21 @@
 """Loads every fixture module under tests/fixtures/ as a pytest plugin, so each part of the suite
 (simulators, Azurite, Keeper, ...) owns its fixtures in its own file; and gives unit tests a tighter
-time limit than the suite's default (pyproject.toml)."""
+time limit than the suite's default (pyproject.toml); and lets Python keep the bytecode it compiles.
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
 TESTS = Path(__file__).parent
+
+# With PYTHONDONTWRITEBYTECODE set (some shells and sandboxes set it), every worker would compile and
+# assertion-rewrite every test module again on each run, and every process a test starts would compile our
+# modules again: seconds of CPU per process (docs/benchmarks.md, "Test suite"). __pycache__ is ignored by git.
+sys.dont_write_bytecode = False
 
 pytest_plugins = sorted(
     f"tests.fixtures.{p.stem}" for p in (TESTS / "fixtures").glob("*.py") if p.stem != "__init__"

@@ -320,13 +320,16 @@ def prove(scenario: Scenario, doc: JSON, now: datetime, parsers: Sequence[tuple[
     )
     period = timedelta(minutes=build_sentinel.duration_minutes(doc["queryPeriod"])) if is_rule else None
     cases = [("fires", scenario.fires)] + ([("quiet", scenario.quiet)] if scenario.quiet else [])
+    text = str(doc["query"])
+    # The stand-in only where the query calls it: an unused function still costs a parse per translation.
+    prelude = GEO_PRELUDE if "geo_info_from_ip_address" in text else ""
     for label, case in cases:
         for sink in SINKS:
             ws = workspace(case, sink, now, parsers)
             try:
                 if period is not None:
                     keep_query_period(ws, period, now)
-                rows = ws.query(str(doc["query"]), prelude=GEO_PRELUDE)
+                rows = ws.query(text, prelude=prelude)
             finally:
                 ws.close()
             getattr(proof, label)[sink] = _outcome(rows, entities)
