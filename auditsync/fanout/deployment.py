@@ -12,9 +12,9 @@ import functools
 import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from azure.core.exceptions import AzureError, ResourceExistsError
-from azure.storage.queue import QueueClient
 
 from auditsync.checkpoints import open_store
 from auditsync.config import FanoutSettings, Settings
@@ -31,6 +31,9 @@ from auditsync.runner import HEARTBEAT_GRACE, CycleReport
 from auditsync.secrets import CredentialFactory, Secrets, default_credential
 from auditsync.sinks import open_sink
 from auditsync.tenants import FileTenantRegistry, TableTenantRegistry, TenantRegistry, settings_for
+
+if TYPE_CHECKING:  # the queue SDK is imported by the first open_queue, not by every CLI command
+    from azure.storage.queue import QueueClient
 
 log = logging.getLogger(__name__)
 

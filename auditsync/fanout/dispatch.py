@@ -12,15 +12,18 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from azure.core.exceptions import AzureError
-from azure.storage.queue import QueueClient
 
 from auditsync.errors import AuditSyncError, ConfigError
 from auditsync.failures import WORK_QUEUE, azure_failure, redact_url
 from auditsync.fanout.work_item import WorkItem
 from auditsync.sources import enabled_streams
 from auditsync.tenants import Tenant, TenantRegistry, settings_for
+
+if TYPE_CHECKING:  # the queue SDK is imported by the first open_queue (auditsync.fanout.queue)
+    from azure.storage.queue import QueueClient
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,12 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import timedelta
-
-from azure.storage.queue import QueueClient, QueueMessage
+from typing import TYPE_CHECKING
 
 from auditsync.fanout.queue import MAX_DEQUEUE_COUNT
+
+if TYPE_CHECKING:  # the queue SDK is imported by the first open_queue (auditsync.fanout.queue)
+    from azure.storage.queue import QueueClient, QueueMessage
 
 log = logging.getLogger(__name__)
 

@@ -37,3 +37,13 @@ def test_importing_function_app_lists_the_functions_without_the_collection_code(
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     assert seen["functions"] == ["collect", "poisoned", "work"]
     assert seen["loaded"] == []
+
+
+def test_the_cli_leaves_the_queue_sdk_to_the_fan_out_commands() -> None:
+    """``python -m auditsync run`` (and every process the tests start) does not pay for the queue SDK, nor
+    for aiohttp, which azure-storage-queue imports wherever it is installed."""
+    code = "import json, sys, auditsync.cli\nprint(json.dumps('azure.storage.queue' in sys.modules))\n"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=child_env({}), capture_output=True, text=True, check=True
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) is False
