@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -56,9 +57,6 @@ MAX_CARRIED_FINGERPRINTS = 1200
 #: hundred characters (a continuation token included). A window of up to ``keeper.MAX_PASS_EVENTS`` events
 #: fits, with an overlap carried: a stream's first window covers a backlog of that size in one.
 MAX_FINGERPRINT_CHARS = 420_000
-#: Packed characters one fingerprint takes at most (6-byte time delta, 4-byte hash, two 3-byte counts,
-#: as base64): below MAX_FINGERPRINT_CHARS / this many fingerprints, ``fits_with`` need not pack to know.
-_WORST_ENTRY_CHARS = 22
 
 
 def fingerprint(event: dict[str, Any], ts_ms: int | None) -> int:
@@ -114,6 +112,25 @@ def pack(entries: dict[int, list[int]]) -> str:
         _varint(prior, out)
         _varint(seen, out)
     return base64.b64encode(bytes(out)).decode("ascii")
+
+
+def _varint_bytes(value: int) -> int:
+    return max(1, -(-value.bit_length() // 7))
+
+
+def packed_chars_at_most(entries: int, earliest_ms: int, latest_ms: int, most_copies: int) -> int:
+    """An upper bound on ``len(pack(...))`` for ``entries`` fingerprints between those times whose counts
+    are at most ``most_copies``, without sorting or packing them.
+
+    A varint of ``d`` takes at most ``1 + log2(d + 1) / 7`` bytes, which is concave in ``d``: the time
+    deltas after the first, summing to at most ``latest - earliest``, take the most when they are equal.
+    """
+    if entries <= 0:
+        return 0
+    rest = entries - 1
+    deltas = rest * (1 + math.log2((latest_ms - earliest_ms) / rest + 1) / 7) if rest else 0.0
+    size = _varint_bytes(latest_ms) + math.ceil(deltas) + entries * (4 + 2 * _varint_bytes(most_copies))
+    return 4 * -(-size // 3)
 
 
 def unpack(text: str) -> dict[int, list[int]]:
@@ -308,9 +325,20 @@ class KeeperPosition:
 
     def fits_with(self, keys: list[int]) -> bool:
         """True when the fingerprints would still fit a mid-window position once ``keys`` (a page's
-        events) are offered: checked before a page is delivered, without changing anything."""
+        events) are offered: checked before a page is delivered, without changing anything. Packing is
+        needed only when a bound on the packed size (``packed_chars_at_most``) says it may not fit."""
         added = {key for key in keys if key not in self.fingerprints}
-        if (len(self.fingerprints) + len(added)) * _WORST_ENTRY_CHARS <= MAX_FINGERPRINT_CHARS:
+        if not self.fingerprints and not added:
+            return True
+        groups = [group for group in (self.fingerprints.keys(), added) if group]
+        copies = max((max(prior, seen) for prior, seen in self.fingerprints.values()), default=0) + len(keys)
+        bound = packed_chars_at_most(
+            len(self.fingerprints) + len(added),
+            min(min(group) for group in groups) >> 32,
+            max(max(group) for group in groups) >> 32,
+            copies,
+        )
+        if bound <= MAX_FINGERPRINT_CHARS:
             return True
         trial = dict(self.fingerprints)
         for key in keys:

@@ -22,6 +22,7 @@ from auditsync.sources.keeper_position import (
     KeeperPosition,
     fingerprint,
     pack,
+    packed_chars_at_most,
     unpack,
 )
 
@@ -35,6 +36,10 @@ from auditsync.sources.keeper_position import (
 )
 def test_pack_round_trips(entries: dict[int, list[int]]) -> None:
     assert unpack(pack(entries)) == entries
+    if entries:
+        keys = sorted(entries)
+        most = max(max(entry) for entry in entries.values())
+        assert len(pack(entries)) <= packed_chars_at_most(len(keys), keys[0] >> 32, keys[-1] >> 32, most)
 
 
 def test_identical_events_in_one_millisecond_are_counted_not_merged() -> None:
@@ -163,3 +168,21 @@ def test_fits_with_answers_what_offering_the_page_would_make_of_the_position() -
         if not fits:
             break
     assert len(state.fingerprints) > 35_000, "the bound: about 38,000 fingerprints"
+
+
+@pytest.mark.parametrize("spread_ms", [0, 1, 1_000, 86_400_000, 2**40])
+def test_the_packed_size_bound_is_never_below_the_packed_size(spread_ms: int) -> None:
+    """``fits_with`` trusts ``packed_chars_at_most`` without packing, so it must hold for any times and
+    counts: equal deltas (its worst case), clustered ones, repeated copies."""
+    rng = random.Random(spread_ms)
+    for entries in (1, 2, 7, 1000, 20_000):
+        start = rng.randrange(2**41)
+        times = sorted(start + rng.randrange(spread_ms + 1) for _ in range(entries))
+        if entries > 2 and spread_ms:
+            times = [start + spread_ms * i // (entries - 1) for i in range(entries)]  # equal deltas
+        copies = rng.choice([1, 3, 200, 40_000])
+        state = {(t << 32) | rng.getrandbits(32): [rng.randint(0, copies), copies] for t in times}
+        keys = sorted(state)
+        bound = packed_chars_at_most(len(state), keys[0] >> 32, keys[-1] >> 32, copies)
+        assert len(pack(state)) <= bound
+        assert bound <= 1.3 * len(pack(state)) + 8, "close enough to spare most packs"
