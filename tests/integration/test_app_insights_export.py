@@ -34,11 +34,9 @@ SEVERITY = {logging.INFO: 1, logging.WARNING: 2, logging.ERROR: 3}
 
 @pytest.fixture
 def app_insights_sim(
-    identity_sim: ManagedIdentitySim, loopback_tls: LoopbackTLS, monkeypatch: pytest.MonkeyPatch
+    identity_sim: ManagedIdentitySim, trusted_tls: LoopbackTLS, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[AppInsightsSim]:
-    for name, value in loopback_tls.env().items():
-        monkeypatch.setenv(name, value)
-    with AppInsightsSim(identity_sim, ssl_context=loopback_tls.server_context) as sim:
+    with AppInsightsSim(identity_sim, ssl_context=trusted_tls.server_context) as sim:
         monkeypatch.setenv("APPLICATIONINSIGHTS_CONNECTION_STRING", sim.connection_string)
         monkeypatch.setenv("TENANT_LOG_EXPORT", "true")
         yield sim

@@ -58,6 +58,22 @@ def test_host_json_bounds_retries_and_concurrency() -> None:
     assert queues["batchSize"] + queues["newBatchThreshold"] <= 16, "per-instance concurrency stays bounded"
 
 
+def deployment_env(
+    keyvault_sim: KeyVaultSim, logs_ingestion_sim: LogsIngestionSim, data: Path
+) -> dict[str, str]:
+    """The deployment's own settings: 1Password tokens from Key Vault, its DCR, file checkpoints."""
+    return {
+        "SOURCES": "onepassword",
+        "KEY_VAULT_URL": keyvault_sim.url,
+        "SINK": "logs_ingestion",
+        "LOGS_INGESTION_ENDPOINT": logs_ingestion_sim.url,
+        "LOGS_INGESTION_RULE_ID": logs_ingestion_sim.dcr_id,
+        "CHECKPOINT_STORE": "file",
+        "AUDITSYNC_DATA_DIR": str(data),
+        "RUN_TIME_BUDGET": "2m",
+    }
+
+
 @pytest.fixture
 def tenants(
     onepassword_sim: OnePasswordSim,
@@ -91,14 +107,7 @@ def tenants(
         )
     registry.put(Tenant("initech", {"SOURCES": "onepassword"}, enabled=False))
     env = {
-        "SOURCES": "onepassword",
-        "KEY_VAULT_URL": keyvault_sim.url,
-        "SINK": "logs_ingestion",
-        "LOGS_INGESTION_ENDPOINT": logs_ingestion_sim.url,
-        "LOGS_INGESTION_RULE_ID": logs_ingestion_sim.dcr_id,
-        "CHECKPOINT_STORE": "file",
-        "AUDITSYNC_DATA_DIR": str(tmp_path / "data"),
-        "RUN_TIME_BUDGET": "2m",
+        **deployment_env(keyvault_sim, logs_ingestion_sim, tmp_path / "data"),
         "TENANT_REGISTRY": "file",
         "WORK_QUEUE": work_queue_name,
         "WORK_QUEUE_CONNECTION_STRING": azurite_queue_connection_string,
@@ -291,17 +300,7 @@ def test_a_tenants_one_backlog_takes_the_accounts_whole_rate_only_while_its_othe
     registry.put(
         Tenant("acme", {"ONEPASSWORD_BASE_URL": onepassword_sim.url, "ONEPASSWORD_TOKEN_SECRET": "acme-op"})
     )
-    env = {
-        "SOURCES": "onepassword",
-        "KEY_VAULT_URL": keyvault_sim.url,
-        "SINK": "logs_ingestion",
-        "LOGS_INGESTION_ENDPOINT": logs_ingestion_sim.url,
-        "LOGS_INGESTION_RULE_ID": logs_ingestion_sim.dcr_id,
-        "CHECKPOINT_STORE": "file",
-        "AUDITSYNC_DATA_DIR": str(data),
-        "RUN_TIME_BUDGET": "2m",
-        "INITIAL_LOOKBACK": "1d",
-    }
+    env = {**deployment_env(keyvault_sim, logs_ingestion_sim, data), "INITIAL_LOOKBACK": "1d"}
     store = TenantScopedStore(FileCheckpointStore(data / "checkpoints"), "acme")
     now = datetime.now(UTC)
     for stream in ("onepassword/itemusages", "onepassword/signinattempts"):
