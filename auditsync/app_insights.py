@@ -11,7 +11,8 @@ instrumentation-key path). The host's own telemetry (requests, exceptions, its t
 Redaction runs when a record is made (a log record hook), so the exporter only ever sees scrubbed
 text. The exporter is imported by the first queue invocation, never at indexing, and every invocation
 ends with a flush bounded by ``FLUSH_SECONDS``: an ingestion endpoint that is down or refuses costs
-that at most, and the exporter's own complaint is one line without a traceback.
+that at most, and the exporter's own complaint is one line without a traceback. An exporter that cannot
+start (a malformed connection string) is one warning an invocation; the collection runs as without it.
 """
 
 from __future__ import annotations
@@ -101,7 +102,18 @@ def exported(
         yield
         return
     if _export is None:
-        _export = start(environ[CONNECTION_SETTING].strip(), credential_factory())
+        try:
+            _export = start(environ[CONNECTION_SETTING].strip(), credential_factory())
+        except Exception as exc:  # an add-on: a bad connection string must not cost the collection
+            logging.getLogger(__name__).warning(
+                "Application Insights: tenant lines are not exported, the exporter could not start "
+                "(%s: %s); check %s (they are in the host's traces, named in the text)",
+                type(exc).__name__,
+                exc,
+                CONNECTION_SETTING,
+            )
+            yield
+            return
     try:
         yield
     finally:

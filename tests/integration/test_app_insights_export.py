@@ -105,7 +105,7 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.mark.parametrize("fault", ["dead", "refusing"])
+@pytest.mark.parametrize("fault", ["dead", "refusing", "malformed"])
 def test_an_unreachable_or_refusing_ingestion_costs_a_bounded_flush_and_no_traceback(
     fault: str,
     tenants: Any,  # noqa: F811
@@ -123,6 +123,8 @@ def test_an_unreachable_or_refusing_ingestion_costs_a_bounded_flush_and_no_trace
             "APPLICATIONINSIGHTS_CONNECTION_STRING",
             app_insights_sim.connection_string.replace(str(app_insights_sim.port), str(closed_port())),
         )
+    elif fault == "malformed":  # the exporter refuses to start: the collection runs without it
+        monkeypatch.setenv("APPLICATIONINSIGHTS_CONNECTION_STRING", "InstrumentationKey=not-a-guid\n")
     else:
         app_insights_sim.deny()
     caplog.set_level(logging.INFO)
@@ -138,7 +140,8 @@ def test_an_unreachable_or_refusing_ingestion_costs_a_bounded_flush_and_no_trace
     assert elapsed < app_insights.FLUSH_SECONDS + 10
     assert not any(r.exc_info or r.exc_text for r in caplog.records)
     assert "Traceback" not in capsys.readouterr().err
-    complaints = [r for r in caplog.records if r.name.startswith("azure.monitor.opentelemetry")]
+    source = "auditsync.app_insights" if fault == "malformed" else "azure.monitor.opentelemetry"
+    complaints = [r for r in caplog.records if r.name.startswith(source)]
     assert complaints and all(r.levelno >= logging.WARNING for r in complaints)
     if fault == "refusing":
         assert app_insights_sim.attempts >= 1
