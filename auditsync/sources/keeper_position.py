@@ -88,7 +88,8 @@ def _span_ms(value: timedelta) -> int:
 
 
 # -- packing ---------------------------------------------------------------------------------------
-def _varint(value: int, out: bytearray) -> None:
+def _varint(value: int) -> bytes:
+    out = bytearray()
     while True:
         byte = value & 0x7F
         value >>= 7
@@ -96,22 +97,30 @@ def _varint(value: int, out: bytearray) -> None:
             out.append(byte | 0x80)
         else:
             out.append(byte)
-            return
+            return bytes(out)
+
+
+#: Varints of the values nearly every entry has (time deltas under 16 s, copy counts), looked up rather
+#: than encoded: a pack is a loop over tens of thousands of entries, saved after every page.
+_SMALL_VARINTS = [_varint(value) for value in range(1 << 14)]
 
 
 def pack(entries: dict[int, list[int]]) -> str:
     """Sorted by key: varint(time delta), 4-byte hash, varint(prior), varint(seen); then base64."""
-    out = bytearray()
+    small, limit = _SMALL_VARINTS, len(_SMALL_VARINTS)
+    parts: list[bytes] = []
+    append = parts.append
     previous = 0
     for key in sorted(entries):
         prior, seen = entries[key]
         ts = key >> 32
-        _varint(ts - previous, out)
+        delta = ts - previous
         previous = ts
-        out += (key & 0xFFFFFFFF).to_bytes(4, "big")
-        _varint(prior, out)
-        _varint(seen, out)
-    return base64.b64encode(bytes(out)).decode("ascii")
+        append(small[delta] if delta < limit else _varint(delta))
+        append((key & 0xFFFFFFFF).to_bytes(4, "big"))
+        append(small[prior] if prior < limit else _varint(prior))
+        append(small[seen] if seen < limit else _varint(seen))
+    return base64.b64encode(b"".join(parts)).decode("ascii")
 
 
 def _varint_bytes(value: int) -> int:
