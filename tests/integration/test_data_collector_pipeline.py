@@ -27,6 +27,7 @@ from simulators.data_collector import DataCollectorSim, column_for
 from simulators.keeper import KeeperSim, sample_events
 from simulators.keyvault import KeyVaultSim
 from simulators.onepassword import OnePasswordSim
+from tests.fixtures.canonical import canonical, without
 from tests.fixtures.data_collector import random_key
 from tests.fixtures.keeper import keeper_env
 from tests.fixtures.pipeline import DataCollectorPipeline, settings_for, still
@@ -46,7 +47,7 @@ def both_env(dc_pipeline: DataCollectorPipeline, keeper: KeeperSim) -> dict[str,
     )
 
 
-def keeper_cl_view(event: dict[str, Any]) -> str:
+def keeper_cl_view(event: dict[str, Any]) -> bytes:
     """What ``Keeper_CL`` should hold for a raw Keeper event, by the service's suffix rules (the
     simulator's ``column_for``), independent of the sink's own shaping code."""
     row = {}
@@ -58,15 +59,11 @@ def keeper_cl_view(event: dict[str, Any]) -> str:
         column = column_for(name, value)
         if column is not None:
             row[column[0]] = column[1]
-    return json.dumps(row, sort_keys=True, ensure_ascii=False)
+    return canonical(row)
 
 
-def stored_view(row: dict[str, Any]) -> str:
-    return json.dumps(
-        {k: v for k, v in row.items() if k not in ("TimeGenerated", "Type")},
-        sort_keys=True,
-        ensure_ascii=False,
-    )
+def stored_view(row: dict[str, Any]) -> bytes:
+    return without(row, "TimeGenerated", "Type")
 
 
 def event_rows(collector: DataCollectorSim) -> list[dict[str, Any]]:

@@ -19,7 +19,8 @@ from auditsync.sources.keeper import MAX_PASS_EVENTS, PAGE_LIMIT
 from auditsync.sources.keeper_position import TARGET_WINDOW_EVENTS
 from simulators.base import Request
 from simulators.keeper import EVENTS_PATH, event_time_ms
-from tests.fixtures.keeper import KeeperHarness, canonical, keeper_settings
+from tests.fixtures.canonical import canonical
+from tests.fixtures.keeper import KeeperHarness, keeper_settings
 
 
 def events_requests(harness: KeeperHarness) -> list[Request]:

@@ -6,7 +6,6 @@ columns, a heartbeat per run, and Keeper and 1Password failing independently.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -21,6 +20,7 @@ from auditsync.tables.rows import shape_rows
 from simulators.clock import FakeClock
 from simulators.keeper import KeeperSim, sample_events
 from simulators.logs_ingestion import LogsIngestionSim
+from tests.fixtures.canonical import without
 from tests.fixtures.keeper import keeper_env
 from tests.fixtures.pipeline import (
     Pipeline,
@@ -35,13 +35,11 @@ from tests.fixtures.pipeline import (
 ONEPASSWORD_STREAMS = ("onepassword/auditevents", "onepassword/itemusages", "onepassword/signinattempts")
 
 
-def without_ingestion_time(row: dict[str, Any]) -> str:
-    return json.dumps(
-        {k: v for k, v in row.items() if k != "TimeGenerated"}, sort_keys=True, ensure_ascii=False
-    )
+def without_ingestion_time(row: dict[str, Any]) -> bytes:
+    return without(row, "TimeGenerated")
 
 
-def expected_rows(events: list[dict[str, Any]], clock: FakeClock) -> Counter[str]:
+def expected_rows(events: list[dict[str, Any]], clock: FakeClock) -> Counter[bytes]:
     rows, _ = shape_rows(TABLES[KEEPER_TABLE], events, now=clock.now(), event_type="events")
     return Counter(map(without_ingestion_time, rows))
 

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from simulators.clock import FakeClock
 from simulators.keeper import KeeperSim, format_timestamp
-from tests.fixtures.keeper import KEEPER_TOKEN, T0, KeeperHarness, canonical, keeper_settings
+from tests.fixtures.canonical import canonical
+from tests.fixtures.keeper import KEEPER_TOKEN, T0, KeeperHarness, keeper_settings
 
 LAG = timedelta(minutes=5)
 OVERLAP = timedelta(minutes=15)

@@ -8,7 +8,6 @@ stops. Deadlines come from the run budget on a clock that ticks with every readi
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -27,6 +26,7 @@ from auditsync.sinks.file import FileSink
 from auditsync.tables import KEEPER_TABLE, TABLES
 from auditsync.tables.rows import shape_rows
 from simulators.keeper import KeeperSim
+from tests.fixtures.canonical import without
 from tests.fixtures.keeper import KEEPER_TOKEN, keeper_run_settings
 from tests.fixtures.pipeline import still, ticking
 from tests.integration.test_keeper_property import (
@@ -97,10 +97,8 @@ class CrashingStore:
         return self.inner.save(checkpoint)
 
 
-def comparable(row: dict[str, Any]) -> str:
-    return json.dumps(
-        {k: v for k, v in row.items() if k != "TimeGenerated"}, sort_keys=True, ensure_ascii=False
-    )
+def comparable(row: dict[str, Any]) -> bytes:
+    return without(row, "TimeGenerated")
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,8 @@ from auditsync.tables.rows import shape_rows
 from simulators.base import Request
 from simulators.clock import FakeClock
 from simulators.keeper import KeeperSim, format_timestamp, sample_events
-from tests.fixtures.keeper import KEEPER_TOKEN, KeeperHarness, canonical, keeper_settings
+from tests.fixtures.canonical import canonical
+from tests.fixtures.keeper import KEEPER_TOKEN, KeeperHarness, keeper_settings
 
 
 def ms(clock: FakeClock, delta: timedelta) -> int:
