@@ -28,7 +28,6 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -40,7 +39,7 @@ from auditsync.tables.rows import shape_rows
 from simulators.keeper import KeeperSim, sample_events
 from simulators.logs_ingestion import LogsIngestionSim
 from simulators.onepassword import OnePasswordSim
-from tests.fixtures.canonical import without
+from tests.fixtures.canonical import row_content
 from tests.fixtures.keeper import KEEPER_TOKEN
 from tests.fixtures.pipeline import logs_ingestion_sink_env
 
@@ -54,10 +53,6 @@ ROOT = Path(__file__).resolve().parents[2]
 ONEPASSWORD_TYPES = ("auditevents", "itemusages", "signinattempts")
 KEEPER_STREAM = "keeper/events"
 STREAMS = (*(f"onepassword/{t}" for t in ONEPASSWORD_TYPES), KEEPER_STREAM)
-
-
-def keeper_key(row: dict[str, Any]) -> bytes:
-    return without(row, "TimeGenerated")
 
 
 @dataclass
@@ -104,7 +99,7 @@ class Soak:
         self.keeper.add(events)
         self.history.append(f"add {start.isoformat()}..{end.isoformat()} n={len(events)}")
         rows, _ = shape_rows(TABLES[KEEPER_TABLE], events, now=now, event_type="events")
-        self.keeper_expected.update(map(keeper_key, rows))
+        self.keeper_expected.update(map(row_content, rows))
 
     def run(self, kill_after: float | None) -> bool:
         """One ``python -m auditsync run``; killed with SIGKILL after ``kill_after`` s. True if it was killed."""
@@ -158,7 +153,7 @@ class Soak:
         for row in self.logs.rows(ONEPASSWORD_TABLE):
             if row.get("log_source") in ONEPASSWORD_TYPES:
                 out[f"onepassword/{row['log_source']}"][row["uuid_s"]] += 1
-        out[KEEPER_STREAM].update(map(keeper_key, self.logs.rows(KEEPER_TABLE)))
+        out[KEEPER_STREAM].update(map(row_content, self.logs.rows(KEEPER_TABLE)))
         return out
 
     def duplicates(self) -> dict[str, int]:

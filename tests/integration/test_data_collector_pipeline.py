@@ -27,7 +27,7 @@ from simulators.data_collector import DataCollectorSim, column_for
 from simulators.keeper import KeeperSim, sample_events
 from simulators.keyvault import KeyVaultSim
 from simulators.onepassword import OnePasswordSim
-from tests.fixtures.canonical import canonical, without
+from tests.fixtures.canonical import canonical, row_content
 from tests.fixtures.data_collector import random_key
 from tests.fixtures.keeper import keeper_env
 from tests.fixtures.pipeline import DataCollectorPipeline, settings_for, still
@@ -63,7 +63,7 @@ def keeper_cl_view(event: dict[str, Any]) -> bytes:
 
 
 def stored_view(row: dict[str, Any]) -> bytes:
-    return without(row, "TimeGenerated", "Type")
+    return row_content(row, "Type")
 
 
 def event_rows(collector: DataCollectorSim) -> list[dict[str, Any]]:

@@ -34,7 +34,7 @@ from simulators.keeper import KeeperSim, sample_events
 from simulators.keyvault import KeyVaultSim
 from simulators.logs_ingestion import LogsIngestionSim
 from simulators.onepassword import EVENT_TYPES, OnePasswordSim
-from tests.fixtures.canonical import without
+from tests.fixtures.canonical import row_content
 from tests.fixtures.pipeline import event_rows, uuid_counts
 
 # On the fault-deadline scenarios' worker, before them: its worker processes never run beside the runs timed there.
@@ -79,11 +79,7 @@ class SendTwice:
 
 def keeper_rows(events: list[dict[str, Any]]) -> Counter[bytes]:
     rows, _ = shape_rows(TABLES[KEEPER_TABLE], events, now=datetime.now(UTC), event_type="events")
-    return Counter(_content(r) for r in rows)
-
-
-def _content(row: dict[str, Any]) -> bytes:
-    return without(row, "TimeGenerated")
+    return Counter(row_content(r) for r in rows)
 
 
 def _start_account(
@@ -194,7 +190,7 @@ def test_fifty_tenants_drained_by_worker_processes_exactly_once(
         if name in ("broken", "dormant"):
             continue
         # Exactly once, into this tenant's own DCR only.
-        delivered_rows = Counter(_content(r) for r in account.dcr.rows(KEEPER_TABLE))
+        delivered_rows = Counter(row_content(r) for r in account.dcr.rows(KEEPER_TABLE))
         assert delivered_rows == keeper_rows(account.keeper_events), name
         assert uuid_counts(event_rows(account.dcr)) == account.onepassword_uuids, name
         health = account.dcr.rows("AuditSyncHealth_CL")

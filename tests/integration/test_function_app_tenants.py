@@ -36,11 +36,6 @@ from simulators.onepassword import OnePasswordSim
 from tests.fixtures.pipeline import event_rows, uuid_counts
 from tests.integration.test_function_app import indexed_function, timer
 
-# Its tests wait out real deadlines and retries more than they compute: with the suite's other waiting
-# modules on one worker (one load group), so the waits overlap the CPU-bound tests, not each other
-# (docs/benchmarks.md, "Test suite").
-pytestmark = pytest.mark.xdist_group("waits")
-
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -27,11 +27,6 @@ from simulators.onepassword import OnePasswordSim
 from tests.fixtures.secret_scan import assert_no_secrets, files_text, records_text, rows_text
 from tests.integration.test_function_app import collect_function
 
-# Its tests wait out real deadlines and retries more than they compute: with the suite's other waiting
-# modules on one worker (one load group), so the waits overlap the CPU-bound tests, not each other
-# (docs/benchmarks.md, "Test suite").
-pytestmark = pytest.mark.xdist_group("waits")
-
 HEALTH = "AuditSyncHealth_CL"
 
 

@@ -20,7 +20,7 @@ from auditsync.tables.rows import shape_rows
 from simulators.clock import FakeClock
 from simulators.keeper import KeeperSim, sample_events
 from simulators.logs_ingestion import LogsIngestionSim
-from tests.fixtures.canonical import without
+from tests.fixtures.canonical import row_content
 from tests.fixtures.keeper import keeper_env
 from tests.fixtures.pipeline import (
     Pipeline,
@@ -35,13 +35,9 @@ from tests.fixtures.pipeline import (
 ONEPASSWORD_STREAMS = ("onepassword/auditevents", "onepassword/itemusages", "onepassword/signinattempts")
 
 
-def without_ingestion_time(row: dict[str, Any]) -> bytes:
-    return without(row, "TimeGenerated")
-
-
 def expected_rows(events: list[dict[str, Any]], clock: FakeClock) -> Counter[bytes]:
     rows, _ = shape_rows(TABLES[KEEPER_TABLE], events, now=clock.now(), event_type="events")
-    return Counter(map(without_ingestion_time, rows))
+    return Counter(map(row_content, rows))
 
 
 def keeper_only_env(
@@ -82,7 +78,7 @@ def test_100000_keeper_events_over_deadline_bounded_runs_arrive_exactly_once(
 
     rows = logs.rows(KEEPER_TABLE)
     assert len(rows) == 100_000
-    assert Counter(map(without_ingestion_time, rows)) == expected_rows(sent, fake_clock), "exactly once"
+    assert Counter(map(row_content, rows)) == expected_rows(sent, fake_clock), "exactly once"
     assert logs.undeclared == {} and logs.type_errors == []
     declared = set(TABLES[KEEPER_TABLE].column_types)
     assert all(set(r) <= declared for r in rows)

@@ -26,7 +26,7 @@ from auditsync.sinks.file import FileSink
 from auditsync.tables import KEEPER_TABLE, TABLES
 from auditsync.tables.rows import shape_rows
 from simulators.keeper import KeeperSim
-from tests.fixtures.canonical import without
+from tests.fixtures.canonical import row_content
 from tests.fixtures.keeper import KEEPER_TOKEN, keeper_run_settings
 from tests.fixtures.pipeline import still, ticking
 from tests.integration.test_keeper_property import (
@@ -97,10 +97,6 @@ class CrashingStore:
         return self.inner.save(checkpoint)
 
 
-def comparable(row: dict[str, Any]) -> bytes:
-    return without(row, "TimeGenerated")
-
-
 @pytest.fixture(scope="module")
 def runner_sim() -> Any:
     with KeeperSim(token=KEEPER_TOKEN) as sim:
@@ -156,9 +152,9 @@ def test_exactly_once_through_the_runner(
             break
 
     expected_rows, _ = shape_rows(TABLES[KEEPER_TABLE], [a.event for a in arrivals], now=clock.now())
-    expected = Counter(map(comparable, expected_rows))
-    delivered = Counter(comparable(r) for batch in sink.batches for r in batch)
-    crashed = Counter(map(comparable, store.crashed_rows))
+    expected = Counter(map(row_content, expected_rows))
+    delivered = Counter(row_content(r) for batch in sink.batches for r in batch)
+    crashed = Counter(map(row_content, store.crashed_rows))
     event(f"crashed pages with events: {bool(crashed)}")
     assert delivered - expected == crashed, "duplicates beyond the crashed pages"
     assert expected - delivered == Counter(), "events lost"

@@ -21,11 +21,6 @@ from simulators.clock import FakeClock
 from simulators.identity import ManagedIdentitySim
 from simulators.logs_ingestion import LogsIngestionSim
 
-# Its tests wait out real deadlines and retries more than they compute: with the suite's other waiting
-# modules on one worker (one load group), so the waits overlap the CPU-bound tests, not each other
-# (docs/benchmarks.md, "Test suite").
-pytestmark = pytest.mark.xdist_group("waits")
-
 
 class Echo(SimServer):
     def handle(self, request: Request) -> Response:

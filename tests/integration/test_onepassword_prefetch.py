@@ -15,15 +15,8 @@ from collections import Counter
 from datetime import timedelta
 from typing import Any
 
-import pytest
-
 from simulators.base import Request
 from tests.fixtures.pipeline import Pipeline
-
-# Its tests wait out real deadlines and retries more than they compute: with the suite's other waiting
-# modules on one worker (one load group), so the waits overlap the CPU-bound tests, not each other
-# (docs/benchmarks.md, "Test suite").
-pytestmark = pytest.mark.xdist_group("waits")
 
 PAGE = 1_000
 STREAM = "onepassword/auditevents"

@@ -40,11 +40,6 @@ from simulators.logs_ingestion import LogsIngestionSim
 from simulators.proxy import ForwardingProxy
 from tests.fixtures.pipeline import still
 
-# Its tests wait out real deadlines and retries more than they compute: with the suite's other waiting
-# modules on one worker (one load group), so the waits overlap the CPU-bound tests, not each other
-# (docs/benchmarks.md, "Test suite").
-pytestmark = pytest.mark.xdist_group("waits")
-
 ROW = {"TimeGenerated": "2026-01-01T00:00:00Z", "Stream": "onepassword/auditevents", "Status": "ok"}
 #: A run deadline far enough for every rule's retries (fake time: nobody waits for it).
 ROOMY = timedelta(minutes=5)

@@ -30,11 +30,6 @@ from simulators.tls import LoopbackTLS
 from tests.fixtures.data_collector import random_key
 from tests.fixtures.secret_scan import assert_no_secrets, files_text, rows_text
 
-# Its tests wait out real deadlines and retries more than they compute: with the suite's other waiting
-# modules on one worker (one load group), so the waits overlap the CPU-bound tests, not each other
-# (docs/benchmarks.md, "Test suite").
-pytestmark = pytest.mark.xdist_group("waits")
-
 ROOT = Path(__file__).resolve().parents[2]
 HEALTH = "AuditSyncHealth_CL"
 

@@ -30,11 +30,6 @@ from simulators.onepassword import OnePasswordSim
 from tests.fixtures.pipeline import event_rows, health, uuid_counts
 from tests.fixtures.tokens import World
 
-# Its tests wait out real deadlines and retries more than they compute: with the suite's other waiting
-# modules on one worker (one load group), so the waits overlap the CPU-bound tests, not each other
-# (docs/benchmarks.md, "Test suite").
-pytestmark = pytest.mark.xdist_group("waits")
-
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
 
